@@ -1,0 +1,1 @@
+"""Arbor's aiohttp service: settings, handlers, the conversation pipeline, presenters."""

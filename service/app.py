@@ -1,0 +1,81 @@
+"""The application factory: create_app(settings) -> web.Application."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator
+
+import orjson
+from aiohttp import web
+
+from storage import migrations
+from storage.db import Database
+from storage.embedded import EmbeddedPostgres
+
+from . import handlers, middlewares
+from .appkeys import DB, DEPS, DSN, OPENAPI, SETTINGS
+from .conversation import Deps
+from .cursors import CursorCodec
+from .openapi import build_spec
+from .settings import Settings
+
+log = logging.getLogger("arbor.app")
+
+
+def create_app(settings: Settings, *, seed_demo: bool = False) -> web.Application:
+    app = web.Application(middlewares=[middlewares.timing, middlewares.errors])
+    app[SETTINGS] = settings
+    app[OPENAPI] = orjson.dumps(build_spec())
+    if settings.database_url:
+        app[DSN] = settings.database_url
+    else:
+        app.cleanup_ctx.append(_embedded_postgres)
+    app.cleanup_ctx.append(_database)
+    if seed_demo:
+        app.on_startup.append(_seed_demo_if_empty)
+    _routes(app)
+    return app
+
+
+def _routes(app: web.Application) -> None:
+    app.router.add_get("/v1/conversations/{post_id}", handlers.get_conversation)
+    app.router.add_get("/v1/conversations/{post_id}/replies", handlers.get_replies)
+    app.router.add_get("/v1/conversations/{post_id}/ancestors", handlers.get_ancestors)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/openapi.json", handlers.openapi)
+
+
+async def _embedded_postgres(app: web.Application) -> AsyncIterator[None]:
+    server = EmbeddedPostgres(app[SETTINGS].data_dir)
+    loop = asyncio.get_running_loop()
+    app[DSN] = await loop.run_in_executor(None, server.start)
+    yield
+    if server.started_here:
+        await loop.run_in_executor(None, server.stop)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    db = await Database.connect(app[DSN], min_size=s.db_pool_min, max_size=s.db_pool_max,
+                                statement_timeout_ms=s.db_statement_timeout_ms,
+                                connect_timeout=s.db_connect_timeout_s)
+    async with db.pool.acquire() as con:
+        applied = await migrations.apply(con)
+    if applied:
+        log.info("migrations applied: %s", applied)
+    app[DB] = db
+    app[DEPS] = Deps(db=db, cursors=CursorCodec(s.cursor_secret, s.cursor_ttl_s))
+    yield
+    await db.close()
+
+
+async def _seed_demo_if_empty(app: web.Application) -> None:
+    from storage import seeding
+
+    db = app[DB]
+    if await db.fetchval("SELECT EXISTS (SELECT 1 FROM posts)"):
+        log.info("database has posts; not seeding the demo")
+        return
+    async with db.pool.acquire() as con:
+        await seeding.seed(con, "demo")

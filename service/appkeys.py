@@ -1,0 +1,13 @@
+"""Typed keys for what the application holds."""
+from aiohttp import web
+
+from storage.db import Database
+
+from .conversation import Deps
+from .settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+DSN = web.AppKey("dsn", str)
+DB = web.AppKey("db", Database)
+DEPS = web.AppKey("deps", Deps)
+OPENAPI = web.AppKey("openapi", bytes)

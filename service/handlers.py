@@ -1,0 +1,68 @@
+"""HTTP handlers: parse and validate input, call the pipeline, present. Nothing else."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from . import conversation
+from .appkeys import DB, DEPS, SETTINGS, OPENAPI
+from .cursors import AncestorsCursor, RepliesCursor
+from .errors import bad_request
+from .params import parse_int, parse_post_id, parse_view_limits, reject_unknown
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body, option=orjson.OPT_UTC_Z),
+                        content_type="application/json")
+
+
+def _cursor_param(request: web.Request) -> str:
+    raw = request.query.get("cursor")
+    if raw is None:
+        raise bad_request("missing_parameter", "cursor is required")
+    return raw
+
+
+async def get_conversation(request: web.Request) -> web.Response:
+    post_id = parse_post_id(request.match_info["post_id"])
+    limits = parse_view_limits(request.query, request.app[SETTINGS])
+    return json_response(await conversation.render_conversation(request.app[DEPS], post_id, limits))
+
+
+async def get_replies(request: web.Request) -> web.Response:
+    post_id = parse_post_id(request.match_info["post_id"])
+    settings = request.app[SETTINGS]
+    reject_unknown(request.query, ("cursor", "max_nodes"))
+    max_nodes = parse_int(request.query, "max_nodes", settings.default_max_nodes, 1,
+                          settings.max_max_nodes)
+    deps = request.app[DEPS]
+    cursor = deps.cursors.decode(_cursor_param(request), RepliesCursor)
+    return json_response(await conversation.render_replies_page(deps, post_id, cursor, max_nodes))
+
+
+async def get_ancestors(request: web.Request) -> web.Response:
+    post_id = parse_post_id(request.match_info["post_id"])
+    reject_unknown(request.query, ("cursor",))
+    deps = request.app[DEPS]
+    cursor = deps.cursors.decode(_cursor_param(request), AncestorsCursor)
+    return json_response(await conversation.render_ancestors_page(deps, post_id, cursor))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the database answers quickly; otherwise 503 naming what is degraded."""
+    try:
+        await asyncio.wait_for(request.app[DB].fetchval("SELECT 1"), timeout=1.0)
+    except Exception:  # any failure to answer means not ready; the reason is in the body
+        return json_response({"status": "degraded", "degraded": ["database"]}, status=503)
+    return json_response({"status": "ok", "degraded": []})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")

@@ -1,0 +1,67 @@
+"""Errors into the one JSON shape; per-request database accounting (Server-Timing)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncpg
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from storage.db import start_query_stats
+
+from .errors import ApiError, error_response
+
+log = logging.getLogger("arbor.http")
+
+# Failures that mean "the database is unreachable or too slow", not "the request is wrong".
+DATABASE_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                        asyncpg.QueryCanceledError, asyncpg.CannotConnectNowError,
+                        asyncpg.TooManyConnectionsError, ConnectionError, OSError,
+                        asyncio.TimeoutError)
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+               400: "bad_request", 401: "unauthorized", 403: "forbidden"}
+
+
+@web.middleware
+async def errors(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return error_response(e.status, e.code, e.message, retry_after=e.retry_after)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = _HTTP_CODES.get(e.status, "http_error")
+        message = "no such endpoint" if e.status == 404 else (e.reason or code)
+        return error_response(e.status, code, message)
+    except DATABASE_UNAVAILABLE as e:
+        log.warning("database unavailable: %s: %s path=%s", type(e).__name__, e, request.path)
+        return error_response(503, "database_unavailable",
+                              "the database is unavailable; retry shortly", retry_after=1)
+    except Exception:
+        log.exception("unhandled error path=%s", request.path)
+        return error_response(500, "internal", "internal error")
+
+
+@web.middleware
+async def timing(request: web.Request, handler) -> web.StreamResponse:
+    stats = start_query_stats()
+    started = time.perf_counter()
+    response = await handler(request)
+    total_ms = (time.perf_counter() - started) * 1000
+    request["db_round_trips"] = stats.round_trips
+    response.headers["Server-Timing"] = (
+        f'db;dur={stats.seconds * 1000:.2f};desc="round_trips={stats.round_trips}", '
+        f"total;dur={total_ms:.2f}")
+    return response
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request an SRE can grep: method, path, status, bytes, ms, db round trips."""
+
+    def log(self, request, response, time):  # noqa: A002 - aiohttp's signature
+        self.logger.info('%s %s %s status=%s bytes=%s ms=%.1f db_round_trips=%s',
+                         request.remote, request.method, request.path_qs[:300], response.status,
+                         response.body_length, time * 1000, request.get("db_round_trips", 0))

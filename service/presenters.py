@@ -1,0 +1,130 @@
+"""The present stage: pure functions from (skeleton, hydrated rows) to the JSON of DESIGN §4.
+
+Hidden posts become typed tombstones when they still carry replies, so nothing below them
+is detached; hidden leaves are left out. Every cut gets a cursor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from storage.post_queries import PostRow
+from storage.thread_queries import SECTIONS
+
+from . import visibility_rules as rules
+from .cursors import CursorCodec, RepliesCursor
+from .thread_skeleton import NORMAL, Skeleton, SkelNode
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    posts: dict[int, PostRow]
+    quoted: dict[int, PostRow]     # first-level quoted posts
+    cursors: CursorCodec
+    focal_id: int
+    conversation_id: int
+    sort: str
+    branching: int
+    depth: int                     # levels the current view shows below its root
+
+
+def author_json(post: PostRow) -> Json:
+    a = post.author
+    return {"id": str(a.id), "handle": a.handle, "display_name": a.display_name}
+
+
+def post_json(post: PostRow, quote: Json | None, replies: Json | None) -> Json:
+    return {
+        "type": "post",
+        "id": str(post.id),
+        "conversation_id": str(post.conversation_id),
+        "in_reply_to_id": None if post.in_reply_to_id is None else str(post.in_reply_to_id),
+        "author": author_json(post),
+        "text": post.text,
+        "created_at": post.created_at,
+        "counts": {"replies": sum(post.replies), "likes": post.likes, "reposts": post.reposts,
+                   "quotes": post.quotes},
+        "quote": quote,
+        "replies": replies,
+    }
+
+
+def tombstone_json(post_id: int, reason: str, replies: Json | None) -> Json:
+    return {"type": "tombstone", "id": str(post_id), "reason": reason, "replies": replies}
+
+
+def quote_json(post: PostRow, ctx: RenderContext, nested: bool) -> Json | None:
+    """The quote embed of `post`; one level deep (a quote inside a quote: id and state only)."""
+    if post.quoted is None or post.quote_of_id is None:
+        return None
+    state = rules.quote_state(post.quoted)
+    embedded = None
+    if state == "ok" and not nested:
+        quoted = ctx.quoted.get(post.quote_of_id) or ctx.posts.get(post.quote_of_id)
+        if quoted is None or rules.post_verdict(quoted) is not None:
+            state = rules.post_verdict(quoted) or rules.DELETED
+        else:
+            embedded = post_json(quoted, quote_json(quoted, ctx, nested=True), None)
+    return {"state": state, "id": str(post.quote_of_id), "post": embedded}
+
+
+def flat_node(post_id: int, ctx: RenderContext) -> Json:
+    """A node shown without replies (an ancestor). Hidden ones stay, as tombstones, to keep
+    the chain from the root to the focal post whole."""
+    post = ctx.posts.get(post_id)
+    verdict = rules.post_verdict(post)
+    if verdict is not None or post is None:
+        return tombstone_json(post_id, verdict or rules.DELETED, None)
+    return post_json(post, quote_json(post, ctx, nested=False), None)
+
+
+def tree_node(node: SkelNode, ctx: RenderContext) -> Json | None:
+    post = ctx.posts.get(node.id)
+    replies = replies_json(node, NORMAL, ctx, with_sections=True)
+    verdict = rules.post_verdict(post)
+    if verdict is not None or post is None:
+        return None if replies is None else tombstone_json(node.id, verdict or rules.DELETED,
+                                                           replies)
+    return post_json(post, quote_json(post, ctx, nested=False), replies)
+
+
+def _subtree_depth(level: int, depth: int) -> int:
+    """Depth under each item of a cursor's page, for a node at `level` of a `depth`-level view:
+    what the view would have shown there, or a fresh view's worth below a depth cut."""
+    return max(0, depth - level - 1 if level < depth else depth - 1)
+
+
+def replies_cursor(node: SkelNode, section: int, ctx: RenderContext, *, after, consumed) -> str:
+    return ctx.cursors.encode(RepliesCursor(
+        focal=ctx.focal_id, conversation=ctx.conversation_id, parent=node.id, section=section,
+        sort=ctx.sort, depth=_subtree_depth(node.level, ctx.depth), branching=ctx.branching,
+        after=after, consumed=consumed))
+
+
+def replies_json(node: SkelNode, section: int, ctx: RenderContext, *,
+                 with_sections: bool) -> Json | None:
+    """The Replies object of a node listing `section`, or None when it has no replies at all."""
+    if with_sections and sum(node.counts) == 0:
+        return None
+    items = [j for j in (tree_node(c, ctx) for c in node.children or ()) if j is not None]
+    more = None
+    if node.more:
+        more = {"count": max(1, node.counts[section] - node.consumed),
+                "cursor": replies_cursor(node, section, ctx, after=node.after,
+                                         consumed=node.consumed)}
+    sections: Json = {"low_quality": None, "offensive": None}
+    if with_sections:
+        for i in (1, 2):
+            if node.counts[i]:
+                sections[SECTIONS[i]] = {
+                    "count": node.counts[i],
+                    "cursor": replies_cursor(node, i, ctx, after=None, consumed=0)}
+    return {"items": items, "more": more, "sections": sections}
+
+
+def page_json(skel: Skeleton, ctx: RenderContext) -> Json:
+    """A continuation page: the Replies object of the cursor's parent in the cursor's section."""
+    return replies_json(skel.root, skel.section, ctx, with_sections=False) or {
+        "items": [], "more": None, "sections": {"low_quality": None, "offensive": None}}

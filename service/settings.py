@@ -1,0 +1,190 @@
+"""Every limit, timeout and secret Arbor has: one table of (name, type, default, help).
+
+The table is data, Datasette-style: validated at start-up, overridable from the
+environment (ARBOR_<NAME>) and from `arbor serve --setting NAME=VALUE`, printed by
+`arbor settings`, and checked against README.md by a test.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+
+class SettingsError(ValueError):
+    """A setting has an unknown name or a value that does not validate."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any
+    help: str
+    min: float | None = None
+    max: float | None = None
+    secret: bool = False
+    choices: tuple[str, ...] | None = None
+
+    def parse(self, raw: Any) -> Any:
+        value = _coerce(self, raw)
+        if self.min is not None and value < self.min:
+            raise SettingsError(f"setting {self.name}: {value!r} is below the minimum {self.min:g}")
+        if self.max is not None and value > self.max:
+            raise SettingsError(f"setting {self.name}: {value!r} is above the maximum {self.max:g}")
+        if self.choices is not None and value not in self.choices:
+            raise SettingsError(f"setting {self.name}: {value!r} is not one of {', '.join(self.choices)}")
+        return value
+
+
+def _coerce(setting: Setting, raw: Any) -> Any:
+    if setting.type is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"setting {setting.name}: {raw!r} is not a boolean (use true or false)")
+    if setting.type in (int, float):
+        if isinstance(raw, bool):
+            raise SettingsError(f"setting {setting.name}: {raw!r} is not a number")
+        try:
+            return setting.type(raw)
+        except (TypeError, ValueError):
+            kind = "an integer" if setting.type is int else "a number"
+            raise SettingsError(f"setting {setting.name}: {raw!r} is not {kind}") from None
+    return str(raw)
+
+
+S = Setting
+SETTINGS: tuple[Setting, ...] = (
+    # Server
+    S("host", str, "127.0.0.1", "Address the HTTP server listens on."),
+    S("port", int, 8080, "Port the HTTP server listens on.", min=0, max=65535),
+    S("log_level", str, "INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    # Database
+    S("database_url", str, "", "PostgreSQL DSN. Empty: start the embedded PostgreSQL under data_dir "
+      "(also read from DATABASE_URL).", secret=True),
+    S("data_dir", str, ".arbor/pgdata", "Data folder of the embedded PostgreSQL (relative to the "
+      "working directory)."),
+    S("db_pool_min", int, 2, "Connections the pool keeps open.", min=1, max=100),
+    S("db_pool_max", int, 10, "Most connections the pool opens.", min=1, max=200),
+    S("db_statement_timeout_ms", int, 2000, "PostgreSQL statement_timeout for every service "
+      "connection, in ms.", min=10, max=600_000),
+    S("db_connect_timeout_s", float, 5.0, "Timeout for opening one database connection, in s.",
+      min=0.1, max=120),
+    # Conversation limits: request defaults and hard maximums
+    S("default_depth", int, 6, "Reply levels shown below the focal post when `depth` is not given.",
+      min=0, max=100),
+    S("max_depth", int, 20, "Largest `depth` a request may ask for.", min=0, max=100),
+    S("default_branching", int, 10, "Replies shown per node when `branching` is not given.",
+      min=1, max=1000),
+    S("max_branching", int, 100, "Largest `branching` a request may ask for.", min=1, max=1000),
+    S("default_max_nodes", int, 300, "Reply nodes per response when `max_nodes` is not given.",
+      min=1, max=10_000),
+    S("max_max_nodes", int, 1000, "Largest `max_nodes` a request may ask for.", min=1, max=10_000),
+    S("default_ancestors", int, 40, "Ancestors shown above the focal post when `ancestors` is not "
+      "given (the root is always one of them).", min=1, max=1000),
+    S("max_ancestors", int, 200, "Largest `ancestors` a request may ask for.", min=1, max=1000),
+    # Cursors
+    S("cursor_secret", str, "", "HMAC key that signs cursors. Empty: a random key per process "
+      "(cursors then die with the process and differ between replicas).", secret=True),
+    S("cursor_ttl_s", int, 86_400, "Seconds a cursor stays valid.", min=60, max=30 * 86_400),
+)
+del S
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+ENV_PREFIX = "ARBOR_"
+# DESIGN.md names DATABASE_URL without the prefix; both spellings work.
+ENV_ALIASES = {"database_url": ("DATABASE_URL",)}
+
+# Pairs that must hold together: (default setting, maximum setting).
+_DEFAULT_WITHIN_MAX = (
+    ("default_depth", "max_depth"),
+    ("default_branching", "max_branching"),
+    ("default_max_nodes", "max_max_nodes"),
+    ("default_ancestors", "max_ancestors"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Any]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def replace(self, **changes: Any) -> "Settings":
+        return load_settings(env={}, overrides={**self.values, **changes})
+
+    def public(self) -> list[dict[str, Any]]:
+        """The settings as shown to operators, with secrets redacted."""
+        rows = []
+        for s in SETTINGS:
+            value = self.values[s.name]
+            if s.secret and value:
+                value = "***"
+            rows.append({"name": s.name, "value": value, "default": s.default,
+                         "source": self.sources.get(s.name, "default"), "help": s.help})
+        return rows
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """`NAME=VALUE` strings from the command line into a dict."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise SettingsError(f"--setting expects NAME=VALUE, got {pair!r}")
+        out[name.strip()] = value
+    return out
+
+
+def load_settings(env: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None,
+                  *, random_secret: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> Settings:
+    """Defaults, then environment, then explicit overrides; every value validated."""
+    env = os.environ if env is None else env
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(BY_NAME))
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)} "
+                            f"(see `arbor settings` for the list)")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for s in SETTINGS:
+        raw, source = s.default, "default"
+        for var in (ENV_PREFIX + s.name.upper(), *ENV_ALIASES.get(s.name, ())):
+            if var in env:
+                raw, source = env[var], f"env {var}"
+                break
+        if s.name in overrides:
+            raw, source = overrides[s.name], "override"
+        values[s.name] = s.parse(raw)
+        sources[s.name] = source
+    for default_name, max_name in _DEFAULT_WITHIN_MAX:
+        if values[default_name] > values[max_name]:
+            raise SettingsError(f"setting {default_name} ({values[default_name]}) is larger than "
+                                f"{max_name} ({values[max_name]})")
+    if values["db_pool_min"] > values["db_pool_max"]:
+        raise SettingsError("setting db_pool_min is larger than db_pool_max")
+    if not values["cursor_secret"]:
+        values["cursor_secret"] = random_secret()
+        sources["cursor_secret"] = "generated"
+    return Settings(values, sources)
+
+
+def markdown_table() -> str:
+    """The settings table as it appears in README.md (`arbor settings --markdown`)."""
+    lines = ["| name | type | default | help |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = '""' if s.default == "" else f"{s.default}"
+        lines.append(f"| `{s.name}` | {s.type.__name__} | `{default}` | {s.help} |")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Storage: the embedded PostgreSQL, the asyncpg pool, migrations, and every SQL statement."""

@@ -1,0 +1,81 @@
+"""Hydration: posts with their counters and authors, loaded in one batch per call."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable
+
+from .db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    id: int
+    handle: str
+    display_name: str
+    state: str
+    protected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QuotedSummary:
+    """What a post needs to know of the post it quotes to state the quote without loading it."""
+    exists: bool
+    deleted: bool
+    author_id: int | None
+    author_state: str | None
+    author_protected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PostRow:
+    id: int
+    conversation_id: int
+    in_reply_to_id: int | None
+    quote_of_id: int | None
+    author: Author
+    text: str
+    created_at: datetime
+    deleted: bool
+    section: int
+    replies: tuple[int, int, int]  # listed direct replies per section
+    likes: int
+    reposts: int
+    quotes: int
+    quoted: QuotedSummary | None  # None when the post quotes nothing
+
+
+_POSTS_SQL = """
+    SELECT p.id, p.conversation_id, p.in_reply_to_id, p.quote_of_id, p.text, p.created_at,
+           p.deleted_at IS NOT NULL AS deleted, p.section,
+           pc.replies_normal, pc.replies_low_quality, pc.replies_offensive,
+           pc.likes, pc.reposts, pc.quotes,
+           a.id AS author_id, a.handle, a.display_name, a.state, a.protected,
+           q.id IS NOT NULL AS q_exists, q.deleted_at IS NOT NULL AS q_deleted,
+           qa.id AS q_author_id, qa.state AS q_author_state, qa.protected AS q_author_protected
+    FROM posts p
+    JOIN post_counts pc ON pc.post_id = p.id
+    JOIN accounts a ON a.id = p.author_id
+    LEFT JOIN posts q ON q.id = p.quote_of_id
+    LEFT JOIN accounts qa ON qa.id = q.author_id
+    WHERE p.id = ANY($1::bigint[])"""
+
+
+def _post(r) -> PostRow:
+    author = Author(r["author_id"], r["handle"], r["display_name"], r["state"], r["protected"])
+    quoted = None
+    if r["quote_of_id"] is not None:
+        quoted = QuotedSummary(r["q_exists"], r["q_deleted"], r["q_author_id"],
+                               r["q_author_state"], bool(r["q_author_protected"]))
+    return PostRow(r["id"], r["conversation_id"], r["in_reply_to_id"], r["quote_of_id"], author,
+                   r["text"], r["created_at"], r["deleted"], r["section"],
+                   (r["replies_normal"], r["replies_low_quality"], r["replies_offensive"]),
+                   r["likes"], r["reposts"], r["quotes"], quoted)
+
+
+async def posts_by_id(db: Database, ids: Iterable[int]) -> dict[int, PostRow]:
+    """Every existing post among `ids`, keyed by id. One round trip."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    return {r["id"]: _post(r) for r in await db.fetch(_POSTS_SQL, wanted)}

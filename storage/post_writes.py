@@ -1,0 +1,128 @@
+"""Writes that keep the reply counters exact, inside the write's own transaction.
+
+Counter rule: post_counts.replies_<section> of a post is the number of its *listed* direct
+replies in that section. A post is listed while it is not deleted or still has listed replies.
+So deleting a leaf unlists it (its parent's counter drops), deleting a post with replies keeps
+it listed as a tombstone, and the change can ripple up through deleted ancestors. Locks are
+taken bottom-up (a post's counter row before its parent's), on every path, so concurrent
+writers cannot deadlock; a concurrent reply to the same parent waits on the counter row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .db import Database, _Counted
+from .ids import IdGenerator
+
+_REPLY_COLUMNS = ("replies_normal", "replies_low_quality", "replies_offensive")
+_ids = IdGenerator()
+
+
+class ParentNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class NewPost:
+    id: int
+    conversation_id: int
+    depth: int
+
+
+async def insert_account(db: Database, account_id: int, handle: str, display_name: str = "",
+                         *, state: str = "active", protected: bool = False,
+                         has_avatar: bool = False, verified: bool = False) -> int:
+    await db.execute(
+        """INSERT INTO accounts (id, handle, display_name, state, protected, has_avatar, verified)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        account_id, handle, display_name, state, protected, has_avatar, verified)
+    return account_id
+
+
+async def insert_post(db: Database, author_id: int, text: str, *, in_reply_to_id: int | None = None,
+                      quote_of_id: int | None = None, post_id: int | None = None,
+                      created_at: datetime | None = None, section: int = 0,
+                      rank_key: int = 0) -> NewPost:
+    """Insert a post (a root when in_reply_to_id is None) and update every counter it touches."""
+    post_id = _ids.next() if post_id is None else post_id
+    created_at = created_at or datetime.now(timezone.utc)
+    async with db.transaction() as tx:
+        if in_reply_to_id is None:
+            conversation_id, depth = post_id, 0
+        else:
+            parent = await tx.fetchrow(
+                "SELECT conversation_id, depth FROM posts WHERE id = $1", in_reply_to_id)
+            if parent is None:
+                raise ParentNotFound(in_reply_to_id)
+            conversation_id, depth = parent["conversation_id"], parent["depth"] + 1
+        await tx.execute(
+            """INSERT INTO posts (id, conversation_id, author_id, in_reply_to_id, quote_of_id, text,
+                                  created_at, depth, section, rank_key)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+            post_id, conversation_id, author_id, in_reply_to_id, quote_of_id, text, created_at,
+            depth, section, rank_key)
+        await tx.execute("INSERT INTO post_counts (post_id, conversation_id) VALUES ($1, $2)",
+                         post_id, conversation_id)
+        if in_reply_to_id is not None:
+            await _reply_listed(tx, in_reply_to_id, section)
+        if quote_of_id is not None:
+            await tx.execute("UPDATE post_counts SET quotes = quotes + 1 WHERE post_id = $1",
+                             quote_of_id)
+    return NewPost(post_id, conversation_id, depth)
+
+
+async def delete_post(db: Database, post_id: int) -> bool:
+    """Mark a post deleted. Returns False when it does not exist or was already deleted."""
+    async with db.transaction() as tx:
+        counts = await tx.fetchrow(
+            f"SELECT {', '.join(_REPLY_COLUMNS)} FROM post_counts WHERE post_id = $1 FOR UPDATE",
+            post_id)
+        row = await tx.fetchrow(
+            """UPDATE posts SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL
+               RETURNING in_reply_to_id, section, quote_of_id""", post_id)
+        if row is None or counts is None:
+            return False
+        if row["quote_of_id"] is not None:
+            await tx.execute("UPDATE post_counts SET quotes = quotes - 1 WHERE post_id = $1",
+                             row["quote_of_id"])
+        if sum(counts) == 0:
+            await _unlist(tx, post_id, row["in_reply_to_id"], row["section"])
+    return True
+
+
+async def _reply_listed(tx: _Counted, parent_id: int, section: int) -> None:
+    """A reply in `section` became listed under parent_id: count it, and if the parent was an
+    unlisted (deleted, childless) post, list it again and ripple up."""
+    while parent_id is not None:
+        await tx.execute(
+            f"UPDATE post_counts SET {_REPLY_COLUMNS[section]} = {_REPLY_COLUMNS[section]} + 1 "
+            "WHERE post_id = $1", parent_id)
+        relisted = await tx.fetchrow(
+            """UPDATE posts SET listed = true WHERE id = $1 AND NOT listed
+               RETURNING in_reply_to_id, section""", parent_id)
+        if relisted is None:
+            return
+        parent_id, section = relisted["in_reply_to_id"], relisted["section"]
+
+
+async def _unlist(tx: _Counted, post_id: int, parent_id: int | None, section: int) -> None:
+    """post_id is deleted and has no listed replies: drop it from its parent's list, and ripple
+    up while that leaves a deleted parent with no listed replies either."""
+    while True:
+        await tx.execute("UPDATE posts SET listed = false WHERE id = $1", post_id)
+        if parent_id is None:
+            return
+        col = _REPLY_COLUMNS[section]
+        left = await tx.fetchrow(
+            f"""UPDATE post_counts SET {col} = {col} - 1 WHERE post_id = $1
+                RETURNING replies_normal + replies_low_quality + replies_offensive AS total""",
+            parent_id)
+        if left is None or left["total"] > 0:
+            return
+        parent = await tx.fetchrow(
+            "SELECT in_reply_to_id, section, deleted_at IS NOT NULL AS deleted FROM posts "
+            "WHERE id = $1", parent_id)
+        if parent is None or not parent["deleted"]:
+            return
+        post_id, parent_id, section = parent_id, parent["in_reply_to_id"], parent["section"]
