@@ -25,7 +25,7 @@ log = logging.getLogger("arbor.app")
 def create_app(settings: Settings, *, seed_demo: bool = False) -> web.Application:
     app = web.Application(middlewares=[middlewares.timing, middlewares.errors])
     app[SETTINGS] = settings
-    app[OPENAPI] = orjson.dumps(build_spec())
+    app[OPENAPI] = orjson.dumps(build_spec(settings))
     if settings.database_url:
         app[DSN] = settings.database_url
     else:

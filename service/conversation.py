@@ -96,7 +96,8 @@ async def render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
     depth = cursor.depth + 1  # the page's items, then cursor.depth levels under each
     skel = await expand(deps.db, cursor.conversation, root, section=cursor.section,
                         sort=cursor.sort, depth=depth, branching=cursor.branching,
-                        max_nodes=max_nodes, after=cursor.after, consumed=cursor.consumed)
+                        max_nodes=max_nodes, after=cursor.after, consumed=cursor.consumed,
+                        root_counts_known=False)
     posts, quoted = await _hydrate(deps.db, [cursor.parent] + skel.ids)
     parent = posts.get(cursor.parent)
     if parent is not None:  # the remaining count comes from the parent's counters

@@ -14,6 +14,7 @@ from storage.db import start_query_stats
 from .errors import ApiError, error_response
 
 log = logging.getLogger("arbor.http")
+DB_ROUND_TRIPS = web.RequestKey("db_round_trips", int)
 
 # Failures that mean "the database is unreachable or too slow", not "the request is wrong".
 DATABASE_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
@@ -35,7 +36,10 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
             raise
         code = _HTTP_CODES.get(e.status, "http_error")
         message = "no such endpoint" if e.status == 404 else (e.reason or code)
-        return error_response(e.status, code, message)
+        response = error_response(e.status, code, message)
+        if "Allow" in e.headers:  # RFC 9110: a 405 lists the methods that are allowed
+            response.headers["Allow"] = e.headers["Allow"]
+        return response
     except DATABASE_UNAVAILABLE as e:
         log.warning("database unavailable: %s: %s path=%s", type(e).__name__, e, request.path)
         return error_response(503, "database_unavailable",
@@ -51,7 +55,7 @@ async def timing(request: web.Request, handler) -> web.StreamResponse:
     started = time.perf_counter()
     response = await handler(request)
     total_ms = (time.perf_counter() - started) * 1000
-    request["db_round_trips"] = stats.round_trips
+    request[DB_ROUND_TRIPS] = stats.round_trips
     response.headers["Server-Timing"] = (
         f'db;dur={stats.seconds * 1000:.2f};desc="round_trips={stats.round_trips}", '
         f"total;dur={total_ms:.2f}")
@@ -64,4 +68,4 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request, response, time):  # noqa: A002 - aiohttp's signature
         self.logger.info('%s %s %s status=%s bytes=%s ms=%.1f db_round_trips=%s',
                          request.remote, request.method, request.path_qs[:300], response.status,
-                         response.body_length, time * 1000, request.get("db_round_trips", 0))
+                         response.body_length, time * 1000, request.get(DB_ROUND_TRIPS, 0))

