@@ -93,7 +93,8 @@ class Database:
         async def init(con: asyncpg.Connection) -> None:
             # asyncpg introspects non-scalar types (bigint[]) on first use per connection,
             # costing extra round trips inside some unlucky request; pay it at connect.
-            await con.fetchval("SELECT $1::bigint[]", [0])
+            await con.fetchrow("SELECT $1::bigint[], $2::int[], $3::text[], $4::smallint[]",
+                               [0], [0], [""], [0])
             con.add_query_logger(db._count_query)
 
         db.pool = await asyncpg.create_pool(
