@@ -76,6 +76,12 @@ async def _seed_demo_if_empty(app: web.Application) -> None:
     db = app[DB]
     if await db.fetchval("SELECT EXISTS (SELECT 1 FROM posts)"):
         log.info("database has posts; not seeding the demo")
-        return
-    async with db.pool.acquire() as con:
-        await seeding.seed(con, "demo")
+    else:
+        async with db.pool.acquire() as con:
+            await seeding.seed(con, "demo")
+    roots = await db.fetchval("SELECT roots FROM seed_runs WHERE preset = 'demo'")
+    if roots:
+        port = app[SETTINGS].port
+        log.info("demo conversations: %s", ", ".join(
+            f"{name}=http://localhost:{port}/v1/conversations/{post_id}"
+            for name, post_id in orjson.loads(roots).items()))
