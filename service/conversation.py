@@ -1,12 +1,14 @@
-"""The conversation pipeline: skeleton -> hydrate -> rules -> present.
+"""The conversation pipeline: skeleton (+ tree posts) -> hydrate -> rules -> present.
 
-Round trips per render: the ancestor chain (1), one per tree level (<= depth), the posts (1)
-and the quoted posts (<= 1): at most depth + 3, whatever the size of the conversation.
+Round trips per render: the ancestor chain (1), one per tree level (<= depth; a level also
+brings its posts), the ancestors' posts (1) and the quoted posts (<= 1): at most depth + 3,
+whatever the size of the conversation. Visibility rules that hide rows can add refill
+fetches (at most `visibility_refill_rounds` per level).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from storage import post_queries, thread_queries
 from storage.db import Database
@@ -16,7 +18,8 @@ from . import presenters, visibility_rules as rules
 from .cursors import AncestorsCursor, CursorCodec, RepliesCursor
 from .errors import bad_request, not_found
 from .params import ViewLimits
-from .thread_skeleton import NORMAL, SkelNode, expand
+from .thread_skeleton import NORMAL, ExpandSpec, SkelNode, expand
+from .viewer import ANONYMOUS, Viewer
 
 Json = dict[str, Any]
 
@@ -25,16 +28,25 @@ Json = dict[str, Any]
 class Deps:
     db: Database
     cursors: CursorCodec
+    head_limit: int = 20
+    refill_rounds: int = 2
+    overfetch: int = 5
 
 
-async def _hydrate(db: Database, ids: list[int]) -> tuple[dict[int, PostRow], dict[int, PostRow]]:
-    """Posts in one batch, then the posts they quote (those not already loaded) in another."""
-    posts = await post_queries.posts_by_id(db, ids)
-    wanted = {p.quote_of_id for p in posts.values()
-              if p.quote_of_id is not None and p.quote_of_id not in posts
-              and p.quoted is not None and rules.quote_state(p.quoted) == "ok"}
-    quoted = await post_queries.posts_by_id(db, wanted) if wanted else {}
-    return posts, quoted
+async def _quoted(db: Database, posts: Iterable[PostRow], have: dict[int, PostRow],
+                  viewer: Viewer) -> dict[int, PostRow]:
+    """The posts quoted by `posts` that the embeds will show, in one batch."""
+    wanted = {p.quote_of_id for p in posts
+              if p.quote_of_id is not None and p.quote_of_id not in have
+              and p.quoted is not None and rules.quote_state(p.quoted, viewer) == "ok"}
+    return await post_queries.posts_by_id(db, wanted) if wanted else {}
+
+
+def _spec(deps: Deps, conversation_id: int, sort: str, depth: int, branching: int,
+          max_nodes: int, viewer: Viewer, focal_author: int) -> ExpandSpec:
+    filters = bool(viewer.blocks or viewer.blocked_by or viewer.mutes or viewer.muted_words)
+    return ExpandSpec(conversation_id, sort, depth, branching, max_nodes, viewer, focal_author,
+                      deps.head_limit, deps.refill_rounds, deps.overfetch if filters else 0)
 
 
 def _ancestors_json(chain: list[thread_queries.ChainRow], shown: int, ctx: presenters.RenderContext,
@@ -57,7 +69,8 @@ def _ancestors_json(chain: list[thread_queries.ChainRow], shown: int, ctx: prese
             "cursor": cursor}
 
 
-async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits) -> Json:
+async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
+                              viewer: Viewer = ANONYMOUS) -> Json:
     # The chain walks `ancestors` hops: the root plus the nearest ancestors-1 are shown, and
     # the last hop, when it is not the root, is where the omitted gap starts.
     chain = await thread_queries.chain_up(deps.db, focal_id, limits.ancestors)
@@ -67,55 +80,64 @@ async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits) -> 
     shown = min(len(chain) - 1, limits.ancestors - 1)
     if len(chain) - 1 <= limits.ancestors and chain[-1].depth == 0:
         shown = len(chain) - 1  # the whole chain fits, root included
-    root = SkelNode(focal.id, focal.counts, 0)
-    skel = await expand(deps.db, focal.conversation_id, root, section=NORMAL, sort=limits.sort,
-                        depth=limits.depth, branching=limits.branching, max_nodes=limits.max_nodes)
-    ids = [row.id for row in chain[:shown + 1]] + [focal.conversation_id] + skel.ids
-    posts, quoted = await _hydrate(deps.db, ids)
-    if rules.post_verdict(posts.get(focal_id)) is not None:
-        raise not_found()
+    posts = await post_queries.posts_by_id(
+        deps.db, [row.id for row in chain[:shown + 1]] + [focal.conversation_id])
+    focal_post = posts.get(focal_id)
+    if rules.post_verdict(focal_post, viewer) is not None:
+        raise not_found()  # the same 404 as a post that never existed
+    spec = _spec(deps, focal.conversation_id, limits.sort, limits.depth, limits.branching,
+                 limits.max_nodes, viewer, focal_post.author.id)
+    root = SkelNode(focal_id, focal_post, 0)
+    skel = await expand(deps.db, spec, root)
+    quoted = await _quoted(deps.db, [*posts.values(), *skel.posts], posts, viewer)
     ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, focal.conversation_id,
-                                   limits.sort, limits.branching, limits.depth)
-    focal_post = posts[focal_id]
+                                   limits.sort, limits.branching, limits.depth, viewer,
+                                   focal_post.author.id)
     return {
         "focal_id": str(focal_id),
         "ancestors": _ancestors_json(chain, shown, ctx, limits.ancestors),
         "focal": presenters.post_json(focal_post, presenters.quote_json(focal_post, ctx, False),
-                                      presenters.replies_json(root, NORMAL, ctx,
-                                                              with_sections=True)),
+                                      presenters.replies_json(root, ctx, with_sections=True)),
         "degraded": [],
         "partial": skel.partial,
     }
 
 
 async def render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
-                              max_nodes: int) -> Json:
+                              max_nodes: int, viewer: Viewer = ANONYMOUS) -> Json:
     if cursor.focal != focal_id:
         raise bad_request("invalid_cursor", "cursor belongs to another conversation")
-    root = SkelNode(cursor.parent, (0, 0, 0), 0)
+    head_left = cursor.head[cursor.head_shown:] if cursor.section == NORMAL else ()
+    posts = await post_queries.posts_by_id(deps.db, [cursor.parent, *head_left])
+    head_posts = [posts[i] for i in head_left
+                  if i in posts and rules.post_verdict(posts[i], viewer) is None]
+    root = SkelNode(cursor.parent, posts.get(cursor.parent), 0, section=cursor.section,
+                    after=cursor.after, consumed=cursor.consumed, head=cursor.head,
+                    head_shown=cursor.head_shown, head_from=cursor.head_from)
     depth = cursor.depth + 1  # the page's items, then cursor.depth levels under each
-    skel = await expand(deps.db, cursor.conversation, root, section=cursor.section,
-                        sort=cursor.sort, depth=depth, branching=cursor.branching,
-                        max_nodes=max_nodes, after=cursor.after, consumed=cursor.consumed,
-                        root_counts_known=False)
-    posts, quoted = await _hydrate(deps.db, [cursor.parent] + skel.ids)
-    parent = posts.get(cursor.parent)
-    if parent is not None:  # the remaining count comes from the parent's counters
-        root.counts = parent.replies
+    spec = _spec(deps, cursor.conversation, cursor.sort, depth, cursor.branching, max_nodes,
+                 viewer, cursor.focal_author)
+    # Head replies that have gone since the cursor was issued still count as shown.
+    root.head_shown += len(head_left) - len(head_posts)
+    skel = await expand(deps.db, spec, root, head_posts=head_posts)
+    quoted = await _quoted(deps.db, skel.posts, posts, viewer)
     ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, cursor.conversation,
-                                   cursor.sort, cursor.branching, depth)
+                                   cursor.sort, cursor.branching, depth, viewer,
+                                   cursor.focal_author)
     return presenters.page_json(skel, ctx)
 
 
-async def render_ancestors_page(deps: Deps, focal_id: int, cursor: AncestorsCursor) -> Json:
+async def render_ancestors_page(deps: Deps, focal_id: int, cursor: AncestorsCursor,
+                                viewer: Viewer = ANONYMOUS) -> Json:
     if cursor.focal != focal_id:
         raise bad_request("invalid_cursor", "cursor belongs to another conversation")
     chain = await thread_queries.chain_up(deps.db, cursor.start, cursor.page)
     chain = [row for row in chain if row.depth > 0 and row.conversation_id == cursor.conversation]
     page, rest = chain[:cursor.page], chain[cursor.page:]
-    posts, quoted = await _hydrate(deps.db, [row.id for row in page])
+    posts = await post_queries.posts_by_id(deps.db, [row.id for row in page])
+    quoted = await _quoted(deps.db, posts.values(), posts, viewer)
     ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, cursor.conversation,
-                                   "ranked", 1, 0)
+                                   "ranked", 1, 0, viewer)
     next_cursor, omitted = None, 0
     if rest:
         omitted = rest[0].depth

@@ -19,7 +19,7 @@ import orjson
 from .errors import bad_request
 
 VERSION = 1
-_MAX_LEN = 2048
+_MAX_LEN = 4096
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,11 @@ class RepliesCursor:
     branching: int
     after: tuple[int, int] | None
     consumed: int
+    viewer: int | None = None       # the viewer it was issued to: lists are personal
+    focal_author: int = 0
+    head: tuple[int, ...] = ()      # the node's head replies, in order; skipped in every list
+    head_shown: int = 0             # how many of them earlier pages showed
+    head_from: tuple[int, int, int] = (0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,8 @@ class CursorCodec:
         payload = orjson.dumps(body)
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
-    def decode(self, text: str, expected: type) -> RepliesCursor | AncestorsCursor:
+    def decode(self, text: str, expected: type, viewer: int | None = None
+               ) -> RepliesCursor | AncestorsCursor:
         if not text or len(text) > _MAX_LEN or text.count(".") != 1:
             raise bad_request("invalid_cursor", "cursor is malformed")
         body_part, sig_part = text.split(".")
@@ -88,8 +94,9 @@ class CursorCodec:
                 raise bad_request("invalid_cursor", "cursor is from another version of Arbor")
             kind, issued = body.pop("k"), body.pop("t")
             cls = _KINDS[kind]
-            if "after" in body and body["after"] is not None:
-                body["after"] = tuple(body["after"])
+            for name in ("after", "head", "head_from"):
+                if body.get(name) is not None:
+                    body[name] = tuple(body[name])
             cursor = cls(**body)
         except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
             raise bad_request("invalid_cursor", "cursor is malformed") from None
@@ -97,4 +104,6 @@ class CursorCodec:
             raise bad_request("invalid_cursor", "cursor belongs to another endpoint")
         if self._clock() - issued > self._ttl:
             raise bad_request("invalid_cursor", "cursor has expired; reload the conversation")
+        if isinstance(cursor, RepliesCursor) and cursor.viewer != viewer:
+            raise bad_request("invalid_cursor", "cursor was issued to another viewer")
         return cursor

@@ -1,10 +1,12 @@
-"""The skeleton stage: which reply ids a view shows, level by level, within its limits.
+"""The skeleton stage: which replies a view shows, level by level, for one viewer.
 
-Breadth-first: level 1 is one keyset page of the root's replies; every deeper level is one
-round trip that fetches the top-K replies of all of that level's parents at once. The node
-budget (max_nodes) is handed out in display order, so better-ranked branches fill first.
-Whatever is cut (by branching, depth or budget) is marked so that the presenter can give it
-a cursor. Nothing here depends on the viewer.
+Breadth-first: every level is one round trip that fetches, for all of that level's parents at
+once, a keyset page of their replies as whole posts (and on first pages the "head": replies by
+the focal author, the viewer and the accounts the viewer follows, which rank first and are
+never demoted). The viewer's visibility rules run here, before limiting, so that a page holds
+`branching` visible replies when that many exist; when the rules hide rows, the short parents
+are refilled from where they stopped, a bounded number of times. The node budget (max_nodes)
+is handed out in display order. Whatever is cut gets a keyset position for a cursor.
 """
 from __future__ import annotations
 
@@ -12,89 +14,201 @@ from dataclasses import dataclass, field
 
 from storage import thread_queries as q
 from storage.db import Database
+from storage.post_queries import PostRow
+
+from . import visibility_rules as rules
+from .viewer import Viewer
 
 NORMAL = 0
+
+
+@dataclass(frozen=True)
+class ExpandSpec:
+    conversation_id: int
+    sort: str
+    depth: int          # levels below the root
+    branching: int
+    max_nodes: int
+    viewer: Viewer
+    focal_author: int
+    head_limit: int     # head replies per parent
+    refill_rounds: int  # extra fetches per level when the rules hid rows
+    overfetch: int      # extra rows per fetch for viewers whose rules may hide some
 
 
 @dataclass(slots=True, eq=False)
 class SkelNode:
     id: int
-    counts: tuple[int, int, int]  # listed replies per section
-    level: int                    # 0 for the view's root, 1 for its replies, ...
-    key: tuple[int, int] = (0, 0)  # this node's keyset position among its siblings
+    post: PostRow | None
+    level: int                     # 0 for the view's root, 1 for its replies, ...
+    verdict: str | None = None     # None: shown; else the tombstone reason
+    section: int = NORMAL          # the list this node's children come from
     children: list["SkelNode"] | None = None  # None: not expanded
-    more: bool = False            # replies in the listed section exist past `children`
-    after: tuple[int, int] | None = None  # keyset of the last reply taken
-    consumed: int = 0             # replies of the listed section before the cut
+    more: bool = False             # the list goes on past `children`
+    after: tuple[int, int] | None = None  # keyset of the last listed row examined
+    consumed: int = 0              # rows of the list passed so far (shown, hidden or head)
+    head: tuple[int, ...] = ()     # head ids, in head order; skipped in every listed section
+    head_shown: int = 0
+    head_from: tuple[int, int, int] = (0, 0, 0)  # head ids per stored section
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        return self.post.replies if self.post is not None else (0, 0, 0)
+
+    def total(self) -> int:
+        """Replies in this node's list for this viewer: the stored count of the section, plus
+        the head replies promoted from other sections (normal list), or minus the ones promoted
+        out of it (a demoted section's list)."""
+        if self.section == NORMAL:
+            return self.counts[NORMAL] + self.head_from[1] + self.head_from[2]
+        return self.counts[self.section] - self.head_from[self.section]
 
 
 @dataclass(slots=True)
 class Skeleton:
     root: SkelNode
-    section: int       # the section the root lists (deeper nodes list NORMAL)
-    sort: str
-    depth: int         # levels below the root this view may show
-    nodes: int = 0     # reply nodes taken
+    nodes: int = 0
     partial: bool = False
-    ids: list[int] = field(default_factory=list)
+    posts: list[PostRow] = field(default_factory=list)
 
 
-def _node(row: q.ChildRow, level: int, sort: str) -> SkelNode:
-    return SkelNode(row.id, row.counts, level, row.key(sort))
+def _keep(post: PostRow, viewer: Viewer) -> str | None | bool:
+    """The verdict for a row, or False when it is hidden and has nothing below to keep."""
+    verdict = rules.post_verdict(post, viewer)
+    if verdict is not None and sum(post.replies) == 0:
+        return False
+    return verdict
 
 
-def _take(node: SkelNode, rows: list[q.ChildRow], k: int, sort: str) -> list[SkelNode]:
-    """Attach up to k of `rows` (fetched with limit k+1) as node's children."""
-    node.children = [_node(r, node.level + 1, sort) for r in rows[:k]]
-    node.more = len(rows) > k
-    if node.children:
-        node.after = node.children[-1].key
-    node.consumed += len(node.children)
-    return node.children
+class _Level:
+    """Fills one level's parents from fetched rows, asking for refills where rules hid rows."""
 
+    def __init__(self, spec: ExpandSpec, skel: Skeleton):
+        self.spec, self.skel = spec, skel
+        self.want: dict[int, int] = {}      # parent id -> items still wanted
+        self.nodes: dict[int, SkelNode] = {}
 
-async def expand(db: Database, conversation_id: int, root: SkelNode, *, section: int, sort: str,
-                 depth: int, branching: int, max_nodes: int,
-                 after: tuple[int, int] | None = None, consumed: int = 0,
-                 root_counts_known: bool = True) -> Skeleton:
-    """Build the skeleton under `root`: at most `depth` levels, `branching` replies per node and
-    `max_nodes` nodes, in at most `depth` round trips. A cursor's page does not know its
-    parent's counters yet (root_counts_known=False): it always queries."""
-    skel = Skeleton(root, section, sort, depth)
-    root.after, root.consumed = after, consumed
-    if depth < 1 or (root_counts_known and root.counts[section] == 0):
-        root.more = root.counts[section] > 0
-        return skel
-    budget = max_nodes
-    k = min(branching, budget)
-    rows = await q.children_page(db, conversation_id, root.id, section, sort, k + 1, after)
-    taken = _take(root, rows, k, sort)
-    budget -= len(taken)
-    skel.ids.extend(n.id for n in taken)
-    frontier = [n for n in taken if n.counts[NORMAL] > 0]
-    level = 2
-    while frontier and level <= depth and budget > 0:
-        limits: dict[int, int] = {}
-        for node in frontier:
-            k = min(branching, node.counts[NORMAL], budget)
-            if k == 0:
-                break
-            limits[node.id] = k + 1  # one extra row tells whether more exist
-            budget -= k
-        fetched = await q.children_of_many(db, conversation_id, limits, sort, NORMAL)
-        next_frontier: list[SkelNode] = []
-        for node in frontier:
-            if node.id not in limits:
+    def limit(self, k: int) -> int:
+        return k + 1 + self.spec.overfetch
+
+    def set_head(self, node: SkelNode, head: list[PostRow]) -> None:
+        shown = [p for p in head if rules.post_verdict(p, self.spec.viewer) is None]
+        node.head = tuple(p.id for p in shown)
+        from_ = [0, 0, 0]
+        for p in shown:
+            from_[p.section] += 1
+        node.head_from = (from_[0], from_[1], from_[2])
+        self.add_head(node, shown)
+
+    def add_head(self, node: SkelNode, posts: list[PostRow]) -> None:
+        for p in posts[:self.want[node.id]]:
+            self._child(node, p, None)
+            node.head_shown += 1
+            node.consumed += 1
+            self.want[node.id] -= 1
+        node.more = node.head_shown < len(node.head)
+
+    def add_listed(self, node: SkelNode, rows: list[PostRow], limit: int) -> bool:
+        """Take rows in order; True when the parent needs a refill."""
+        skip = set(node.head)
+        for i, p in enumerate(rows):
+            if self.want[node.id] == 0:
                 node.more = True
+                return False
+            node.after = q.keyset(p, self.spec.sort)
+            if p.id in skip:
                 continue
-            k = limits[node.id] - 1
-            taken = _take(node, fetched[node.id], k, sort)
-            budget += k - len(taken)  # counters can run ahead of rows; give back the unused
-            skel.ids.extend(n.id for n in taken)
-            next_frontier.extend(n for n in taken if n.counts[NORMAL] > 0)
-        frontier = next_frontier
-        level += 1
+            node.consumed += 1
+            verdict = _keep(p, self.spec.viewer)
+            if verdict is not False:
+                self._child(node, p, verdict)
+                self.want[node.id] -= 1
+        full = len(rows) >= limit
+        if self.want[node.id] == 0:
+            node.more = node.more or full
+            return False
+        node.more = node.more or full
+        return full
+
+    def _child(self, node: SkelNode, post: PostRow, verdict: str | None) -> None:
+        child = SkelNode(post.id, post, node.level + 1, verdict)
+        node.children.append(child)
+        self.skel.posts.append(post)
+
+
+async def expand(db: Database, spec: ExpandSpec, root: SkelNode, *,
+                 head_posts: list[PostRow] | None = None) -> Skeleton:
+    """Build the skeleton under `root` (whose list, section and keyset position are set) in
+    about one round trip per level. `head_posts`: the head replies still to show on a
+    continuation page (the view's first page finds them itself)."""
+    skel = Skeleton(root)
+    budget = spec.max_nodes
+    frontier = [root]
+    for level in range(1, spec.depth + 1):
+        if not frontier or budget <= 0:
+            break
+        lvl = _Level(spec, skel)
+        first, keyed = [], []
+        for node in frontier:
+            k = min(spec.branching, budget)
+            if k <= 0:
+                break
+            budget -= k
+            lvl.want[node.id], lvl.nodes[node.id] = k, node
+            node.children = []
+            if node is root and head_posts is not None:
+                lvl.add_head(node, head_posts)
+            (keyed if node.after is not None else first).append(node)
+        wants_head = root.section == NORMAL or level > 1
+        await _fill(db, spec, lvl, first, keyed, with_head=wants_head and head_posts is None
+                    or level > 1)
+        for node in frontier:
+            if node.id not in lvl.want:
+                node.more = node.more or node.total() > node.consumed
+            else:
+                budget += lvl.want[node.id]  # give back what the rows could not fill
+        frontier = [c for n in frontier for c in (n.children or ()) if sum(c.counts) > 0]
     for node in frontier:  # cut by depth or budget: reachable through a cursor
-        node.more = True
-    skel.nodes = len(skel.ids)
+        if node.children is None:
+            node.more = True
+    skel.nodes = len(skel.posts)
     return skel
+
+
+async def _fill(db: Database, spec: ExpandSpec, lvl: _Level, first: list[SkelNode],
+                keyed: list[SkelNode], *, with_head: bool) -> None:
+    """Fetch and take this level's rows: first pages (with the head) and keyed pages in one
+    round trip each, then refill short parents from where they stopped."""
+    head = q.Head(_head_authors(spec), spec.focal_author, spec.viewer.id,
+                  all_sections=spec.sort == "ranked", limit=spec.head_limit) if with_head else None
+    rounds = 0
+    while first or keyed:
+        refill: list[SkelNode] = []
+        for group, use_head in ((first, head), (keyed, None)):
+            by_section: dict[int, list[SkelNode]] = {}
+            for node in group:
+                by_section.setdefault(node.section, []).append(node)
+            for section, nodes in by_section.items():
+                fetches = [q.Fetch(n.id, lvl.limit(lvl.want[n.id]), n.after) for n in nodes]
+                rows = await q.level(db, spec.conversation_id, fetches, spec.sort, section,
+                                     use_head if section == NORMAL else None)
+                for node, fetch in zip(nodes, fetches):
+                    got = rows[node.id]
+                    if use_head is not None and section == NORMAL:
+                        lvl.set_head(node, got.head)
+                    if lvl.add_listed(node, got.listed, fetch.limit):
+                        refill.append(node)
+        rounds += 1
+        if rounds > spec.refill_rounds:
+            for node in refill:
+                node.more = True
+            return
+        first, keyed = [], [n for n in refill if n.after is not None]
+
+
+def _head_authors(spec: ExpandSpec) -> tuple[int, ...]:
+    authors = {spec.focal_author}
+    if spec.viewer.id is not None:
+        authors.add(spec.viewer.id)
+        authors |= spec.viewer.follows
+    return tuple(sorted(authors))

@@ -12,11 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from . import section_updates
 from .db import Database, _Counted
 from .ids import IdGenerator
 
 _REPLY_COLUMNS = ("replies_normal", "replies_low_quality", "replies_offensive")
 _ids = IdGenerator()
+
+
+_FIRST_IN_CONVERSATION = """
+    SELECT NOT EXISTS (SELECT 1 FROM posts WHERE conversation_id = $1 AND author_id = $2
+                                              AND id <> $3)"""
 
 
 class ParentNotFound(LookupError):
@@ -42,9 +48,9 @@ async def insert_account(db: Database, account_id: int, handle: str, display_nam
 
 async def insert_post(db: Database, author_id: int, text: str, *, in_reply_to_id: int | None = None,
                       quote_of_id: int | None = None, post_id: int | None = None,
-                      created_at: datetime | None = None, section: int = 0,
-                      rank_key: int = 0) -> NewPost:
-    """Insert a post (a root when in_reply_to_id is None) and update every counter it touches."""
+                      created_at: datetime | None = None, rank_key: int = 0) -> NewPost:
+    """Insert a post (a root when in_reply_to_id is None), classify it into its section and
+    update every counter it touches, in one transaction."""
     post_id = _ids.next() if post_id is None else post_id
     created_at = created_at or datetime.now(timezone.utc)
     async with db.transaction() as tx:
@@ -61,11 +67,14 @@ async def insert_post(db: Database, author_id: int, text: str, *, in_reply_to_id
                                   created_at, depth, section, rank_key)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
             post_id, conversation_id, author_id, in_reply_to_id, quote_of_id, text, created_at,
-            depth, section, rank_key)
+            depth, 0, rank_key)
         await tx.execute("INSERT INTO post_counts (post_id, conversation_id) VALUES ($1, $2)",
                          post_id, conversation_id)
         if in_reply_to_id is not None:
-            await _reply_listed(tx, in_reply_to_id, section)
+            await _reply_listed(tx, in_reply_to_id, 0)
+            await section_updates.recompute(tx, [post_id])
+            if await tx.fetchval(_FIRST_IN_CONVERSATION, conversation_id, author_id, post_id):
+                await section_updates.on_new_participant(tx, conversation_id, author_id)
         if quote_of_id is not None:
             await tx.execute("UPDATE post_counts SET quotes = quotes + 1 WHERE post_id = $1",
                              quote_of_id)

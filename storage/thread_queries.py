@@ -1,7 +1,8 @@
 """Thread-shape SQL: ancestor chains and top-K children per parent. Ids and counters only.
 
 Every statement filters on conversation_id and is an index range scan whose cost depends
-on the page size, never on how many replies a post has.
+on the page size, never on how many replies a post has. A tree level comes back as whole
+posts (the hydrate stage for tree nodes), so a render needs no per-node lookups.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .db import Database
+from .post_queries import POST_COLUMNS, POST_JOINS, PostRow, post_from_record
 
 SORTS = ("ranked", "newest", "oldest")
 SECTIONS = ("normal", "low_quality", "offensive")
@@ -19,25 +21,11 @@ _ORDER = {
     "newest": "p.id DESC",
     "oldest": "p.id ASC",
 }
-_AFTER = {
-    "ranked": "AND (p.rank_key, p.id) < ($5::bigint, $6::bigint)",
-    "newest": "AND p.id < $5::bigint",
-    "oldest": "AND p.id > $5::bigint",
+_AFTER = {  # keyset predicate against per-parent positions q.after_rank, q.after_id
+    "ranked": "AND (p.rank_key, p.id) < (q.after_rank, q.after_id)",
+    "newest": "AND p.id < q.after_id",
+    "oldest": "AND p.id > q.after_id",
 }
-_CHILD_COLUMNS = """c.id, c.section, c.rank_key, pc.replies_normal, pc.replies_low_quality,
-                    pc.replies_offensive"""
-
-
-@dataclass(frozen=True, slots=True)
-class ChildRow:
-    """One listed reply: its sort key and how many listed replies it has per section."""
-    id: int
-    section: int
-    rank_key: int
-    counts: tuple[int, int, int]
-
-    def key(self, sort: str) -> tuple[int, int]:
-        return (self.rank_key, self.id) if sort == "ranked" else (0, self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,68 +38,104 @@ class ChainRow:
     counts: tuple[int, int, int]
 
 
-def _child(r) -> ChildRow:
-    return ChildRow(r["id"], r["section"], r["rank_key"],
-                    (r["replies_normal"], r["replies_low_quality"], r["replies_offensive"]))
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Take up to `limit` listed replies of `parent`, after keyset `after` (None: from the top)."""
+    parent: int
+    limit: int
+    after: tuple[int, int] | None = None
 
 
-def _sort_key(sort: str):
-    if sort == "ranked":
-        return lambda c: (-c.rank_key, -c.id)
-    if sort == "newest":
-        return lambda c: -c.id
-    return lambda c: c.id
+@dataclass(frozen=True, slots=True)
+class Head:
+    """Replies by these authors are looked up under every parent, in every section (or only in
+    the demoted ones when `all_sections` is false), at most `limit` per parent: the focal
+    author's, the viewer's and the followed accounts' replies, ranked first, never demoted."""
+    authors: tuple[int, ...]
+    focal_author: int
+    viewer: int | None
+    all_sections: bool
+    limit: int
 
 
-_LEVEL_SQL = {sort: f"""
-    SELECT q.parent_id, {_CHILD_COLUMNS}
-    FROM unnest($2::bigint[], $3::int[]) AS q(parent_id, lim)
-    CROSS JOIN LATERAL (
-        SELECT p.id, p.section, p.rank_key FROM posts p
-        WHERE p.conversation_id = $1 AND p.in_reply_to_id = q.parent_id
-          AND p.section = $4 AND p.listed
-        ORDER BY {_ORDER[sort]}
-        LIMIT q.lim
+@dataclass(slots=True)
+class LevelRows:
+    listed: list[PostRow]   # the parent's replies in the section, in sort order
+    head: list[PostRow]     # replies by Head.authors, in head order
+
+
+def _level_sql(sort: str, keyed: bool, with_head: bool) -> str:
+    after = _AFTER[sort] if keyed else ""
+    keys = ", $5::bigint[], $6::bigint[]) AS q(parent_id, lim, after_rank, after_id)" if keyed \
+        else ") AS q(parent_id, lim)"
+    head = ""
+    if with_head:
+        head = """
+        UNION ALL
+        SELECT q.parent_id, 1, h.id FROM unnest($2::bigint[]) AS q(parent_id)
+        CROSS JOIN LATERAL (
+            SELECT p.id FROM posts p
+            WHERE p.conversation_id = $1 AND p.in_reply_to_id = q.parent_id AND p.listed
+              AND p.author_id = ANY($5::bigint[]) AND ($6 OR p.section <> $4)
+            ORDER BY p.author_id = $7 DESC, coalesce(p.author_id = $8, false) DESC,
+                     p.rank_key DESC, p.id DESC
+            LIMIT $9) h"""
+    return f"""
+    SELECT c.parent_id, c.src, {POST_COLUMNS}
+    FROM (
+        SELECT q.parent_id, 0 AS src, b.id FROM unnest($2::bigint[], $3::int[]{keys}
+        CROSS JOIN LATERAL (
+            SELECT p.id FROM posts p
+            WHERE p.conversation_id = $1 AND p.in_reply_to_id = q.parent_id
+              AND p.section = $4 AND p.listed {after}
+            ORDER BY {_ORDER[sort]}
+            LIMIT q.lim) b{head}
     ) c
-    JOIN post_counts pc ON pc.post_id = c.id""" for sort in SORTS}
+    JOIN posts p ON p.id = c.id {POST_JOINS}"""
 
 
-async def children_of_many(db: Database, conversation_id: int, limits: dict[int, int],
-                           sort: str, section: int = 0) -> dict[int, list[ChildRow]]:
-    """Up to limits[parent] listed replies of each parent in one section, in sort order.
-    One round trip for a whole tree level (LATERAL top-K per parent)."""
-    parents = [p for p, n in limits.items() if n > 0]
-    out: dict[int, list[ChildRow]] = {p: [] for p in parents}
-    if not parents:
+_LEVEL_SQL = {(sort, keyed, head): _level_sql(sort, keyed, head)
+              for sort in SORTS for keyed in (False, True) for head in (False, True)
+              if not (keyed and head)}
+
+
+def sort_key(sort: str):
+    if sort == "ranked":
+        return lambda p: (-p.rank_key, -p.id)
+    if sort == "newest":
+        return lambda p: -p.id
+    return lambda p: p.id
+
+
+def keyset(post: PostRow, sort: str) -> tuple[int, int]:
+    return (post.rank_key, post.id) if sort == "ranked" else (0, post.id)
+
+
+async def level(db: Database, conversation_id: int, fetches: Sequence[Fetch], sort: str,
+                section: int, head: Head | None = None) -> dict[int, LevelRows]:
+    """Whole posts for one tree level: per parent, a keyset page of its replies in `section`
+    (an index range scan each), plus the head replies when asked. One round trip. Fetches
+    must all have an `after`, or none; a head goes only with first pages."""
+    out = {f.parent: LevelRows([], []) for f in fetches}
+    if not fetches:
         return out
-    rows = await db.fetch(_LEVEL_SQL[sort], conversation_id, parents,
-                          [limits[p] for p in parents], section)
+    keyed = fetches[0].after is not None
+    args: list = [conversation_id, [f.parent for f in fetches], [f.limit for f in fetches], section]
+    if keyed:
+        args += [[f.after[0] for f in fetches], [f.after[1] for f in fetches]]
+    elif head is not None:
+        args += [list(head.authors), head.all_sections, head.focal_author, head.viewer, head.limit]
+    rows = await db.fetch(_LEVEL_SQL[(sort, keyed, head is not None and not keyed)], *args)
     for r in rows:
-        out[r["parent_id"]].append(_child(r))
-    key = _sort_key(sort)
-    for children in out.values():
-        children.sort(key=key)
+        rows_of = out[r["parent_id"]]
+        (rows_of.head if r["src"] else rows_of.listed).append(post_from_record(r))
+    key = sort_key(sort)
+    for rows_of in out.values():
+        rows_of.listed.sort(key=key)
+        if head is not None:
+            rows_of.head.sort(key=lambda p: (p.author.id != head.focal_author,
+                                             p.author.id != head.viewer, -p.rank_key, -p.id))
     return out
-
-
-_PAGE_SQL = {(sort, keyed): f"""
-    SELECT {_CHILD_COLUMNS}
-    FROM (SELECT p.id, p.section, p.rank_key FROM posts p
-          WHERE p.conversation_id = $1 AND p.in_reply_to_id = $2 AND p.section = $3 AND p.listed
-                {_AFTER[sort] if keyed else ""}
-          ORDER BY {_ORDER[sort]}
-          LIMIT $4) c
-    JOIN post_counts pc ON pc.post_id = c.id""" for sort in SORTS for keyed in (False, True)}
-
-
-async def children_page(db: Database, conversation_id: int, parent_id: int, section: int,
-                        sort: str, limit: int, after: tuple[int, int] | None) -> list[ChildRow]:
-    """One keyset page of a parent's listed replies in one section, in sort order."""
-    args: tuple = (conversation_id, parent_id, section, limit)
-    if after is not None:
-        args += after if sort == "ranked" else (after[1],)
-    rows = await db.fetch(_PAGE_SQL[(sort, after is not None)], *args)
-    return sorted((_child(r) for r in rows), key=_sort_key(sort))
 
 
 _CHAIN_SQL = """
@@ -140,7 +164,3 @@ async def chain_up(db: Database, start_id: int, hops: int) -> list[ChainRow]:
 
 def section_index(name: str) -> int:
     return SECTIONS.index(name)
-
-
-def ids_of(rows: Sequence[ChildRow]) -> list[int]:
-    return [r.id for r in rows]

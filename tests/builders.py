@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from storage import post_writes
+from storage import account_tokens, post_writes, relation_writes
 from storage.db import Database
 
 _account_ids = itertools.count(10_000_000)
@@ -15,6 +15,9 @@ class World:
     db: Database
 
     async def account(self, handle: str | None = None, **flags) -> int:
+        """An established account by default (with an avatar), so that its replies are not
+        demoted by the new-account rule; pass has_avatar=False for a thin new one."""
+        flags.setdefault("has_avatar", True)
         account_id = next(_account_ids)
         await post_writes.insert_account(self.db, account_id, handle or f"user{account_id}",
                                          f"User {account_id}", **flags)
@@ -39,3 +42,14 @@ class World:
     async def fan(self, author: int, parent: int, n: int, *, rank=lambda i: 0) -> list[int]:
         return [await self.post(author, f"reply {i}", reply_to=parent, rank_key=rank(i))
                 for i in range(n)]
+
+    async def token(self, account_id: int) -> str:
+        """A new bearer token for the account (send it as `Authorization: Bearer <token>`)."""
+        return (await account_tokens.create_token(self.db, account_id, "test")).token
+
+    async def relate(self, kind: str, actor: int, target: int) -> None:
+        """actor follows / blocks / mutes target (kind: "follows", "blocks", "mutes")."""
+        await relation_writes.add_relation(self.db, kind, actor, target)
+
+    async def mute_word(self, account_id: int, word: str) -> None:
+        await relation_writes.add_muted_word(self.db, account_id, word, max_words=1_000_000)
