@@ -1,0 +1,49 @@
+"""Reading accounts: by id, or by "id or handle" (the CLI's way of naming one)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from .db import Database
+
+STATES = ("active", "suspended", "deactivated", "locked")
+FLAGS = ("protected", "has_avatar", "verified")
+
+
+class AccountNotFound(LookupError):
+    """No account has this id."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    id: int
+    handle: str
+    display_name: str
+    state: str
+    protected: bool
+    has_avatar: bool
+    verified: bool
+    created_at: datetime
+
+
+ACCOUNT_COLUMNS = "id, handle, display_name, state, protected, has_avatar, verified, created_at"
+
+
+def account_row(record: asyncpg.Record) -> AccountRow:
+    return AccountRow(**{name: record[name] for name in AccountRow.__slots__})
+
+
+async def account_by_id(db: Database, account_id: int) -> AccountRow | None:
+    row = await db.fetchrow(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1", account_id)
+    return account_row(row) if row else None
+
+
+async def account_by_ref(db: Database, ref: str) -> AccountRow | None:
+    """An account named by its id (all digits) or its handle; the id wins when both match."""
+    account_id = int(ref) if ref.isascii() and ref.isdigit() and len(ref) <= 18 else None
+    row = await db.fetchrow(
+        f"""SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1 OR handle = $2
+            ORDER BY id = $1 DESC NULLS LAST LIMIT 1""", account_id, ref)
+    return account_row(row) if row else None
