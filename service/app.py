@@ -12,12 +12,13 @@ from storage import migrations
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
-from . import handlers, middlewares
-from .appkeys import DB, DEPS, DSN, OPENAPI, SETTINGS
+from . import admin_handlers, handlers, me_handlers, middlewares
+from .appkeys import DB, DEPS, DSN, OPENAPI, SETTINGS, VIEWERS
 from .conversation import Deps
 from .cursors import CursorCodec
 from .openapi import build_spec
 from .settings import Settings
+from .viewer_cache import ViewerCache
 
 log = logging.getLogger("arbor.app")
 
@@ -31,6 +32,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False) -> web.Applicatio
     else:
         app.cleanup_ctx.append(_embedded_postgres)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_viewer_cache)
     if seed_demo:
         app.on_startup.append(_seed_demo_if_empty)
     _routes(app)
@@ -44,6 +46,8 @@ def _routes(app: web.Application) -> None:
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/openapi.json", handlers.openapi)
+    app.router.add_routes(me_handlers.ROUTES)
+    app.router.add_routes(admin_handlers.ROUTES)
 
 
 async def _embedded_postgres(app: web.Application) -> AsyncIterator[None]:
@@ -68,6 +72,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[DEPS] = Deps(db=db, cursors=CursorCodec(s.cursor_secret, s.cursor_ttl_s))
     yield
     await db.close()
+
+
+async def _viewer_cache(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    app[VIEWERS] = ViewerCache(s.viewer_cache_ttl_s, s.viewer_cache_size)
+    yield
+    app[VIEWERS].clear()
 
 
 async def _seed_demo_if_empty(app: web.Application) -> None:

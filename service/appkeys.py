@@ -5,9 +5,11 @@ from storage.db import Database
 
 from .conversation import Deps
 from .settings import Settings
+from .viewer_cache import ViewerCache
 
 SETTINGS = web.AppKey("settings", Settings)
 DSN = web.AppKey("dsn", str)
 DB = web.AppKey("db", Database)
 DEPS = web.AppKey("deps", Deps)
 OPENAPI = web.AppKey("openapi", bytes)
+VIEWERS = web.AppKey("viewers", ViewerCache)

@@ -1,4 +1,4 @@
-"""The `arbor` command: serve, seed, migrate, settings."""
+"""The `arbor` command: serve, seed, migrate, settings, accounts."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ import sys
 import orjson
 from aiohttp import web
 
-from . import logs
+from . import account_cli, logs
 from .settings import SettingsError, load_settings, markdown_table, parse_assignments
 
 log = logging.getLogger("arbor.cli")
@@ -93,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arbor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, fn, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
+    def command(name: str, fn, help_text: str, parent=None) -> argparse.ArgumentParser:
+        p = (parent or sub).add_parser(name, help=help_text)
         p.add_argument("--setting", action="append", metavar="NAME=VALUE",
                        help="override a setting (repeatable); see `arbor settings`")
         p.set_defaults(fn=fn)
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("migrate", cmd_migrate, "apply pending migrations")
     settings = command("settings", cmd_settings, "list every setting and its current value")
     settings.add_argument("--markdown", action="store_true", help="print the README table")
+    account_cli.register(sub, command)
     return parser
 
 

@@ -1,17 +1,21 @@
 """One error shape everywhere: {"error": {"code": "...", "message": "..."}}."""
 from __future__ import annotations
 
+from typing import Mapping
+
 import orjson
 from aiohttp import web
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, *, retry_after: int | None = None):
+    def __init__(self, status: int, code: str, message: str, *, retry_after: int | None = None,
+                 headers: Mapping[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self.headers = headers
 
 
 def bad_request(code: str, message: str) -> ApiError:
@@ -23,9 +27,21 @@ def not_found() -> ApiError:
     return ApiError(404, "not_found", "post not found")
 
 
-def error_response(status: int, code: str, message: str, *,
-                   retry_after: int | None = None) -> web.Response:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+# Said the same way whatever the account's state: never why an account is unavailable.
+def account_not_found() -> ApiError:
+    return ApiError(404, "not_found", "account not found")
+
+
+def unauthorized(message: str, realm: str = "arbor") -> ApiError:
+    return ApiError(401, "unauthorized", message,
+                    headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
+
+
+def error_response(status: int, code: str, message: str, *, retry_after: int | None = None,
+                   headers: Mapping[str, str] | None = None) -> web.Response:
+    headers = dict(headers or {})
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     body = orjson.dumps({"error": {"code": code, "message": message}})
     return web.Response(status=status, body=body, content_type="application/json",
                         headers=headers)

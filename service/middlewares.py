@@ -30,7 +30,8 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as e:
-        return error_response(e.status, e.code, e.message, retry_after=e.retry_after)
+        return error_response(e.status, e.code, e.message, retry_after=e.retry_after,
+                              headers=e.headers)
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -92,6 +92,8 @@ _THREAD_ERRORS = {"400": _error("Invalid parameter or cursor."),
 
 
 def build_spec(s: Settings) -> Json:
+    from .openapi_viewers import security_schemes, viewer_paths, viewer_schemas
+
     conversation_params = [
         _POST_ID,
         _int_param("depth", 0, s.max_depth, s.default_depth, "Reply levels below the focal post."),
@@ -135,6 +137,8 @@ def build_spec(s: Settings) -> Json:
                                           "description": "OpenAPI document.",
                                           "content": {"application/json": {
                                               "schema": {"type": "object"}}}}}}},
+            **viewer_paths(s),
         },
-        "components": {"schemas": _schemas()},
+        "components": {"schemas": {**_schemas(), **viewer_schemas(s)},
+                       "securitySchemes": security_schemes()},
     }

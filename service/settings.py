@@ -93,6 +93,20 @@ SETTINGS: tuple[Setting, ...] = (
     S("cursor_secret", str, "", "HMAC key that signs cursors. Empty: a random key per process "
       "(cursors then die with the process and differ between replicas).", secret=True),
     S("cursor_ttl_s", int, 86_400, "Seconds a cursor stays valid.", min=60, max=30 * 86_400),
+    # Viewers and the admin API
+    S("admin_token", str, "", "Bearer token of the admin API (`/v1/admin/...`). Empty: the admin "
+      "API is disabled and answers 403 `admin_disabled`.", secret=True),
+    S("viewer_cache_ttl_s", float, 5.0, "Seconds a token's account and that viewer's relations "
+      "stay cached (a write through this process refreshes them at once). 0: no cache.",
+      min=0, max=3600),
+    S("viewer_cache_size", int, 10_000, "Most tokens, and most viewers, the viewer cache holds. "
+      "0: no cache.", min=0, max=10_000_000),
+    S("max_relations_page", int, 100, "Largest `limit` of a `/v1/me/...` list page (also its "
+      "default).", min=1, max=1000),
+    S("max_muted_words", int, 1000, "Most muted words and phrases per account.", min=0,
+      max=100_000),
+    S("max_muted_word_length", int, 100, "Longest muted word or phrase, in characters.", min=1,
+      max=1000),
 )
 del S
 

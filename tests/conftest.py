@@ -35,7 +35,8 @@ def pg_dsn(tmp_path_factory):
 @pytest.fixture(scope="session")
 def settings(pg_dsn):
     return load_settings(env={}, overrides={"database_url": pg_dsn, "cursor_secret": "test-secret",
-                                            "db_pool_min": 1, "db_pool_max": 8})
+                                            "db_pool_min": 1, "db_pool_max": 8,
+                                            "admin_token": "test-admin-token"})
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,84 @@
+"""Who is asking: `Authorization: Bearer <token>` -> Viewer; and the admin API's token check.
+
+No header: the anonymous viewer. A malformed header, an unknown or revoked token, or a token of
+an account that is not active: 401 `unauthorized` with `WWW-Authenticate: Bearer`, and the same
+message for all of those, so a caller never learns why an account is unavailable.
+"""
+from __future__ import annotations
+
+import hmac
+import re
+
+from aiohttp import web
+
+from storage import relation_queries
+from storage.account_tokens import hash_token
+
+from .appkeys import DB, SETTINGS, VIEWERS
+from .errors import ApiError, unauthorized
+from .viewer import ANONYMOUS, Viewer
+
+VIEWER = web.RequestKey("viewer", Viewer)
+# RFC 6750 b64token, bounded so a huge header costs nothing.
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]{1,512}=*) *")
+_INVALID = "the bearer token is not valid"
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of the Authorization header; None when there is no header; 401 when malformed."""
+    values = request.headers.getall("Authorization", [])
+    if not values:
+        return None
+    match = _BEARER.fullmatch(values[0]) if len(values) == 1 else None
+    if match is None:
+        raise unauthorized("the Authorization header must be 'Bearer <token>', given once")
+    return match.group(1)
+
+
+async def viewer_of(request: web.Request) -> Viewer:
+    """The viewer of this request (ANONYMOUS without a token), resolved once per request."""
+    viewer = request.get(VIEWER)
+    if viewer is None:
+        viewer = await viewer_for_token(request.app, bearer_token(request))
+        request[VIEWER] = viewer
+    return viewer
+
+
+async def require_viewer(request: web.Request) -> Viewer:
+    """The signed-in viewer; 401 for an anonymous request."""
+    viewer = await viewer_of(request)
+    if viewer.anonymous:
+        raise unauthorized("this endpoint needs 'Authorization: Bearer <token>'")
+    return viewer
+
+
+async def viewer_for_token(app: web.Application, token: str | None) -> Viewer:
+    """Cached: token -> account id -> Viewer. On a miss, one round trip resolves both."""
+    if token is None:
+        return ANONYMOUS
+    cache, db = app[VIEWERS], app[DB]
+    token_hash = hash_token(token)
+    account_id = cache.account_of(token_hash)
+    if account_id is not None:
+        viewer = cache.viewer(account_id)
+        if viewer is None:
+            viewer = await relation_queries.viewer_relations(db, account_id)
+            cache.remember(None, viewer)
+        return viewer
+    owner = await relation_queries.token_owner(db, token_hash)
+    if owner is None or owner.state != "active":
+        raise unauthorized(_INVALID)
+    cache.remember(token_hash, owner.viewer)
+    return owner.viewer
+
+
+def require_admin(request: web.Request) -> None:
+    """The admin API's gate: 403 `admin_disabled` when no admin_token is configured, 401 when
+    the request does not carry it (compared in constant time)."""
+    expected = request.app[SETTINGS].admin_token
+    if not expected:
+        raise ApiError(403, "admin_disabled", "the admin API is disabled (set admin_token)")
+    token = bearer_token(request)
+    if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise unauthorized("the admin API needs 'Authorization: Bearer <admin_token>'",
+                           realm="arbor-admin")
