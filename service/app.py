@@ -8,7 +8,7 @@ from typing import AsyncIterator
 import orjson
 from aiohttp import web
 
-from storage import migrations
+from storage import migrations, section_updates
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
@@ -17,7 +17,7 @@ from .appkeys import DB, DEPS, DSN, OPENAPI, SETTINGS, VIEWERS
 from .conversation import Deps
 from .cursors import CursorCodec
 from .openapi import build_spec
-from .settings import Settings
+from .settings import Settings, section_thresholds
 from .viewer_cache import ViewerCache
 
 log = logging.getLogger("arbor.app")
@@ -69,7 +69,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     if applied:
         log.info("migrations applied: %s", applied)
     app[DB] = db
-    app[DEPS] = Deps(db=db, cursors=CursorCodec(s.cursor_secret, s.cursor_ttl_s))
+    app[DEPS] = Deps(db=db, cursors=CursorCodec(s.cursor_secret, s.cursor_ttl_s),
+                     head_limit=s.promoted_replies_per_parent,
+                     refill_rounds=s.visibility_refill_rounds, overfetch=s.visibility_overfetch)
+    section_updates.configure(section_thresholds(s))
     yield
     await db.close()
 

@@ -8,6 +8,7 @@ import orjson
 from aiohttp import web
 
 from . import conversation
+from .auth import viewer_of
 from .appkeys import DB, DEPS, SETTINGS, OPENAPI
 from .cursors import AncestorsCursor, RepliesCursor
 from .errors import bad_request
@@ -29,7 +30,9 @@ def _cursor_param(request: web.Request) -> str:
 async def get_conversation(request: web.Request) -> web.Response:
     post_id = parse_post_id(request.match_info["post_id"])
     limits = parse_view_limits(request.query, request.app[SETTINGS])
-    return json_response(await conversation.render_conversation(request.app[DEPS], post_id, limits))
+    viewer = await viewer_of(request)
+    return json_response(await conversation.render_conversation(request.app[DEPS], post_id, limits,
+                                                                viewer))
 
 
 async def get_replies(request: web.Request) -> web.Response:
@@ -39,16 +42,19 @@ async def get_replies(request: web.Request) -> web.Response:
     max_nodes = parse_int(request.query, "max_nodes", settings.default_max_nodes, 1,
                           settings.max_max_nodes)
     deps = request.app[DEPS]
-    cursor = deps.cursors.decode(_cursor_param(request), RepliesCursor)
-    return json_response(await conversation.render_replies_page(deps, post_id, cursor, max_nodes))
+    viewer = await viewer_of(request)
+    cursor = deps.cursors.decode(_cursor_param(request), RepliesCursor, viewer.id)
+    return json_response(await conversation.render_replies_page(deps, post_id, cursor, max_nodes,
+                                                                viewer))
 
 
 async def get_ancestors(request: web.Request) -> web.Response:
     post_id = parse_post_id(request.match_info["post_id"])
     reject_unknown(request.query, ("cursor",))
     deps = request.app[DEPS]
+    viewer = await viewer_of(request)
     cursor = deps.cursors.decode(_cursor_param(request), AncestorsCursor)
-    return json_response(await conversation.render_ancestors_page(deps, post_id, cursor))
+    return json_response(await conversation.render_ancestors_page(deps, post_id, cursor, viewer))
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -57,6 +57,10 @@ async def timing(request: web.Request, handler) -> web.StreamResponse:
     response = await handler(request)
     total_ms = (time.perf_counter() - started) * 1000
     request[DB_ROUND_TRIPS] = stats.round_trips
+    if response.status == 404:
+        # A 404 must be byte-for-byte the same whether the post is missing or hidden from
+        # this viewer; the number of round trips would tell them apart.
+        return response
     response.headers["Server-Timing"] = (
         f'db;dur={stats.seconds * 1000:.2f};desc="round_trips={stats.round_trips}", '
         f"total;dur={total_ms:.2f}")

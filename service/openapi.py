@@ -86,7 +86,10 @@ _POST_ID = {"name": "post_id", "in": "path", "required": True,
 _CURSOR = {"name": "cursor", "in": "query", "required": True,
            "description": "An opaque cursor from a previous response.",
            "schema": {"type": "string", "minLength": 1}}
-_THREAD_ERRORS = {"400": _error("Invalid parameter or cursor."),
+# Anonymous or a signed-in viewer: views are rendered for whoever asks.
+_OPTIONAL_VIEWER = [{}, {"bearer": []}]
+_THREAD_ERRORS = {"401": _error("The bearer token is not valid."),
+                  "400": _error("Invalid parameter or cursor."),
                   "404": _error("No such post, or not visible to the viewer."),
                   "503": _error("Database unavailable; see Retry-After.")}
 
@@ -112,18 +115,18 @@ def build_spec(s: Settings) -> Json:
                                 "tree of replies with cursors for everything cut."},
         "paths": {
             "/v1/conversations/{post_id}": {"get": {
-                "operationId": "getConversation", "summary": "A conversation around a post.",
+                "operationId": "getConversation", "security": _OPTIONAL_VIEWER, "summary": "A conversation around a post.",
                 "parameters": conversation_params,
                 "responses": {"200": _ok("Conversation", "The conversation."), **_THREAD_ERRORS}}},
             "/v1/conversations/{post_id}/replies": {"get": {
-                "operationId": "getReplies",
+                "operationId": "getReplies", "security": _OPTIONAL_VIEWER,
                 "summary": "The next page of a node's replies, or of one of its sections.",
                 "parameters": [_POST_ID, _CURSOR,
                                _int_param("max_nodes", 1, s.max_max_nodes, s.default_max_nodes,
                                           "Most reply nodes in the response.")],
                 "responses": {"200": _ok("Replies", "A page of replies."), **_THREAD_ERRORS}}},
             "/v1/conversations/{post_id}/ancestors": {"get": {
-                "operationId": "getAncestors",
+                "operationId": "getAncestors", "security": _OPTIONAL_VIEWER,
                 "summary": "Ancestors omitted from a conversation view, nearest to the root first.",
                 "parameters": [_POST_ID, _CURSOR],
                 "responses": {"200": _ok("Ancestors", "A page of ancestors."), **_THREAD_ERRORS}}},

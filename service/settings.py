@@ -93,6 +93,22 @@ SETTINGS: tuple[Setting, ...] = (
     S("cursor_secret", str, "", "HMAC key that signs cursors. Empty: a random key per process "
       "(cursors then die with the process and differ between replicas).", secret=True),
     S("cursor_ttl_s", int, 86_400, "Seconds a cursor stays valid.", min=60, max=30 * 86_400),
+    # Visibility, sections and ranking
+    S("promoted_replies_per_parent", int, 20, "Replies per parent by the focal author, the viewer "
+      "and accounts the viewer follows that are ranked first (and lifted out of the demoted "
+      "sections); more than this stay in their place in the list.", min=0, max=100),
+    S("visibility_refill_rounds", int, 2, "Extra fetches per tree level when the viewer's rules "
+      "hid replies and a page fell short of `branching`.", min=0, max=10),
+    S("visibility_overfetch", int, 5, "Extra replies fetched per parent for viewers with blocks, "
+      "mutes or muted words, so that refills are rarely needed.", min=0, max=100),
+    S("spam_threshold", float, 0.7, "Spam label score at or above which a reply is `low_quality`.",
+      min=0, max=1),
+    S("abusive_threshold", float, 0.8, "Abusive label score at or above which a reply is "
+      "`offensive`.", min=0, max=1),
+    S("new_account_days", int, 7, "Replies written this many days or fewer after sign-up by an "
+      "account with no avatar and no verified email or phone are `low_quality`.", min=0, max=365),
+    S("shunned_by_participants", int, 3, "Replies by an author blocked or muted by at least this "
+      "many distinct participants of the conversation are `low_quality`.", min=1, max=1000),
     # Viewers and the admin API
     S("admin_token", str, "", "Bearer token of the admin API (`/v1/admin/...`). Empty: the admin "
       "API is disabled and answers 403 `admin_disabled`.", secret=True),
@@ -202,3 +218,11 @@ def markdown_table() -> str:
         default = '""' if s.default == "" else f"{s.default}"
         lines.append(f"| `{s.name}` | {s.type.__name__} | `{default}` | {s.help} |")
     return "\n".join(lines)
+
+
+def section_thresholds(s: Settings):
+    """The section rules' thresholds (storage/section_rules.py) from the settings."""
+    from storage.section_rules import Thresholds
+
+    return Thresholds(spam=s.spam_threshold, abusive=s.abusive_threshold,
+                      new_account_days=s.new_account_days, shunned_by=s.shunned_by_participants)

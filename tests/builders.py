@@ -23,6 +23,9 @@ class World:
                                          f"User {account_id}", **flags)
         return account_id
 
+    async def accounts(self, n: int, **flags) -> list[int]:
+        return [await self.account(**flags) for _ in range(n)]
+
     async def post(self, author: int, text: str = "hello", *, reply_to: int | None = None,
                    quote: int | None = None, rank_key: int = 0) -> int:
         new = await post_writes.insert_post(self.db, author, text, in_reply_to_id=reply_to,
