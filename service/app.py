@@ -71,7 +71,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[DB] = db
     app[DEPS] = Deps(db=db, cursors=CursorCodec(s.cursor_secret, s.cursor_ttl_s),
                      head_limit=s.promoted_replies_per_parent,
-                     refill_rounds=s.visibility_refill_rounds, overfetch=s.visibility_overfetch)
+                     refill_rounds=s.visibility_refill_rounds, overfetch=s.visibility_overfetch,
+                     head_window=s.promotion_window)
     section_updates.configure(section_thresholds(s))
     yield
     await db.close()

@@ -31,6 +31,7 @@ class Deps:
     head_limit: int = 20
     refill_rounds: int = 2
     overfetch: int = 5
+    head_window: int = 500
 
 
 async def _quoted(db: Database, posts: Iterable[PostRow], have: dict[int, PostRow],
@@ -46,7 +47,8 @@ def _spec(deps: Deps, conversation_id: int, sort: str, depth: int, branching: in
           max_nodes: int, viewer: Viewer, focal_author: int) -> ExpandSpec:
     filters = bool(viewer.blocks or viewer.blocked_by or viewer.mutes or viewer.muted_words)
     return ExpandSpec(conversation_id, sort, depth, branching, max_nodes, viewer, focal_author,
-                      deps.head_limit, deps.refill_rounds, deps.overfetch if filters else 0)
+                      deps.head_limit, deps.refill_rounds, deps.overfetch if filters else 0,
+                      deps.head_window)
 
 
 def _ancestors_json(chain: list[thread_queries.ChainRow], shown: int, ctx: presenters.RenderContext,

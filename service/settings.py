@@ -97,6 +97,10 @@ SETTINGS: tuple[Setting, ...] = (
     S("promoted_replies_per_parent", int, 20, "Replies per parent by the focal author, the viewer "
       "and accounts the viewer follows that are ranked first (and lifted out of the demoted "
       "sections); more than this stay in their place in the list.", min=0, max=100),
+    S("promotion_window", int, 500, "Replies by accounts the viewer follows are ranked first when "
+      "they are among this many top-scored replies of their list (the focal author's and the "
+      "viewer's always are); bounds the cost for viewers who follow prolific repliers.",
+      min=0, max=10_000),
     S("visibility_refill_rounds", int, 2, "Extra fetches per tree level when the viewer's rules "
       "hid replies and a page fell short of `branching`.", min=0, max=10),
     S("visibility_overfetch", int, 5, "Extra replies fetched per parent for viewers with blocks, "

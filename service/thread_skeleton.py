@@ -34,6 +34,7 @@ class ExpandSpec:
     head_limit: int     # head replies per parent
     refill_rounds: int  # extra fetches per level when the rules hid rows
     overfetch: int      # extra rows per fetch for viewers whose rules may hide some
+    head_window: int    # followed accounts' replies are looked for in this many top rows
 
 
 @dataclass(slots=True, eq=False)
@@ -159,9 +160,10 @@ async def expand(db: Database, spec: ExpandSpec, root: SkelNode, *,
             if node is root and head_posts is not None:
                 lvl.add_head(node, head_posts)
             (keyed if node.after is not None else first).append(node)
-        wants_head = root.section == NORMAL or level > 1
-        await _fill(db, spec, lvl, first, keyed, with_head=wants_head and head_posts is None
-                    or level > 1)
+        # The head is looked up on first pages of normal lists: every deeper level, and the
+        # root's unless this is a continuation page (its cursor carries the head) or a section.
+        with_head = level > 1 or (head_posts is None and root.section == NORMAL)
+        await _fill(db, spec, lvl, first, keyed, with_head=with_head)
         for node in frontier:
             if node.id not in lvl.want:
                 node.more = node.more or node.total() > node.consumed
@@ -179,8 +181,9 @@ async def _fill(db: Database, spec: ExpandSpec, lvl: _Level, first: list[SkelNod
                 keyed: list[SkelNode], *, with_head: bool) -> None:
     """Fetch and take this level's rows: first pages (with the head) and keyed pages in one
     round trip each, then refill short parents from where they stopped."""
-    head = q.Head(_head_authors(spec), spec.focal_author, spec.viewer.id,
-                  all_sections=spec.sort == "ranked", limit=spec.head_limit) if with_head else None
+    head = q.Head(tuple(sorted(spec.viewer.follows)), spec.focal_author, spec.viewer.id,
+                  all_sections=spec.sort == "ranked", limit=spec.head_limit,
+                  window=spec.head_window) if with_head else None
     rounds = 0
     while first or keyed:
         refill: list[SkelNode] = []
@@ -204,11 +207,3 @@ async def _fill(db: Database, spec: ExpandSpec, lvl: _Level, first: list[SkelNod
                 node.more = True
             return
         first, keyed = [], [n for n in refill if n.after is not None]
-
-
-def _head_authors(spec: ExpandSpec) -> tuple[int, ...]:
-    authors = {spec.focal_author}
-    if spec.viewer.id is not None:
-        authors.add(spec.viewer.id)
-        authors |= spec.viewer.follows
-    return tuple(sorted(authors))

@@ -48,14 +48,16 @@ class Fetch:
 
 @dataclass(frozen=True, slots=True)
 class Head:
-    """Replies by these authors are looked up under every parent, in every section (or only in
-    the demoted ones when `all_sections` is false), at most `limit` per parent: the focal
-    author's, the viewer's and the followed accounts' replies, ranked first, never demoted."""
-    authors: tuple[int, ...]
+    """The replies ranked first under every parent, in every section (or only the demoted ones
+    when `all_sections` is false), at most `limit` per parent: all of the focal author's and the
+    viewer's, and those of `followed` found among the top `window` of each section by score.
+    The window bounds the cost however many replies the followed accounts wrote."""
+    followed: tuple[int, ...]
     focal_author: int
     viewer: int | None
     all_sections: bool
     limit: int
+    window: int
 
 
 @dataclass(slots=True)
@@ -64,22 +66,35 @@ class LevelRows:
     head: list[PostRow]     # replies by Head.authors, in head order
 
 
-def _level_sql(sort: str, keyed: bool, with_head: bool) -> str:
+def _level_sql(sort: str, keyed: bool, with_head: bool, followed: bool) -> str:
     after = _AFTER[sort] if keyed else ""
     keys = ", $5::bigint[], $6::bigint[]) AS q(parent_id, lim, after_rank, after_id)" if keyed \
         else ") AS q(parent_id, lim)"
     head = ""
     if with_head:
-        head = """
-        UNION ALL
+        # The followed accounts are matched outside the per-parent windows, through one hash
+        # of $5 for the whole level (inside, the array would be hashed again for every window).
+        window = " UNION ALL ".join(f"""
+            (SELECT p.id, p.author_id FROM posts p
+             WHERE p.conversation_id = $1 AND p.in_reply_to_id = q.parent_id
+               AND p.section = {section} AND p.listed AND ($6 OR {section} <> $4)
+             ORDER BY p.rank_key DESC, p.id DESC LIMIT $10)""" for section in range(3))
+        head = f"""
+        UNION
         SELECT q.parent_id, 1, h.id FROM unnest($2::bigint[]) AS q(parent_id)
         CROSS JOIN LATERAL (
             SELECT p.id FROM posts p
             WHERE p.conversation_id = $1 AND p.in_reply_to_id = q.parent_id AND p.listed
-              AND p.author_id = ANY($5::bigint[]) AND ($6 OR p.section <> $4)
-            ORDER BY p.author_id = $7 DESC, coalesce(p.author_id = $8, false) DESC,
-                     p.rank_key DESC, p.id DESC
-            LIMIT $9) h"""
+              AND p.author_id IN ($7, $8) AND ($6 OR p.section <> $4)
+            ORDER BY p.rank_key DESC, p.id DESC LIMIT $9) h"""
+    if with_head and not followed:  # same parameters either way: type the unused ones
+        head += "\n        WHERE $5::bigint[] IS NOT NULL AND $10::int IS NOT NULL"
+    if with_head and followed:
+        head += f"""
+        UNION
+        SELECT q.parent_id, 1, w.id FROM unnest($2::bigint[]) AS q(parent_id)
+        CROSS JOIN LATERAL ({window}) w
+        JOIN (SELECT DISTINCT unnest($5::bigint[]) AS id) followed ON followed.id = w.author_id"""
     return f"""
     SELECT c.parent_id, c.src, {POST_COLUMNS}
     FROM (
@@ -94,9 +109,9 @@ def _level_sql(sort: str, keyed: bool, with_head: bool) -> str:
     JOIN posts p ON p.id = c.id {POST_JOINS}"""
 
 
-_LEVEL_SQL = {(sort, keyed, head): _level_sql(sort, keyed, head)
+_LEVEL_SQL = {(sort, keyed, head, followed): _level_sql(sort, keyed, head, followed)
               for sort in SORTS for keyed in (False, True) for head in (False, True)
-              if not (keyed and head)}
+              for followed in (False, True) if not (keyed and head) and (head or not followed)}
 
 
 def sort_key(sort: str):
@@ -124,17 +139,24 @@ async def level(db: Database, conversation_id: int, fetches: Sequence[Fetch], so
     if keyed:
         args += [[f.after[0] for f in fetches], [f.after[1] for f in fetches]]
     elif head is not None:
-        args += [list(head.authors), head.all_sections, head.focal_author, head.viewer, head.limit]
-    rows = await db.fetch(_LEVEL_SQL[(sort, keyed, head is not None and not keyed)], *args)
+        args += [list(head.followed), head.all_sections, head.focal_author, head.viewer,
+                 head.limit, head.window]
+    with_head = head is not None and not keyed
+    followed = with_head and bool(head.followed)
+    rows = await db.fetch(_LEVEL_SQL[(sort, keyed, with_head, followed)], *args)
     for r in rows:
         rows_of = out[r["parent_id"]]
         (rows_of.head if r["src"] else rows_of.listed).append(post_from_record(r))
+    if head is not None:
+        for rows_of in out.values():  # a followed focal author is found twice; keep one
+            rows_of.head = list({p.id: p for p in rows_of.head}.values())
     key = sort_key(sort)
     for rows_of in out.values():
         rows_of.listed.sort(key=key)
         if head is not None:
             rows_of.head.sort(key=lambda p: (p.author.id != head.focal_author,
                                              p.author.id != head.viewer, -p.rank_key, -p.id))
+            del rows_of.head[head.limit:]
     return out
 
 
