@@ -20,6 +20,14 @@ _REPLY_COLUMNS = ("replies_normal", "replies_low_quality", "replies_offensive")
 _ids = IdGenerator()
 
 
+# Counter rule for quotes: the number of quoting posts an anonymous viewer can see (not
+# deleted, author active and not protected), so that it equals what the quotes list reaches.
+_QUOTES_OF = """
+    SELECT count(*) FROM posts q JOIN accounts a ON a.id = q.author_id
+    WHERE q.quote_of_id = $1 AND q.deleted_at IS NULL AND a.state = 'active' AND NOT a.protected"""
+_QUOTE_COUNTED = """
+    UPDATE post_counts SET quotes = quotes {delta} WHERE post_id = $1
+      AND EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND state = 'active' AND NOT protected)"""
 _FIRST_IN_CONVERSATION = """
     SELECT NOT EXISTS (SELECT 1 FROM posts WHERE conversation_id = $1 AND author_id = $2
                                               AND id <> $3)"""
@@ -46,58 +54,76 @@ async def insert_account(db: Database, account_id: int, handle: str, display_nam
     return account_id
 
 
-async def insert_post(db: Database, author_id: int, text: str, *, in_reply_to_id: int | None = None,
-                      quote_of_id: int | None = None, post_id: int | None = None,
-                      created_at: datetime | None = None, rank_key: int = 0) -> NewPost:
+async def insert_post(db: Database, author_id: int, text: str, **kwargs) -> NewPost:
     """Insert a post (a root when in_reply_to_id is None), classify it into its section and
     update every counter it touches, in one transaction."""
+    async with db.transaction() as tx:
+        return await insert_post_tx(tx, author_id, text, **kwargs)
+
+
+async def insert_post_tx(tx: _Counted, author_id: int, text: str, *,
+                         in_reply_to_id: int | None = None, quote_of_id: int | None = None,
+                         post_id: int | None = None, created_at: datetime | None = None,
+                         rank_key: int = 0) -> NewPost:
+    """insert_post inside the caller's transaction. Raises ParentNotFound."""
     post_id = _ids.next() if post_id is None else post_id
     created_at = created_at or datetime.now(timezone.utc)
-    async with db.transaction() as tx:
-        if in_reply_to_id is None:
-            conversation_id, depth = post_id, 0
-        else:
-            parent = await tx.fetchrow(
-                "SELECT conversation_id, depth FROM posts WHERE id = $1", in_reply_to_id)
-            if parent is None:
-                raise ParentNotFound(in_reply_to_id)
-            conversation_id, depth = parent["conversation_id"], parent["depth"] + 1
-        await tx.execute(
-            """INSERT INTO posts (id, conversation_id, author_id, in_reply_to_id, quote_of_id, text,
-                                  created_at, depth, section, rank_key)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
-            post_id, conversation_id, author_id, in_reply_to_id, quote_of_id, text, created_at,
-            depth, 0, rank_key)
-        await tx.execute("INSERT INTO post_counts (post_id, conversation_id) VALUES ($1, $2)",
-                         post_id, conversation_id)
-        if in_reply_to_id is not None:
-            await _reply_listed(tx, in_reply_to_id, 0)
-            await section_updates.recompute(tx, [post_id])
-            if await tx.fetchval(_FIRST_IN_CONVERSATION, conversation_id, author_id, post_id):
-                await section_updates.on_new_participant(tx, conversation_id, author_id)
-        if quote_of_id is not None:
-            await tx.execute("UPDATE post_counts SET quotes = quotes + 1 WHERE post_id = $1",
-                             quote_of_id)
+    if in_reply_to_id is None:
+        conversation_id, depth = post_id, 0
+    else:
+        parent = await tx.fetchrow(
+            "SELECT conversation_id, depth FROM posts WHERE id = $1", in_reply_to_id)
+        if parent is None:
+            raise ParentNotFound(in_reply_to_id)
+        conversation_id, depth = parent["conversation_id"], parent["depth"] + 1
+    await tx.execute(
+        """INSERT INTO posts (id, conversation_id, author_id, in_reply_to_id, quote_of_id, text,
+                              created_at, depth, section, rank_key)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9)""",
+        post_id, conversation_id, author_id, in_reply_to_id, quote_of_id, text, created_at,
+        depth, rank_key)
+    # quotes: quoting posts that arrived before this one (out-of-order ingestion)
+    await tx.execute(
+        f"INSERT INTO post_counts (post_id, conversation_id, quotes) VALUES ($1, $2, ({_QUOTES_OF}))",
+        post_id, conversation_id)
+    if in_reply_to_id is not None:
+        await _reply_listed(tx, in_reply_to_id, 0)
+        await section_updates.recompute(tx, [post_id])
+        if await tx.fetchval(_FIRST_IN_CONVERSATION, conversation_id, author_id, post_id):
+            await section_updates.on_new_participant(tx, conversation_id, author_id)
+    if quote_of_id is not None:
+        await tx.execute(_QUOTE_COUNTED.format(delta="+ 1"), quote_of_id, author_id)
     return NewPost(post_id, conversation_id, depth)
 
 
 async def delete_post(db: Database, post_id: int) -> bool:
     """Mark a post deleted. Returns False when it does not exist or was already deleted."""
     async with db.transaction() as tx:
-        counts = await tx.fetchrow(
-            f"SELECT {', '.join(_REPLY_COLUMNS)} FROM post_counts WHERE post_id = $1 FOR UPDATE",
-            post_id)
-        row = await tx.fetchrow(
-            """UPDATE posts SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL
-               RETURNING in_reply_to_id, section, quote_of_id""", post_id)
-        if row is None or counts is None:
-            return False
-        if row["quote_of_id"] is not None:
-            await tx.execute("UPDATE post_counts SET quotes = quotes - 1 WHERE post_id = $1",
-                             row["quote_of_id"])
-        if sum(counts) == 0:
-            await _unlist(tx, post_id, row["in_reply_to_id"], row["section"])
+        return await delete_post_tx(tx, post_id)
+
+
+async def delete_post_tx(tx: _Counted, post_id: int, deleted_at: datetime | None = None) -> bool:
+    counts = await tx.fetchrow(
+        f"SELECT {', '.join(_REPLY_COLUMNS)} FROM post_counts WHERE post_id = $1 FOR UPDATE",
+        post_id)
+    row = await tx.fetchrow(
+        """UPDATE posts SET deleted_at = coalesce($2, now()) WHERE id = $1 AND deleted_at IS NULL
+           RETURNING in_reply_to_id, section, quote_of_id, author_id""", post_id, deleted_at)
+    if row is None or counts is None:
+        return False
+    if row["quote_of_id"] is not None:
+        await tx.execute(_QUOTE_COUNTED.format(delta="- 1"), row["quote_of_id"], row["author_id"])
+    if sum(counts) == 0:
+        await _unlist(tx, post_id, row["in_reply_to_id"], row["section"])
     return True
+
+
+async def recount_quotes(tx: _Counted, post_ids: list[int]) -> None:
+    """Set the quotes counter of these posts from their quoting posts (a write-time count,
+    bounded by the quotes of these posts): after an author's state or protection changed."""
+    await tx.execute(
+        f"UPDATE post_counts pc SET quotes = ({_QUOTES_OF.replace('$1', 'pc.post_id')}) "
+        "WHERE pc.post_id = ANY($1::bigint[])", post_ids)
 
 
 async def _reply_listed(tx: _Counted, parent_id: int, section: int) -> None:

@@ -87,10 +87,16 @@ async def on_label_changed(tx: _Counted, post_id: int) -> None:
 
 
 async def on_account_changed(tx: _Counted, account_id: int) -> None:
-    """Avatar and verification flags feed the new-account rule of every reply by the author."""
+    """Avatar and verification flags feed the new-account rule of every reply by the author;
+    state and protection decide whether the author's quotes count on the posts they quote."""
     rows = await tx.fetch("SELECT id FROM posts WHERE author_id = $1 AND in_reply_to_id IS NOT NULL",
                           account_id)
     await recompute(tx, [r["id"] for r in rows])
+    quoted = await tx.fetch("SELECT DISTINCT quote_of_id FROM posts WHERE author_id = $1 "
+                            "AND quote_of_id IS NOT NULL", account_id)
+    if quoted:
+        from .post_writes import recount_quotes  # post_writes imports this module
+        await recount_quotes(tx, [r["quote_of_id"] for r in quoted])
 
 
 async def on_relation_changed(tx: _Counted, actor_id: int, target_id: int) -> None:
