@@ -9,7 +9,7 @@ import sys
 import orjson
 from aiohttp import web
 
-from . import account_cli, logs
+from . import account_cli, import_cli, logs
 from .settings import SettingsError, load_settings, markdown_table, parse_assignments
 
 log = logging.getLogger("arbor.cli")
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     settings = command("settings", cmd_settings, "list every setting and its current value")
     settings.add_argument("--markdown", action="store_true", help="print the README table")
     account_cli.register(sub, command)
+    import_cli.register(sub, command)
     return parser
 
 

@@ -95,6 +95,7 @@ _THREAD_ERRORS = {"401": _error("The bearer token is not valid."),
 
 
 def build_spec(s: Settings) -> Json:
+    from .openapi_posts import post_paths, post_schemas
     from .openapi_viewers import security_schemes, viewer_paths, viewer_schemas
 
     conversation_params = [
@@ -141,7 +142,8 @@ def build_spec(s: Settings) -> Json:
                                           "content": {"application/json": {
                                               "schema": {"type": "object"}}}}}}},
             **viewer_paths(s),
+            **post_paths(s),
         },
-        "components": {"schemas": {**_schemas(), **viewer_schemas(s)},
+        "components": {"schemas": {**_schemas(), **viewer_schemas(s), **post_schemas(s)},
                        "securitySchemes": security_schemes()},
     }

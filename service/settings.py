@@ -93,6 +93,12 @@ SETTINGS: tuple[Setting, ...] = (
     S("cursor_secret", str, "", "HMAC key that signs cursors. Empty: a random key per process "
       "(cursors then die with the process and differ between replicas).", secret=True),
     S("cursor_ttl_s", int, 86_400, "Seconds a cursor stays valid.", min=60, max=30 * 86_400),
+    # Writes
+    S("max_post_length", int, 500, "Longest post text, in characters (writes and imports).",
+      min=1, max=10_000),
+    # Ingestion
+    S("import_max_batch", int, 1000, "Most posts per `POST /v1/admin/posts/import` request.",
+      min=1, max=100_000),
     # Visibility, sections and ranking
     S("promoted_replies_per_parent", int, 20, "Replies per parent by the focal author, the viewer "
       "and accounts the viewer follows that are ranked first (and lifted out of the demoted "
@@ -127,6 +133,10 @@ SETTINGS: tuple[Setting, ...] = (
       max=100_000),
     S("max_muted_word_length", int, 100, "Longest muted word or phrase, in characters.", min=1,
       max=1000),
+    # Idempotent writes
+    S("idempotency_ttl_s", int, 86_400, "Seconds an `Idempotency-Key` is remembered (its request "
+      "and response replayed); after that the same key starts a new request.", min=60,
+      max=30 * 86_400),
 )
 del S
 

@@ -1,0 +1,51 @@
+"""The OpenAPI part for posts: the admin import endpoint (and, later, writes and quotes)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .import_items import FIELDS
+from .openapi import _error, _obj, _ref
+from .settings import Settings
+
+Json = dict[str, Any]
+
+
+def post_schemas(s: Settings) -> Json:
+    error_item = _obj({"index": {"type": "integer", "minimum": 0}, "code": {"type": "string"},
+                       "message": {"type": "string"}})
+    return {
+        "ImportRequest": _obj({"posts": {
+            "type": "array", "maxItems": s.import_max_batch,
+            # Items are checked one by one and refused by index in the report, so that one
+            # bad item does not sink a batch: the schema of an item is in the description.
+            "items": {},
+            "description": "Posts: {" + ", ".join(FIELDS) + "}; ids are decimal strings, "
+                           "times RFC 3339 with an offset; in_reply_to_id, quote_of_id and "
+                           "deleted_at are optional."}}),
+        "ImportReport": _obj({
+            "imported": {"type": "integer", "minimum": 0},
+            "pending": {"type": "integer", "minimum": 0},
+            "duplicate": {"type": "integer", "minimum": 0},
+            "errors": {"type": "array", "items": error_item}}),
+    }
+
+
+def post_paths(s: Settings) -> Json:
+    return {
+        "/v1/admin/posts/import": {"post": {
+            "operationId": "importPosts",
+            "summary": "Import posts from another system, with their own ids, in any order.",
+            "description": "A reply whose parent has not arrived is stored and attached when "
+                           "the parent arrives. Refused items are listed by index; the others "
+                           "are imported.",
+            "security": [{"adminBearer": []}],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("ImportRequest")}}},
+            "responses": {
+                "200": {"description": "What happened to each item.",
+                        "content": {"application/json": {"schema": _ref("ImportReport")}}},
+                "400": _error("The body is not {\"posts\": [...]} or is too large."),
+                "401": _error("No admin token, or a wrong one."),
+                "403": _error("The admin API is disabled (admin_token is not set)."),
+                "503": _error("Database unavailable; see Retry-After.")}}},
+    }
