@@ -4,6 +4,7 @@ from aiohttp import web
 from storage.db import Database
 
 from .conversation import Deps
+from .faults import Faults
 from .settings import Settings
 from .viewer_cache import ViewerCache
 
@@ -13,3 +14,4 @@ DB = web.AppKey("db", Database)
 DEPS = web.AppKey("deps", Deps)
 OPENAPI = web.AppKey("openapi", bytes)
 VIEWERS = web.AppKey("viewers", ViewerCache)
+FAULTS = web.AppKey("faults", Faults)

@@ -7,7 +7,9 @@ fetches (at most `visibility_refill_rounds` per level).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from storage import post_queries, thread_queries
@@ -17,30 +19,47 @@ from storage.post_queries import PostRow
 from . import presenters, visibility_rules as rules
 from .cursors import AncestorsCursor, CursorCodec, RepliesCursor
 from .errors import bad_request, not_found
+from .faults import Faults
 from .params import ViewLimits
+from .resilience import DATABASE_ERRORS
 from .thread_skeleton import NORMAL, ExpandSpec, SkelNode, expand
 from .viewer import ANONYMOUS, Viewer
 
 Json = dict[str, Any]
+log = logging.getLogger("arbor.conversation")
 
 
 @dataclass(frozen=True)
 class Deps:
     db: Database
     cursors: CursorCodec
+    faults: Faults = field(default_factory=Faults)
+    quote_timeout_s: float = 0.2
     head_limit: int = 20
     refill_rounds: int = 2
     overfetch: int = 5
     head_window: int = 500
 
 
-async def _quoted(db: Database, posts: Iterable[PostRow], have: dict[int, PostRow],
-                  viewer: Viewer) -> dict[int, PostRow]:
-    """The posts quoted by `posts` that the embeds will show, in one batch."""
+async def _quoted(deps: Deps, posts: Iterable[PostRow], have: dict[int, PostRow],
+                  viewer: Viewer) -> tuple[dict[int, PostRow], bool]:
+    """The posts quoted by `posts` that the embeds will show, in one batch, and whether that
+    failed. Quotes fail open (DESIGN §5): the quoting posts are shown anyway, their embeds
+    `temporarily_unavailable`, and the response says `degraded: ["quotes"]`."""
     wanted = {p.quote_of_id for p in posts
               if p.quote_of_id is not None and p.quote_of_id not in have
               and p.quoted is not None and rules.quote_state(p.quoted, viewer) == "ok"}
-    return await post_queries.posts_by_id(db, wanted) if wanted else {}
+    if not wanted:
+        return {}, False
+    try:
+        if deps.faults.quote_hydration is not None:
+            raise deps.faults.quote_hydration
+        return await asyncio.wait_for(post_queries.posts_by_id(deps.db, wanted),
+                                      deps.quote_timeout_s), False
+    except DATABASE_ERRORS as e:
+        log.warning("quote hydration failed, serving without embeds: %s: %s",
+                    type(e).__name__, e)
+        return {}, True
 
 
 def _spec(deps: Deps, conversation_id: int, sort: str, depth: int, branching: int,
@@ -91,16 +110,16 @@ async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
                  limits.max_nodes, viewer, focal_post.author.id)
     root = SkelNode(focal_id, focal_post, 0)
     skel = await expand(deps.db, spec, root)
-    quoted = await _quoted(deps.db, [*posts.values(), *skel.posts], posts, viewer)
+    quoted, quotes_failed = await _quoted(deps, [*posts.values(), *skel.posts], posts, viewer)
     ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, focal.conversation_id,
                                    limits.sort, limits.branching, limits.depth, viewer,
-                                   focal_post.author.id)
+                                   focal_post.author.id, quotes_failed)
     return {
         "focal_id": str(focal_id),
         "ancestors": _ancestors_json(chain, shown, ctx, limits.ancestors),
         "focal": presenters.post_json(focal_post, presenters.quote_json(focal_post, ctx, False),
                                       presenters.replies_json(root, ctx, with_sections=True)),
-        "degraded": [],
+        "degraded": ["quotes"] if quotes_failed else [],
         "partial": skel.partial,
     }
 
@@ -122,10 +141,10 @@ async def render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
     # Head replies that have gone since the cursor was issued still count as shown.
     root.head_shown += len(head_left) - len(head_posts)
     skel = await expand(deps.db, spec, root, head_posts=head_posts)
-    quoted = await _quoted(deps.db, skel.posts, posts, viewer)
+    quoted, quotes_failed = await _quoted(deps, skel.posts, posts, viewer)
     ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, cursor.conversation,
                                    cursor.sort, cursor.branching, depth, viewer,
-                                   cursor.focal_author)
+                                   cursor.focal_author, quotes_failed)
     return presenters.page_json(skel, ctx)
 
 
@@ -137,9 +156,9 @@ async def render_ancestors_page(deps: Deps, focal_id: int, cursor: AncestorsCurs
     chain = [row for row in chain if row.depth > 0 and row.conversation_id == cursor.conversation]
     page, rest = chain[:cursor.page], chain[cursor.page:]
     posts = await post_queries.posts_by_id(deps.db, [row.id for row in page])
-    quoted = await _quoted(deps.db, posts.values(), posts, viewer)
+    quoted, quotes_failed = await _quoted(deps, posts.values(), posts, viewer)
     ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, cursor.conversation,
-                                   "ranked", 1, 0, viewer)
+                                   "ranked", 1, 0, viewer, quotes_failed=quotes_failed)
     next_cursor, omitted = None, 0
     if rest:
         omitted = rest[0].depth

@@ -51,7 +51,15 @@ class AncestorsCursor:
     page: int
 
 
-_KINDS = {"r": RepliesCursor, "a": AncestorsCursor}
+@dataclass(frozen=True)
+class QuotesCursor:
+    """The quotes of `quoted` with ids below `before`, for `viewer`."""
+    quoted: int
+    before: int
+    viewer: int | None = None
+
+
+_KINDS = {"r": RepliesCursor, "a": AncestorsCursor, "q": QuotesCursor}
 _KIND_OF = {cls: kind for kind, cls in _KINDS.items()}
 
 
@@ -72,7 +80,7 @@ class CursorCodec:
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
 
-    def encode(self, cursor: RepliesCursor | AncestorsCursor) -> str:
+    def encode(self, cursor: RepliesCursor | AncestorsCursor | QuotesCursor) -> str:
         body = {"v": VERSION, "k": _KIND_OF[type(cursor)], "t": int(self._clock()), **asdict(cursor)}
         payload = orjson.dumps(body)
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
@@ -104,6 +112,6 @@ class CursorCodec:
             raise bad_request("invalid_cursor", "cursor belongs to another endpoint")
         if self._clock() - issued > self._ttl:
             raise bad_request("invalid_cursor", "cursor has expired; reload the conversation")
-        if isinstance(cursor, RepliesCursor) and cursor.viewer != viewer:
+        if isinstance(cursor, (RepliesCursor, QuotesCursor)) and cursor.viewer != viewer:
             raise bad_request("invalid_cursor", "cursor was issued to another viewer")
         return cursor

@@ -7,10 +7,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import conversation
+from . import conversation, quotes
 from .auth import viewer_of
 from .appkeys import DB, DEPS, SETTINGS, OPENAPI
-from .cursors import AncestorsCursor, RepliesCursor
+from .cursors import AncestorsCursor, QuotesCursor, RepliesCursor
 from .errors import bad_request
 from .params import parse_int, parse_post_id, parse_view_limits, reject_unknown
 
@@ -55,6 +55,19 @@ async def get_ancestors(request: web.Request) -> web.Response:
     viewer = await viewer_of(request)
     cursor = deps.cursors.decode(_cursor_param(request), AncestorsCursor)
     return json_response(await conversation.render_ancestors_page(deps, post_id, cursor, viewer))
+
+
+async def get_quotes(request: web.Request) -> web.Response:
+    post_id = parse_post_id(request.match_info["post_id"])
+    reject_unknown(request.query, ("cursor", "limit"))
+    settings = request.app[SETTINGS]
+    limit = parse_int(request.query, "limit", min(20, settings.max_quotes_page), 1,
+                      settings.max_quotes_page)
+    deps = request.app[DEPS]
+    viewer = await viewer_of(request)
+    raw = request.query.get("cursor")
+    cursor = deps.cursors.decode(raw, QuotesCursor, viewer.id) if raw is not None else None
+    return json_response(await quotes.render_quotes(deps, post_id, cursor, limit, viewer))
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -1,26 +1,22 @@
 """Errors into the one JSON shape; per-request database accounting (Server-Timing)."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
-import asyncpg
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from storage.db import start_query_stats
 
 from .errors import ApiError, error_response
+from .resilience import DATABASE_ERRORS
 
 log = logging.getLogger("arbor.http")
 DB_ROUND_TRIPS = web.RequestKey("db_round_trips", int)
 
 # Failures that mean "the database is unreachable or too slow", not "the request is wrong".
-DATABASE_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                        asyncpg.QueryCanceledError, asyncpg.CannotConnectNowError,
-                        asyncpg.TooManyConnectionsError, ConnectionError, OSError,
-                        asyncio.TimeoutError)
+DATABASE_UNAVAILABLE = DATABASE_ERRORS
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                400: "bad_request", 401: "unauthorized", 403: "forbidden"}
 

@@ -17,6 +17,7 @@ from .thread_skeleton import NORMAL, Skeleton, SkelNode
 from .viewer import ANONYMOUS, Viewer
 
 Json = dict[str, Any]
+TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class RenderContext:
     depth: int                     # levels the current view shows below its root
     viewer: Viewer = ANONYMOUS
     focal_author: int = 0
+    quotes_failed: bool = False    # quoted posts could not be loaded: embeds say so
 
     def post(self, post_id: int) -> PostRow | None:
         return self.posts.get(post_id) or self.quoted.get(post_id)
@@ -70,7 +72,9 @@ def quote_json(post: PostRow, ctx: RenderContext, nested: bool) -> Json | None:
     if state == "ok" and not nested:
         quoted = ctx.post(post.quote_of_id)
         verdict = rules.post_verdict(quoted, ctx.viewer)
-        if quoted is None or verdict not in (None, rules.MUTED):
+        if quoted is None and ctx.quotes_failed:
+            state = TEMPORARILY_UNAVAILABLE
+        elif quoted is None or verdict not in (None, rules.MUTED):
             state = verdict or rules.DELETED
         else:
             embedded = post_json(quoted, quote_json(quoted, ctx, nested=True), None)
