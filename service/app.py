@@ -12,7 +12,7 @@ from storage import migrations, section_updates
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
-from . import admin_handlers, handlers, import_handlers, me_handlers, middlewares
+from . import admin_handlers, handlers, import_handlers, me_handlers, middlewares, post_handlers
 from .appkeys import DB, DEPS, DSN, OPENAPI, SETTINGS, VIEWERS
 from .conversation import Deps
 from .cursors import CursorCodec
@@ -49,6 +49,7 @@ def _routes(app: web.Application) -> None:
     app.router.add_routes(me_handlers.ROUTES)
     app.router.add_routes(admin_handlers.ROUTES)
     app.router.add_routes(import_handlers.ROUTES)
+    app.router.add_routes(post_handlers.ROUTES)
 
 
 async def _embedded_postgres(app: web.Application) -> AsyncIterator[None]:

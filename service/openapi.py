@@ -95,6 +95,7 @@ _THREAD_ERRORS = {"401": _error("The bearer token is not valid."),
 
 
 def build_spec(s: Settings) -> Json:
+    from .openapi_post_writes import post_write_paths, post_write_schemas
     from .openapi_posts import post_paths, post_schemas
     from .openapi_viewers import security_schemes, viewer_paths, viewer_schemas
 
@@ -143,7 +144,9 @@ def build_spec(s: Settings) -> Json:
                                               "schema": {"type": "object"}}}}}}},
             **viewer_paths(s),
             **post_paths(s),
+            **post_write_paths(s),
         },
-        "components": {"schemas": {**_schemas(), **viewer_schemas(s), **post_schemas(s)},
+        "components": {"schemas": {**_schemas(), **viewer_schemas(s), **post_schemas(s),
+                                   **post_write_schemas(s)},
                        "securitySchemes": security_schemes()},
     }

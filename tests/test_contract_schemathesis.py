@@ -44,8 +44,9 @@ async def _viewer_examples(world, ex: dict) -> dict:
         await world.relate(kind, viewer, others[0])
     await world.mute_word(viewer, "contract words")
     spare = await account_tokens.create_token(world.db, others[1], "spare")
+    own = [str(await world.post(viewer, f"the viewer's own {i}")) for i in range(3)]
     return {**ex, "viewer_token": await world.token(viewer), "accounts": [str(a) for a in others],
-            "token_id": spare.token_id, "word": "contract words"}
+            "token_id": spare.token_id, "word": "contract words", "own_posts": own}
 
 
 def _param_examples(spec: dict, ex: dict) -> None:
@@ -62,6 +63,18 @@ def _param_examples(spec: dict, ex: dict) -> None:
                                          for i, v in enumerate(values[param["name"]])}
 
 
+def _write_examples(spec: dict, ex: dict) -> None:
+    """Bodies that reply to and quote real posts (201s), and the viewer's own posts to delete
+    (204s; another's is a 403)."""
+    body = spec["paths"]["/v1/posts"]["post"]["requestBody"]["content"]["application/json"]
+    body.setdefault("examples", {}).update({
+        "reply": {"value": {"text": "a reply", "in_reply_to_id": ex["ids"][0]}},
+        "quote": {"value": {"text": "a quote", "quote_of_id": ex["ids"][2]}}})
+    delete = spec["paths"]["/v1/posts/{post_id}"]["delete"]
+    next(p for p in delete["parameters"] if p["name"] == "post_id")["examples"] = {
+        f"own{i}": {"value": v} for i, v in enumerate([*ex["own_posts"], ex["ids"][0]])}
+
+
 def _with_examples(spec: dict, ex: dict) -> dict:
     """Real ids for every post_id; a cursor only with the post id it was issued for (any other
     pairing is rightly a 400)."""
@@ -69,6 +82,7 @@ def _with_examples(spec: dict, ex: dict) -> dict:
     bound = {"/v1/conversations/{post_id}/replies": [ex["ids"][0]],
              "/v1/conversations/{post_id}/ancestors": [ex["focal"]]}
     _param_examples(spec, ex)
+    _write_examples(spec, ex)
     for path in paths:
         if not path.startswith("/v1/conversations/"):
             continue
