@@ -13,9 +13,12 @@ from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
 from . import admin_handlers, handlers, import_handlers, me_handlers, middlewares, post_handlers
-from .appkeys import DB, DEPS, DSN, OPENAPI, SETTINGS, VIEWERS
+from .appkeys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from .conversation import Deps
+from .breakers import CircuitBreaker
 from .cursors import CursorCodec
+from .render_cache import Coalescer, ReadPath, RenderCache
+from .faults import Faults
 from .openapi import build_spec
 from .settings import Settings, section_thresholds
 from .viewer_cache import ViewerCache
@@ -23,9 +26,12 @@ from .viewer_cache import ViewerCache
 log = logging.getLogger("arbor.app")
 
 
-def create_app(settings: Settings, *, seed_demo: bool = False) -> web.Application:
-    app = web.Application(middlewares=[middlewares.timing, middlewares.errors])
+def create_app(settings: Settings, *, seed_demo: bool = False,
+               faults: Faults | None = None) -> web.Application:
+    app = web.Application(middlewares=[middlewares.timing, middlewares.errors,
+                                        middlewares.invalidate_on_write])
     app[SETTINGS] = settings
+    app[FAULTS] = faults or Faults()
     app[OPENAPI] = orjson.dumps(build_spec(settings))
     if settings.database_url:
         app[DSN] = settings.database_url
@@ -39,10 +45,21 @@ def create_app(settings: Settings, *, seed_demo: bool = False) -> web.Applicatio
     return app
 
 
+def read_path(s: Settings) -> ReadPath:
+    def breaker(name: str) -> CircuitBreaker:
+        return CircuitBreaker(name, failure_threshold=s.breaker_failure_threshold,
+                              backoff_s=s.breaker_backoff_ms / 1000,
+                              max_backoff_s=s.breaker_max_backoff_ms / 1000)
+    cache = RenderCache(max_bytes=s.render_cache_bytes, fresh_ttl_s=s.render_cache_ttl_s,
+                        stale_ttl_s=s.stale_ttl_s)
+    return ReadPath(cache, Coalescer(), breaker("database"), breaker("ranking"))
+
+
 def _routes(app: web.Application) -> None:
     app.router.add_get("/v1/conversations/{post_id}", handlers.get_conversation)
     app.router.add_get("/v1/conversations/{post_id}/replies", handlers.get_replies)
     app.router.add_get("/v1/conversations/{post_id}/ancestors", handlers.get_ancestors)
+    app.router.add_get("/v1/posts/{post_id}/quotes", handlers.get_quotes)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/openapi.json", handlers.openapi)
@@ -71,10 +88,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     if applied:
         log.info("migrations applied: %s", applied)
     app[DB] = db
+    app[READS] = read_path(s)
     app[DEPS] = Deps(db=db, cursors=CursorCodec(s.cursor_secret, s.cursor_ttl_s),
                      head_limit=s.promoted_replies_per_parent,
                      refill_rounds=s.visibility_refill_rounds, overfetch=s.visibility_overfetch,
-                     head_window=s.promotion_window)
+                     head_window=s.promotion_window, faults=app[FAULTS],
+                     quote_timeout_s=s.quote_hydration_timeout_ms / 1000)
     section_updates.configure(section_thresholds(s))
     yield
     await db.close()

@@ -4,6 +4,7 @@ from aiohttp import web
 from storage.db import Database
 
 from .conversation import Deps
+from .render_cache import ReadPath
 from .faults import Faults
 from .settings import Settings
 from .viewer_cache import ViewerCache
@@ -15,3 +16,4 @@ DEPS = web.AppKey("deps", Deps)
 OPENAPI = web.AppKey("openapi", bytes)
 VIEWERS = web.AppKey("viewers", ViewerCache)
 FAULTS = web.AppKey("faults", Faults)
+READS = web.AppKey("reads", ReadPath)

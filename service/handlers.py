@@ -9,10 +9,12 @@ from aiohttp import web
 
 from . import conversation, quotes
 from .auth import viewer_of
-from .appkeys import DB, DEPS, SETTINGS, OPENAPI
+from .cached_render import serve
+from .appkeys import DB, DEPS, OPENAPI, READS, SETTINGS
 from .cursors import AncestorsCursor, QuotesCursor, RepliesCursor
 from .errors import bad_request
 from .params import parse_int, parse_post_id, parse_view_limits, reject_unknown
+from .viewer import Viewer
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -27,12 +29,31 @@ def _cursor_param(request: web.Request) -> str:
     return raw
 
 
+class _Seen:
+    """What a render found out that the cache key must depend on."""
+
+    def __init__(self) -> None:
+        self.deps: list = []
+
+    def __call__(self) -> tuple:
+        return tuple(self.deps)
+
+
+async def _viewer(request: web.Request, seen: _Seen) -> Viewer:
+    viewer = await viewer_of(request)
+    seen.deps.append(("viewer", viewer.id))
+    return viewer
+
+
 async def get_conversation(request: web.Request) -> web.Response:
     post_id = parse_post_id(request.match_info["post_id"])
     limits = parse_view_limits(request.query, request.app[SETTINGS])
-    viewer = await viewer_of(request)
-    return json_response(await conversation.render_conversation(request.app[DEPS], post_id, limits,
-                                                                viewer))
+    deps, seen = request.app[DEPS], _Seen()
+
+    async def render():
+        viewer = await _viewer(request, seen)
+        return await conversation.render_conversation(deps, post_id, limits, viewer)
+    return await serve(request, request.app[READS], render, seen)
 
 
 async def get_replies(request: web.Request) -> web.Response:
@@ -41,20 +62,29 @@ async def get_replies(request: web.Request) -> web.Response:
     reject_unknown(request.query, ("cursor", "max_nodes"))
     max_nodes = parse_int(request.query, "max_nodes", settings.default_max_nodes, 1,
                           settings.max_max_nodes)
-    deps = request.app[DEPS]
-    viewer = await viewer_of(request)
-    cursor = deps.cursors.decode(_cursor_param(request), RepliesCursor, viewer.id)
-    return json_response(await conversation.render_replies_page(deps, post_id, cursor, max_nodes,
-                                                                viewer))
+    raw = _cursor_param(request)
+    deps, seen = request.app[DEPS], _Seen()
+
+    async def render():
+        viewer = await _viewer(request, seen)
+        cursor = deps.cursors.decode(raw, RepliesCursor, viewer.id)
+        seen.deps.append(cursor.conversation)
+        return await conversation.render_replies_page(deps, post_id, cursor, max_nodes, viewer)
+    return await serve(request, request.app[READS], render, seen)
 
 
 async def get_ancestors(request: web.Request) -> web.Response:
     post_id = parse_post_id(request.match_info["post_id"])
     reject_unknown(request.query, ("cursor",))
-    deps = request.app[DEPS]
-    viewer = await viewer_of(request)
-    cursor = deps.cursors.decode(_cursor_param(request), AncestorsCursor)
-    return json_response(await conversation.render_ancestors_page(deps, post_id, cursor, viewer))
+    raw = _cursor_param(request)
+    deps, seen = request.app[DEPS], _Seen()
+
+    async def render():
+        viewer = await _viewer(request, seen)
+        cursor = deps.cursors.decode(raw, AncestorsCursor)
+        seen.deps.append(cursor.conversation)
+        return await conversation.render_ancestors_page(deps, post_id, cursor, viewer)
+    return await serve(request, request.app[READS], render, seen)
 
 
 async def get_quotes(request: web.Request) -> web.Response:
@@ -63,11 +93,15 @@ async def get_quotes(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     limit = parse_int(request.query, "limit", min(20, settings.max_quotes_page), 1,
                       settings.max_quotes_page)
-    deps = request.app[DEPS]
-    viewer = await viewer_of(request)
     raw = request.query.get("cursor")
-    cursor = deps.cursors.decode(raw, QuotesCursor, viewer.id) if raw is not None else None
-    return json_response(await quotes.render_quotes(deps, post_id, cursor, limit, viewer))
+    deps, seen = request.app[DEPS], _Seen()
+
+    async def render():
+        viewer = await _viewer(request, seen)
+        cursor = deps.cursors.decode(raw, QuotesCursor, viewer.id) if raw is not None else None
+        seen.deps.append(("quotes", post_id))  # bumped by writes of posts quoting it
+        return await quotes.render_quotes(deps, post_id, cursor, limit, viewer)
+    return await serve(request, request.app[READS], render, seen)
 
 
 async def healthz(request: web.Request) -> web.Response:

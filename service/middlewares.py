@@ -70,3 +70,25 @@ class AccessLogger(AbstractAccessLogger):
         self.logger.info('%s %s %s status=%s bytes=%s ms=%.1f db_round_trips=%s',
                          request.remote, request.method, request.path_qs[:300], response.status,
                          response.body_length, time * 1000, request.get(DB_ROUND_TRIPS, 0))
+
+
+CHANGED = web.RequestKey("changed", list)
+
+
+@web.middleware
+async def invalidate_on_write(request: web.Request, handler) -> web.StreamResponse:
+    """A write that succeeded makes cached reads it may affect stale: precisely, when its
+    handler listed what it changed in request[CHANGED] (conversation ids, ("quotes", id)),
+    else everything (an account, label or relation change reaches many conversations)."""
+    response = await handler(request)
+    if request.method not in ("GET", "HEAD", "OPTIONS") and response.status < 400:
+        from .appkeys import READS  # appkeys imports the handlers' modules
+
+        reads = request.app.get(READS)
+        if reads is not None:
+            changed = request.get(CHANGED)
+            if changed:
+                reads.cache.versions.bump(*changed)
+            else:
+                reads.cache.versions.bump_all()
+    return response

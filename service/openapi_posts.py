@@ -14,6 +14,9 @@ def post_schemas(s: Settings) -> Json:
     error_item = _obj({"index": {"type": "integer", "minimum": 0}, "code": {"type": "string"},
                        "message": {"type": "string"}})
     return {
+        "QuotesPage": _obj({"items": {"type": "array", "items": _ref("Post")},
+                            "count": {"type": "integer", "minimum": 0},
+                            "cursor": {"oneOf": [{"type": "string"}, {"type": "null"}]}}),
         "ImportRequest": _obj({"posts": {
             "type": "array", "maxItems": s.import_max_batch,
             # Items are checked one by one and refused by index in the report, so that one
@@ -31,7 +34,19 @@ def post_schemas(s: Settings) -> Json:
 
 
 def post_paths(s: Settings) -> Json:
+    from .openapi import _CURSOR, _POST_ID, _THREAD_ERRORS, _int_param
+
+    cursor = {**_CURSOR, "required": False}
     return {
+        "/v1/posts/{post_id}/quotes": {"get": {
+            "operationId": "getQuotes",
+            "summary": "The quote posts of a post, newest first, that the viewer may see.",
+            "security": [{}, {"bearer": []}],
+            "parameters": [_POST_ID, cursor,
+                           _int_param("limit", 1, s.max_quotes_page, min(20, s.max_quotes_page),
+                                      "Most quote posts per page.")],
+            "responses": {"200": {"description": "A page of quote posts.", "content": {
+                "application/json": {"schema": _ref("QuotesPage")}}}, **_THREAD_ERRORS}}},
         "/v1/admin/posts/import": {"post": {
             "operationId": "importPosts",
             "summary": "Import posts from another system, with their own ids, in any order.",

@@ -76,6 +76,13 @@ SETTINGS: tuple[Setting, ...] = (
       "connection, in ms.", min=10, max=600_000),
     S("db_connect_timeout_s", float, 5.0, "Timeout for opening one database connection, in s.",
       min=0.1, max=120),
+    S("db_acquire_timeout_s", float, 2.0, "Longest wait for a pooled database connection "
+      "(opening one included), in s; past it the request is a 503 `database_unavailable`.",
+      min=0.01, max=120),
+    S("db_command_timeout_s", float, 0.0, "Client-side bound on one database statement, in s: "
+      "a database that never answers (a network black hole) costs a request this long, then "
+      "a 503. 0: `db_statement_timeout_ms` + 1 s, so that the server's own timeout fires "
+      "first.", min=0, max=600),
     # Conversation limits: request defaults and hard maximums
     S("default_depth", int, 6, "Reply levels shown below the focal post when `depth` is not given.",
       min=0, max=100),
@@ -96,6 +103,28 @@ SETTINGS: tuple[Setting, ...] = (
     # Writes
     S("max_post_length", int, 500, "Longest post text, in characters (writes and imports).",
       min=1, max=10_000),
+    S("quote_hydration_timeout_ms", int, 200, "Time allowed for loading quoted posts; past it the "
+      "embeds are `temporarily_unavailable` and the response is `degraded: [\"quotes\"]`.",
+      min=1, max=60_000),
+    S("max_quotes_page", int, 100, "Largest `limit` of a `/v1/posts/{id}/quotes` page (default "
+      "20, or this when smaller).", min=1, max=1000),
+    # Caching, deadlines and breakers
+    S("render_cache_bytes", int, 64 * 1024 * 1024, "Bytes of rendered responses kept (fresh and "
+      "stale together; least recently used go first). 0 disables the cache.", min=0,
+      max=16 * 1024 ** 3),
+    S("render_cache_ttl_s", float, 2.0, "Seconds a rendered response is served without reading "
+      "the database again. Writes through this process invalidate at once; this bounds how "
+      "long writes made elsewhere take to show.", min=0, max=3600),
+    S("stale_ttl_s", float, 600.0, "Seconds a rendered response may still be served, flagged "
+      "`stale`, when the database is failing.", min=0, max=86_400),
+    S("request_budget_ms", int, 1000, "Time budget of one read. The tree stops growing when it "
+      "runs low (`partial: true`, cursors for the rest).", min=10, max=60_000),
+    S("breaker_failure_threshold", int, 5, "Consecutive failures that open a dependency's "
+      "circuit breaker.", min=1, max=1000),
+    S("breaker_backoff_ms", int, 500, "First wait before an open breaker lets one probe through; "
+      "doubles on each failed probe (jittered).", min=10, max=600_000),
+    S("breaker_max_backoff_ms", int, 10_000, "Longest wait between probes of an open breaker.",
+      min=10, max=600_000),
     # Ingestion
     S("import_max_batch", int, 1000, "Most posts per `POST /v1/admin/posts/import` request.",
       min=1, max=100_000),
@@ -137,6 +166,31 @@ SETTINGS: tuple[Setting, ...] = (
     S("idempotency_ttl_s", int, 86_400, "Seconds an `Idempotency-Key` is remembered (its request "
       "and response replayed); after that the same key starts a new request.", min=60,
       max=30 * 86_400),
+    # Load shedding (service/admission.py)
+    S("admission_enabled", bool, True, "Shed load: admit at most an adaptive number of requests "
+      "at once (first pages of conversations first), queue a few briefly, answer the rest at once "
+      "with 503 `overloaded` and `Retry-After: 1`. `/healthz`, `/readyz`, `/metrics` and "
+      "`/openapi.json` are never limited."),
+    S("concurrency_limit_initial", int, 16, "Requests in flight allowed at start-up, before "
+      "latency has been measured.", min=1, max=100_000),
+    S("concurrency_limit_min", int, 2, "Lowest the adaptive limit goes.", min=1, max=100_000),
+    S("concurrency_limit_max", int, 256, "Highest the adaptive limit goes.", min=1, max=100_000),
+    S("admission_queue_size", int, 32, "Requests that may wait for a slot (by priority, then "
+      "arrival). 0: no queue, refuse at once.", min=0, max=100_000),
+    S("admission_queue_timeout_ms", int, 50, "Longest wait for a slot, in ms; a request whose "
+      "expected wait is longer is refused at once.", min=0, max=60_000),
+    S("admission_low_priority_share", float, 0.5, "Share of the limit that continuation pages "
+      "(`/replies`, `/ancestors`) and quote lists may use.", min=0.01, max=1),
+    S("admission_tolerance", float, 1.5, "Latency, as a multiple of the long-window baseline, "
+      "that the limit tolerates before it shrinks.", min=1, max=10),
+    S("admission_smoothing", float, 0.2, "Weight of each new limit estimate (1: jump to it).",
+      min=0.01, max=1),
+    S("admission_window_ms", int, 100, "Window over which admitted requests' latencies are "
+      "averaged before the limit is recomputed (also at least 10 requests), in ms.", min=1,
+      max=60_000),
+    S("admission_baseline_window_s", float, 30.0, "Time constant of the baseline latency the "
+      "limit compares against, in s (rises 10x slower while the service is busy).", min=0.1,
+      max=86_400),
 )
 del S
 
@@ -151,6 +205,9 @@ _DEFAULT_WITHIN_MAX = (
     ("default_branching", "max_branching"),
     ("default_max_nodes", "max_max_nodes"),
     ("default_ancestors", "max_ancestors"),
+    ("concurrency_limit_min", "concurrency_limit_max"),
+    ("concurrency_limit_min", "concurrency_limit_initial"),
+    ("concurrency_limit_initial", "concurrency_limit_max"),
 )
 
 

@@ -36,6 +36,10 @@ def pg_dsn(tmp_path_factory):
 def settings(pg_dsn):
     return load_settings(env={}, overrides={"database_url": pg_dsn, "cursor_secret": "test-secret",
                                             "db_pool_min": 1, "db_pool_max": 8,
+                                            # Tests write behind the service's back (storage
+                                            # calls): its fresh-render cache is off here;
+                                            # caching tests make their own app with it on.
+                                            "render_cache_ttl_s": 0,
                                             "admin_token": "test-admin-token"})
 
 

@@ -1,0 +1,115 @@
+"""Serving a read: fresh from the render cache, else rendered once (coalesced), else stale.
+
+The order of a read: (1) a fresh cached body for this token and request, with no database
+work at all; (2) if the database breaker is open, the stale copy or a fast 503; (3) the
+render, shared by every concurrent request for the same key, its outcome telling the
+breaker whether the database works; (4) on a database failure, the stale copy with
+`degraded: ["stale"]` and an `Arbor-Degraded: stale` header, or a 503 with Retry-After.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from storage.account_tokens import hash_token
+
+from .auth import bearer_token
+from .breakers import BreakerOpen
+from .errors import ApiError, error_response
+from .render_cache import ReadPath
+from .resilience import DATABASE_ERRORS
+
+log = logging.getLogger("arbor.reads")
+Render = Callable[[], Awaitable[Any]]
+
+
+def _key(request: web.Request) -> tuple:
+    token = bearer_token(request)  # a malformed header is a 401 before any caching
+    query = tuple(sorted(request.query.items()))
+    return (hash_token(token) if token else None, request.path, query)
+
+
+def _conversations(body: Any, out: set) -> set:
+    """Every conversation id a rendered body shows posts of (its own and quoted posts')."""
+    if isinstance(body, dict):
+        conversation = body.get("conversation_id")
+        if isinstance(conversation, str):
+            out.add(int(conversation))
+        for value in body.values():
+            if isinstance(value, (dict, list)):
+                _conversations(value, out)
+    elif isinstance(body, list):
+        for item in body:
+            _conversations(item, out)
+    return out
+
+
+def _response(body: bytes, **headers: str) -> web.Response:
+    return web.Response(body=body, content_type="application/json", headers=headers or None)
+
+
+async def serve(request: web.Request, read: ReadPath, render: Render,
+                extra_deps: Callable[[], tuple]) -> web.Response:
+    """`render()` returns the JSON object; `extra_deps()`, called after it, names what else
+    the body depends on besides the conversations it shows (the viewer, the conversation of
+    an empty page)."""
+    key = _key(request)
+    body = read.cache.fresh(key)
+    if body is not None:
+        return _response(body, **{"Arbor-Cache": "hit"})
+    try:
+        read.database.before()
+    except BreakerOpen as e:
+        return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
+    try:
+        body = await read.coalescer.run(key, lambda: _render_and_store(read, key, render,
+                                                                       extra_deps))
+    except DATABASE_ERRORS as e:
+        return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
+    return _response(body, **{"Arbor-Cache": "miss"})
+
+
+async def _render_and_store(read: ReadPath, key: tuple, render: Render,
+                            extra_deps: Callable[[], tuple]) -> bytes:
+    mark = read.cache.mark()
+    try:
+        result = await render()
+    except DATABASE_ERRORS:
+        read.database.failure()
+        raise
+    except ApiError:
+        read.database.success()  # a 4xx: the database answered
+        raise
+    except asyncio.CancelledError:
+        read.database.release()
+        raise
+    read.database.success()
+    body = orjson.dumps(result, option=orjson.OPT_UTC_Z)
+    # Degraded answers (cut short by the time budget, quotes or ranking missing) are not kept:
+    # the next request should try for a whole one.
+    degraded = (result.get("partial") or result.get("degraded")
+                or b'"temporarily_unavailable"' in body)
+    if not degraded:
+        deps = tuple(sorted(_conversations(result, set()) | set(extra_deps()), key=repr))
+        read.cache.put(key, body, deps, mark)
+    return body
+
+
+def _stale_or_503(read: ReadPath, key: tuple, error: BaseException, *,
+                  retry_after: int) -> web.Response:
+    stale = read.cache.stale(key)
+    if stale is None:
+        log.warning("database unavailable, nothing cached: %s: %s", type(error).__name__, error)
+        return error_response(503, "database_unavailable",
+                              "the database is unavailable; retry shortly", retry_after=retry_after)
+    body, age = stale
+    data = orjson.loads(body)
+    if isinstance(data, dict) and isinstance(data.get("degraded"), list):
+        data["degraded"] = [*data["degraded"], "stale"]
+        body = orjson.dumps(data)
+    return _response(body, **{"Arbor-Degraded": "stale", "Age": str(int(age)),
+                              "Arbor-Cache": "stale"})
