@@ -82,7 +82,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     db = await Database.connect(app[DSN], min_size=s.db_pool_min, max_size=s.db_pool_max,
                                 statement_timeout_ms=s.db_statement_timeout_ms,
-                                connect_timeout=s.db_connect_timeout_s)
+                                connect_timeout=s.db_connect_timeout_s,
+                                acquire_timeout=s.db_acquire_timeout_s,
+                                command_timeout=s.db_command_timeout_s or None)
     async with db.pool.acquire() as con:
         applied = await migrations.apply(con)
     if applied:

@@ -3,9 +3,27 @@
 Round trips are counted twice on purpose: per request (a context variable the handlers
 read for the Server-Timing header and the access log), and in total by asyncpg's own
 query logger on each connection, which also sees statements that bypass this wrapper.
+
+Bounded waits, so that a database that is down, restarting or black-holed (a network
+partition: nothing answers, nothing is refused) costs a request a bounded time and then a
+database error (which the service answers 503), never a hang, and so that the pool recovers on
+its own when the database returns (see ops/runbook-database.md):
+
+  * `acquire_timeout`: waiting for a pool connection, including opening a new one, and the
+    release that follows (asyncpg uses the acquire timeout for both);
+  * `command_timeout`: a client-side bound on every statement (asyncpg's `command_timeout`),
+    by default the server's `statement_timeout` plus a margin, so that the server's own
+    cancellation normally fires first and this one only when the server never answers. A
+    statement that times out client-side sends a cancel request, itself bounded by the same
+    timeout; when that fails the connection is terminated rather than reused;
+  * `connect_timeout`: opening one connection;
+  * `close()` is bounded too, and terminates the pool's connections past its timeout.
+
+Connections that the server closed (a restart) are replaced by asyncpg on the next acquire.
 """
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import time
 from contextlib import asynccontextmanager
@@ -71,6 +89,10 @@ class _Counted:
         return self._con
 
 
+# Added to the server's statement_timeout to get the client-side bound on one statement.
+COMMAND_TIMEOUT_MARGIN_S = 1.0
+
+
 async def _keep_session(con: asyncpg.Connection) -> None:
     """Skip asyncpg's default reset (RESET ALL, UNLISTEN, ...) on every release: Arbor never
     changes session state, and the reset would cost one extra round trip per acquire. An
@@ -78,17 +100,26 @@ async def _keep_session(con: asyncpg.Connection) -> None:
 
 
 class Database:
-    def __init__(self, pool: asyncpg.Pool):
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float | None = None):
         self.pool = pool
+        self.acquire_timeout = acquire_timeout
         self.queries_executed = 0  # every statement on every connection (asyncpg query logger)
         self.query_log: list[str] | None = None  # set to a list to record statements (tests)
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10,
-                      statement_timeout_ms: int = 2000, connect_timeout: float = 5.0) -> "Database":
+                      statement_timeout_ms: int = 2000, connect_timeout: float = 5.0,
+                      acquire_timeout: float | None = 5.0,
+                      command_timeout: float | None = None) -> "Database":
+        """`command_timeout` None: `statement_timeout_ms` + COMMAND_TIMEOUT_MARGIN_S (no bound
+        when the statement timeout is 0). `acquire_timeout` None: wait for a connection
+        as long as it takes (not for the service)."""
         db = cls.__new__(cls)
         db.queries_executed = 0
         db.query_log = None
+        db.acquire_timeout = acquire_timeout
+        if command_timeout is None and statement_timeout_ms > 0:
+            command_timeout = statement_timeout_ms / 1000 + COMMAND_TIMEOUT_MARGIN_S
 
         async def init(con: asyncpg.Connection) -> None:
             # asyncpg introspects non-scalar types (bigint[]) on first use per connection,
@@ -99,7 +130,7 @@ class Database:
 
         db.pool = await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, timeout=connect_timeout, init=init,
-            reset=_keep_session,
+            reset=_keep_session, command_timeout=command_timeout or None,
             server_settings={"statement_timeout": str(statement_timeout_ms),
                              "application_name": "arbor",
                              # Every statement is an index lookup whose best plan does not
@@ -113,17 +144,27 @@ class Database:
         if self.query_log is not None:
             self.query_log.append(record.query)
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def close(self, timeout: float = 10.0) -> None:
+        """Close gracefully; past `timeout` (a database that no longer answers would make a
+        graceful close wait forever) terminate the connections instead."""
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout)
+        except (asyncio.TimeoutError, OSError, asyncpg.InterfaceError,
+                asyncpg.PostgresConnectionError):
+            self.pool.terminate()
+
+    def acquire(self):
+        """`pool.acquire()` bounded by the acquire timeout (which also bounds the release)."""
+        return self.pool.acquire(timeout=self.acquire_timeout)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[_Counted]:
-        async with self.pool.acquire() as con:
+        async with self.acquire() as con:
             yield _Counted(con)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Counted]:
-        async with self.pool.acquire() as con:
+        async with self.acquire() as con:
             async with con.transaction():
                 yield _Counted(con)
 

@@ -96,3 +96,41 @@ def live_server(settings):
     asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(30)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
+
+
+# -- fault injection (tests/faultproxy.py) ------------------------------------------------
+# Short database timeouts for apps behind the proxy: a black-holed database must cost a
+# request well under a second or two, and the tests bound every request with a client timeout.
+PROXIED_APP_SETTINGS = {"db_connect_timeout_s": 0.5, "db_acquire_timeout_s": 1.0,
+                        "db_statement_timeout_ms": 500, "db_command_timeout_s": 1.0,
+                        "db_pool_min": 1, "db_pool_max": 4}
+
+
+@pytest.fixture
+async def fault_proxy(pg_dsn):
+    """A FaultProxy in front of the session's PostgreSQL (its Unix socket); healed and closed
+    at teardown."""
+    from .faultproxy import FaultProxy, unix_socket_of
+
+    proxy = await FaultProxy(unix_socket_path=unix_socket_of(pg_dsn)).start()
+    yield proxy
+    proxy.heal()
+    await proxy.close()
+
+
+@pytest.fixture
+def proxied_dsn(fault_proxy):
+    """A TCP DSN to the session's PostgreSQL through `fault_proxy`."""
+    return fault_proxy.dsn()
+
+
+@pytest.fixture
+async def proxied_app_client(aiohttp_client, settings, fault_proxy, proxied_dsn):
+    """A test client of the app whose database is reached through `fault_proxy`, with short
+    database timeouts (PROXIED_APP_SETTINGS)."""
+    app = create_app(settings.replace(database_url=proxied_dsn, **PROXIED_APP_SETTINGS))
+    client = await aiohttp_client(app)
+    yield client
+    # Heal before the app closes its pool: a graceful close through a black hole would wait.
+    fault_proxy.heal()
+    await fault_proxy.wait_listening()
