@@ -14,7 +14,7 @@ from aiohttp import web
 from storage import relation_queries
 from storage.account_tokens import hash_token
 
-from .appkeys import DB, SETTINGS, VIEWERS
+from .appkeys import DB, FAULTS, SETTINGS, VIEWERS
 from .errors import ApiError, unauthorized
 from .viewer import ANONYMOUS, Viewer
 
@@ -62,14 +62,24 @@ async def viewer_for_token(app: web.Application, token: str | None) -> Viewer:
     if account_id is not None:
         viewer = cache.viewer(account_id)
         if viewer is None:
+            _injected_fault(app)
             viewer = await relation_queries.viewer_relations(db, account_id)
             cache.remember(None, viewer)
         return viewer
+    _injected_fault(app)
     owner = await relation_queries.token_owner(db, token_hash)
     if owner is None or owner.state != "active":
         raise unauthorized(_INVALID)
     cache.remember(token_hash, owner.viewer)
     return owner.viewer
+
+
+def _injected_fault(app: web.Application) -> None:
+    """Tests make loading a viewer's relations fail (service/faults.py) to check that the
+    rules fail closed: no relations, no personalized answer (never an anonymous one)."""
+    fault = app[FAULTS].viewer_relations if FAULTS in app else None
+    if fault is not None:
+        raise fault
 
 
 def require_admin(request: web.Request) -> None:

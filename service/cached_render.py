@@ -77,7 +77,8 @@ async def _render_and_store(read: ReadPath, key: tuple, render: Render,
                             extra_deps: Callable[[], tuple]) -> bytes:
     mark = read.cache.mark()
     try:
-        result = await render()
+        async with asyncio.timeout(read.budget_s):
+            result = await render()
     except DATABASE_ERRORS:
         read.database.failure()
         raise

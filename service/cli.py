@@ -46,7 +46,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     "restart (set ARBOR_CURSOR_SECRET)")
     app = create_app(settings, seed_demo=args.demo)
     web.run_app(app, host=settings.host, port=settings.port, access_log_class=AccessLogger,
-                print=lambda msg: log.info("%s", msg.strip()), shutdown_timeout=10)
+                print=lambda msg: log.info("%s", msg.strip()), shutdown_timeout=10,
+                # A client that disconnects cancels its request's work (coalesced renders
+                # run on, shielded, while another request still waits for them).
+                handler_cancellation=True)
     return 0
 
 

@@ -19,10 +19,12 @@ from storage.post_queries import PostRow
 from . import presenters, visibility_rules as rules
 from .cursors import AncestorsCursor, CursorCodec, RepliesCursor
 from .errors import bad_request, not_found
+from .breakers import CircuitBreaker
 from .faults import Faults
 from .params import ViewLimits
 from .resilience import DATABASE_ERRORS
-from .thread_skeleton import NORMAL, ExpandSpec, SkelNode, expand
+from .thread_skeleton import (NORMAL, ExpandSpec, RankingUnavailable, SkelNode, chronological,
+                              expand)
 from .viewer import ANONYMOUS, Viewer
 
 Json = dict[str, Any]
@@ -35,6 +37,7 @@ class Deps:
     cursors: CursorCodec
     faults: Faults = field(default_factory=Faults)
     quote_timeout_s: float = 0.2
+    ranking: CircuitBreaker = field(default_factory=lambda: CircuitBreaker("ranking"))
     head_limit: int = 20
     refill_rounds: int = 2
     overfetch: int = 5
@@ -63,11 +66,25 @@ async def _quoted(deps: Deps, posts: Iterable[PostRow], have: dict[int, PostRow]
 
 
 def _spec(deps: Deps, conversation_id: int, sort: str, depth: int, branching: int,
-          max_nodes: int, viewer: Viewer, focal_author: int) -> ExpandSpec:
+          max_nodes: int, viewer: Viewer, focal_author: int, deadline: float | None) -> ExpandSpec:
     filters = bool(viewer.blocks or viewer.blocked_by or viewer.mutes or viewer.muted_words)
     return ExpandSpec(conversation_id, sort, depth, branching, max_nodes, viewer, focal_author,
                       deps.head_limit, deps.refill_rounds, deps.overfetch if filters else 0,
-                      deps.head_window)
+                      deps.head_window, deadline, deps.ranking, deps.faults.ranking)
+
+
+async def _expand(deps: Deps, spec: ExpandSpec, make_root, **kwargs):
+    """Expand; when ranking is unavailable, expand chronologically instead (fail open)."""
+    try:
+        root = make_root()
+        return spec, root, await expand(deps.db, spec, root, **kwargs), []
+    except RankingUnavailable as e:
+        log.warning("ranking unavailable, rendering chronologically: %s", e)
+        spec = chronological(spec)
+        root = make_root(restart=True)
+        if "head_posts" in kwargs:
+            kwargs["head_posts"] = []  # make_root(restart=True) counts the head as shown
+        return spec, root, await expand(deps.db, spec, root, **kwargs), ["ranking"]
 
 
 def _ancestors_json(chain: list[thread_queries.ChainRow], shown: int, ctx: presenters.RenderContext,
@@ -91,7 +108,7 @@ def _ancestors_json(chain: list[thread_queries.ChainRow], shown: int, ctx: prese
 
 
 async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
-                              viewer: Viewer = ANONYMOUS) -> Json:
+                              viewer: Viewer = ANONYMOUS, deadline: float | None = None) -> Json:
     # The chain walks `ancestors` hops: the root plus the nearest ancestors-1 are shown, and
     # the last hop, when it is not the root, is where the omitted gap starts.
     chain = await thread_queries.chain_up(deps.db, focal_id, limits.ancestors)
@@ -107,43 +124,52 @@ async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
     if rules.post_verdict(focal_post, viewer) is not None:
         raise not_found()  # the same 404 as a post that never existed
     spec = _spec(deps, focal.conversation_id, limits.sort, limits.depth, limits.branching,
-                 limits.max_nodes, viewer, focal_post.author.id)
-    root = SkelNode(focal_id, focal_post, 0)
-    skel = await expand(deps.db, spec, root)
+                 limits.max_nodes, viewer, focal_post.author.id, deadline)
+    spec, root, skel, degraded = await _expand(
+        deps, spec, lambda restart=False: SkelNode(focal_id, focal_post, 0))
     quoted, quotes_failed = await _quoted(deps, [*posts.values(), *skel.posts], posts, viewer)
     ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, focal.conversation_id,
-                                   limits.sort, limits.branching, limits.depth, viewer,
+                                   spec.sort, limits.branching, limits.depth, viewer,
                                    focal_post.author.id, quotes_failed)
     return {
         "focal_id": str(focal_id),
         "ancestors": _ancestors_json(chain, shown, ctx, limits.ancestors),
         "focal": presenters.post_json(focal_post, presenters.quote_json(focal_post, ctx, False),
                                       presenters.replies_json(root, ctx, with_sections=True)),
-        "degraded": ["quotes"] if quotes_failed else [],
+        "degraded": degraded + (["quotes"] if quotes_failed else []),
         "partial": skel.partial,
     }
 
 
 async def render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
-                              max_nodes: int, viewer: Viewer = ANONYMOUS) -> Json:
+                              max_nodes: int, viewer: Viewer = ANONYMOUS,
+                              deadline: float | None = None) -> Json:
     if cursor.focal != focal_id:
         raise bad_request("invalid_cursor", "cursor belongs to another conversation")
     head_left = cursor.head[cursor.head_shown:] if cursor.section == NORMAL else ()
     posts = await post_queries.posts_by_id(deps.db, [cursor.parent, *head_left])
     head_posts = [posts[i] for i in head_left
                   if i in posts and rules.post_verdict(posts[i], viewer) is None]
-    root = SkelNode(cursor.parent, posts.get(cursor.parent), 0, section=cursor.section,
-                    after=cursor.after, consumed=cursor.consumed, head=cursor.head,
-                    head_shown=cursor.head_shown, head_from=cursor.head_from)
     depth = cursor.depth + 1  # the page's items, then cursor.depth levels under each
     spec = _spec(deps, cursor.conversation, cursor.sort, depth, cursor.branching, max_nodes,
-                 viewer, cursor.focal_author)
-    # Head replies that have gone since the cursor was issued still count as shown.
-    root.head_shown += len(head_left) - len(head_posts)
-    skel = await expand(deps.db, spec, root, head_posts=head_posts)
+                 viewer, cursor.focal_author, deadline)
+
+    def make_root(restart: bool = False) -> SkelNode:
+        # Restarting chronologically (ranking unavailable), a ranked keyset means nothing:
+        # the list starts over, oldest first, without the head already shown.
+        root = SkelNode(cursor.parent, posts.get(cursor.parent), 0, section=cursor.section,
+                        after=None if restart else cursor.after,
+                        consumed=0 if restart else cursor.consumed, head=cursor.head,
+                        head_shown=len(cursor.head) if restart else cursor.head_shown,
+                        head_from=cursor.head_from)
+        # Head replies that have gone since the cursor was issued still count as shown.
+        if not restart:
+            root.head_shown += len(head_left) - len(head_posts)
+        return root
+    spec, root, skel, _ = await _expand(deps, spec, make_root, head_posts=head_posts)
     quoted, quotes_failed = await _quoted(deps, skel.posts, posts, viewer)
     ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, cursor.conversation,
-                                   cursor.sort, cursor.branching, depth, viewer,
+                                   spec.sort, cursor.branching, depth, viewer,
                                    cursor.focal_author, quotes_failed)
     return presenters.page_json(skel, ctx)
 

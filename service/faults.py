@@ -12,3 +12,5 @@ from dataclasses import dataclass
 @dataclass
 class Faults:
     quote_hydration: BaseException | None = None  # raised instead of loading quoted posts
+    ranking: BaseException | None = None          # raised by score-ordered lookups
+    viewer_relations: BaseException | None = None  # raised instead of loading blocks/mutes

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -29,6 +30,9 @@ def _cursor_param(request: web.Request) -> str:
     return raw
 
 
+EXPANSION_SHARE = 0.7
+
+
 class _Seen:
     """What a render found out that the cache key must depend on."""
 
@@ -37,6 +41,12 @@ class _Seen:
 
     def __call__(self) -> tuple:
         return tuple(self.deps)
+
+
+def _deadline(request: web.Request) -> float:
+    """When the tree must stop growing: most of the time budget, leaving the rest for
+    hydrating quotes and presenting."""
+    return time.monotonic() + EXPANSION_SHARE * request.app[SETTINGS].request_budget_ms / 1000
 
 
 async def _viewer(request: web.Request, seen: _Seen) -> Viewer:
@@ -52,7 +62,8 @@ async def get_conversation(request: web.Request) -> web.Response:
 
     async def render():
         viewer = await _viewer(request, seen)
-        return await conversation.render_conversation(deps, post_id, limits, viewer)
+        return await conversation.render_conversation(deps, post_id, limits, viewer,
+                                                      _deadline(request))
     return await serve(request, request.app[READS], render, seen)
 
 
@@ -69,7 +80,8 @@ async def get_replies(request: web.Request) -> web.Response:
         viewer = await _viewer(request, seen)
         cursor = deps.cursors.decode(raw, RepliesCursor, viewer.id)
         seen.deps.append(cursor.conversation)
-        return await conversation.render_replies_page(deps, post_id, cursor, max_nodes, viewer)
+        return await conversation.render_replies_page(deps, post_id, cursor, max_nodes, viewer,
+                                                      _deadline(request))
     return await serve(request, request.app[READS], render, seen)
 
 

@@ -20,6 +20,7 @@ from .bodies import json_object
 from .errors import ApiError, not_found
 from .idempotency import Outcome
 from .params import parse_post_id
+from .middlewares import CHANGED
 from .post_input import FIELDS, NewPostInput, parse_new_post
 from .viewer import Viewer
 
@@ -55,6 +56,10 @@ def _creator(request: web.Request, viewer: Viewer, new: NewPostInput):
         except post_writes.ParentNotFound:
             raise not_found() from None
         posts = await post_queries.posts_by_id(tx, [created.id, *targets])  # type: ignore[arg-type]
+        # what cached reads this changes (service/middlewares.invalidate_on_write)
+        request[CHANGED] = [created.conversation_id] + (
+            [("quotes", new.quote_of_id), posts[new.quote_of_id].conversation_id]
+            if new.quote_of_id is not None else [])
         return Outcome(201, _created_json(posts[created.id], posts, request, viewer))
     return write
 
@@ -70,7 +75,7 @@ async def create_post(request: web.Request) -> web.Response:
         settings.idempotency_ttl_s, _creator(request, viewer, new))
 
 
-def _deleter(viewer: Viewer, post_id: int):
+def _deleter(request: web.Request, viewer: Viewer, post_id: int):
     async def write(tx: _Counted) -> Outcome:
         post = (await post_queries.posts_by_id(tx, [post_id])).get(post_id)  # type: ignore[arg-type]
         if post is None or rules.post_verdict(post, viewer) is not None:
@@ -79,6 +84,8 @@ def _deleter(viewer: Viewer, post_id: int):
             raise ApiError(403, "forbidden", "only the author can delete a post")
         if not await post_writes.delete_post_tx(tx, post_id):  # deleted meanwhile
             raise not_found()
+        if post.quote_of_id is None:  # else every cached read is dropped (the quoted post's
+            request[CHANGED] = [post.conversation_id]  # conversation is not at hand)
         return Outcome(204)
     return write
 
@@ -89,7 +96,7 @@ async def delete_post(request: web.Request) -> web.Response:
     post_id = parse_post_id(request.match_info["post_id"])
     return await idempotency.run_write(
         request.app[DB], idempotency.keyed_request(request, viewer.id, key, None),
-        request.app[SETTINGS].idempotency_ttl_s, _deleter(viewer, post_id))
+        request.app[SETTINGS].idempotency_ttl_s, _deleter(request, viewer, post_id))
 
 
 ROUTES = [

@@ -169,3 +169,4 @@ class ReadPath:
     coalescer: Coalescer
     database: CircuitBreaker
     ranking: CircuitBreaker
+    budget_s: float = 1.0          # a read that takes longer fails (as the database failing)

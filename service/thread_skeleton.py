@@ -10,13 +10,17 @@ is handed out in display order. Whatever is cut gets a keyset position for a cur
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+import time
+from dataclasses import dataclass, field, replace
 
 from storage import thread_queries as q
 from storage.db import Database
 from storage.post_queries import PostRow
 
 from . import visibility_rules as rules
+from .breakers import BreakerOpen, CircuitBreaker
+from .resilience import DATABASE_ERRORS
 from .viewer import Viewer
 
 NORMAL = 0
@@ -35,6 +39,13 @@ class ExpandSpec:
     refill_rounds: int  # extra fetches per level when the rules hid rows
     overfetch: int      # extra rows per fetch for viewers whose rules may hide some
     head_window: int    # followed accounts' replies are looked for in this many top rows
+    deadline: float | None = None  # time.monotonic() past which no new level is started
+    ranking: CircuitBreaker | None = None  # guards the score-ordered lookups (sort=ranked)
+    ranking_fault: BaseException | None = None  # injected by tests (service/faults.py)
+
+
+class RankingUnavailable(Exception):
+    """Score-ordered lookups failed or their breaker is open: render chronologically."""
 
 
 @dataclass(slots=True, eq=False)
@@ -163,18 +174,77 @@ async def expand(db: Database, spec: ExpandSpec, root: SkelNode, *,
         # The head is looked up on first pages of normal lists: every deeper level, and the
         # root's unless this is a continuation page (its cursor carries the head) or a section.
         with_head = level > 1 or (head_posts is None and root.section == NORMAL)
-        await _fill(db, spec, lvl, first, keyed, with_head=with_head)
+        if level == 1:
+            await _fill(db, spec, lvl, first, keyed, with_head=with_head)
+        elif not await _fill_in_time(db, spec, lvl, frontier, first, keyed, with_head):
+            skel.partial = True
+            break
         for node in frontier:
             if node.id not in lvl.want:
                 node.more = node.more or node.total() > node.consumed
             else:
                 budget += lvl.want[node.id]  # give back what the rows could not fill
         frontier = [c for n in frontier for c in (n.children or ()) if sum(c.counts) > 0]
-    for node in frontier:  # cut by depth or budget: reachable through a cursor
+    for node in frontier:  # cut by depth, budget or time: reachable through a cursor
         if node.children is None:
             node.more = True
     skel.nodes = len(skel.posts)
     return skel
+
+
+_SAVED = ("children", "more", "after", "consumed", "head", "head_shown", "head_from")
+
+
+async def _fill_in_time(db: Database, spec: ExpandSpec, lvl: _Level, frontier: list[SkelNode],
+                        first: list[SkelNode], keyed: list[SkelNode], with_head: bool) -> bool:
+    """Fill a level below the first within the time budget. False when the budget ran out:
+    the level's parents are then left unexpanded, with cursors for their replies."""
+    remaining = None if spec.deadline is None else spec.deadline - time.monotonic()
+    if remaining is not None and remaining <= 0:
+        _unexpand(frontier, {})
+        return False
+    saved = {id(n): tuple(getattr(n, a) for a in _SAVED) for n in frontier}
+    try:
+        await asyncio.wait_for(_fill(db, spec, lvl, first, keyed, with_head=with_head),
+                               remaining)
+    except asyncio.TimeoutError:
+        _unexpand(frontier, saved)
+        return False
+    return True
+
+
+def _unexpand(frontier: list[SkelNode], saved: dict) -> None:
+    for node in frontier:
+        for name, value in zip(_SAVED, saved.get(id(node), ())):
+            setattr(node, name, value)
+        node.children, node.more = None, True
+
+
+async def _level(db: Database, spec: ExpandSpec, fetches, section: int, head) -> dict:
+    """One level query; score-ordered ones go through the ranking breaker."""
+    if spec.sort != "ranked" or spec.ranking is None:
+        return await q.level(db, spec.conversation_id, fetches, spec.sort, section, head)
+    try:
+        spec.ranking.before()
+    except BreakerOpen as e:
+        raise RankingUnavailable(str(e)) from e
+    try:
+        if spec.ranking_fault is not None:
+            raise spec.ranking_fault
+        rows = await q.level(db, spec.conversation_id, fetches, spec.sort, section, head)
+    except DATABASE_ERRORS as e:
+        spec.ranking.failure()
+        raise RankingUnavailable(f"{type(e).__name__}: {e}") from e
+    except asyncio.CancelledError:
+        spec.ranking.release()
+        raise
+    spec.ranking.success()
+    return rows
+
+
+def chronological(spec: ExpandSpec) -> ExpandSpec:
+    """The same view ordered oldest first: what is shown when ranking is unavailable."""
+    return replace(spec, sort="oldest")
 
 
 async def _fill(db: Database, spec: ExpandSpec, lvl: _Level, first: list[SkelNode],
@@ -193,8 +263,8 @@ async def _fill(db: Database, spec: ExpandSpec, lvl: _Level, first: list[SkelNod
                 by_section.setdefault(node.section, []).append(node)
             for section, nodes in by_section.items():
                 fetches = [q.Fetch(n.id, lvl.limit(lvl.want[n.id]), n.after) for n in nodes]
-                rows = await q.level(db, spec.conversation_id, fetches, spec.sort, section,
-                                     use_head if section == NORMAL else None)
+                rows = await _level(db, spec, fetches, section,
+                                    use_head if section == NORMAL else None)
                 for node, fetch in zip(nodes, fetches):
                     got = rows[node.id]
                     if use_head is not None and section == NORMAL:

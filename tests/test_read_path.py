@@ -1,0 +1,127 @@
+"""The read path through HTTP: cache hits, coalescing, invalidation by writes, ranking that
+fails open (chronological), viewer relations that fail closed."""
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from service.app import create_app
+from service.appkeys import DB, READS
+from service.faults import Faults
+
+from .helpers import iter_nodes
+
+
+@pytest.fixture
+async def cached(aiohttp_client, settings):
+    """An app with its render cache on (the shared test settings turn it off)."""
+    faults = Faults()
+    client = await aiohttp_client(create_app(settings.replace(render_cache_ttl_s=30),
+                                             faults=faults))
+    return client, faults
+
+
+async def queries(client) -> int:
+    await asyncio.sleep(0.02)  # asyncpg's query logger reports through call_soon
+    return client.server.app[DB].queries_executed
+
+
+async def test_second_read_is_a_hit_without_database_work(cached, world):
+    client, _ = cached
+    a = await world.account()
+    root = await world.post(a, "root")
+    await world.fan(a, root, 3)
+    first = await client.get(f"/v1/conversations/{root}")
+    assert first.headers["Arbor-Cache"] == "miss"
+    before = await queries(client)
+    second = await client.get(f"/v1/conversations/{root}")
+    assert second.headers["Arbor-Cache"] == "hit"
+    assert await second.read() == await first.read()
+    assert await queries(client) == before
+
+
+async def test_concurrent_misses_share_one_set_of_queries(cached, world):
+    client, _ = cached
+    a = await world.account()
+    roots = [await world.post(a, f"root {i}") for i in range(2)]
+    for root in roots:
+        for parent in await world.fan(a, root, 4):
+            await world.fan(a, parent, 2)
+    before = await queries(client)
+    await client.get(f"/v1/conversations/{roots[0]}")
+    one_render = await queries(client) - before
+    before = await queries(client)
+    responses = await asyncio.gather(*(client.get(f"/v1/conversations/{roots[1]}")
+                                       for _ in range(20)))
+    assert {r.status for r in responses} == {200}
+    assert len({await r.read() for r in responses}) == 1
+    assert await queries(client) - before == one_render
+    assert client.server.app[READS].coalescer.shared >= 1
+
+
+async def test_a_write_through_the_api_invalidates(cached, world):
+    client, _ = cached
+    a = await world.account()
+    root = await world.post(a, "root")
+    token = await world.token(a)
+    await client.get(f"/v1/conversations/{root}")
+    resp = await client.post("/v1/posts", json={"text": "new reply", "in_reply_to_id": str(root)},
+                             headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 201
+    view = await client.get(f"/v1/conversations/{root}")
+    assert view.headers["Arbor-Cache"] == "miss"
+    assert [n["text"] for n in iter_nodes((await view.json())["focal"]["replies"])] == ["new reply"]
+
+
+async def test_ranking_unavailable_renders_chronologically_without_error(cached, world):
+    client, faults = cached
+    a = await world.account()
+    root = await world.post(a, "root")
+    other = await world.account()
+    ids = [await world.post(other, f"r{i}", reply_to=root, rank_key=i) for i in range(4)]
+    faults.ranking = asyncpg.QueryCanceledError("injected: ranking index too slow")
+    body = await (await client.get(f"/v1/conversations/{root}")).json()
+    assert body["degraded"] == ["ranking"]
+    assert [n["id"] for n in body["focal"]["replies"]["items"]] == [str(i) for i in ids]
+    breaker = client.server.app[READS].ranking
+    for _ in range(5):
+        await client.get(f"/v1/conversations/{root}?branching=2")
+    assert breaker.state == "open"          # ranked lookups are no longer attempted
+    faults.ranking = None
+    body = await (await client.get(f"/v1/conversations/{root}?depth=1")).json()
+    assert body["degraded"] == ["ranking"]  # still open: chronological, no waiting
+    breaker._retry_at = 0                   # the backoff has passed: one probe goes through
+    body = await (await client.get(f"/v1/conversations/{root}?depth=2")).json()
+    assert body["degraded"] == [] and breaker.state == "closed"
+    assert [n["id"] for n in body["focal"]["replies"]["items"]] == [str(i) for i in reversed(ids)]
+
+
+async def test_viewer_relations_unavailable_fail_closed(cached, world):
+    client, faults = cached
+    op, viewer, pest = await world.accounts(3)
+    root = await world.post(op, "root")
+    await world.post(pest, "from someone the viewer blocks", reply_to=root)
+    await world.relate("blocks", viewer, pest)
+    token = await world.token(viewer)
+    faults.viewer_relations = asyncpg.QueryCanceledError("injected")
+    resp = await client.get(f"/v1/conversations/{root}",
+                            headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 503 and resp.headers["Retry-After"]
+    assert "someone the viewer blocks" not in await resp.text()
+    anonymous = await client.get(f"/v1/conversations/{root}")
+    assert anonymous.status == 200      # nothing personal to protect
+
+
+async def test_partial_responses_are_not_cached(cached, world):
+    client, faults = cached
+    a = await world.account()
+    root = await world.post(a, "root")
+    faults.quote_hydration = asyncpg.QueryCanceledError("injected")
+    quoted = await world.post(a, "quoted")
+    await world.post(a, "quoting", reply_to=root, quote=quoted)
+    assert (await (await client.get(f"/v1/conversations/{root}")).json())["degraded"] == ["quotes"]
+    faults.quote_hydration = None
+    resp = await client.get(f"/v1/conversations/{root}")
+    assert resp.headers["Arbor-Cache"] == "miss" and (await resp.json())["degraded"] == []
