@@ -52,7 +52,8 @@ def read_path(s: Settings) -> ReadPath:
                               max_backoff_s=s.breaker_max_backoff_ms / 1000)
     cache = RenderCache(max_bytes=s.render_cache_bytes, fresh_ttl_s=s.render_cache_ttl_s,
                         stale_ttl_s=s.stale_ttl_s)
-    return ReadPath(cache, Coalescer(), breaker("database"), breaker("ranking"))
+    return ReadPath(cache, Coalescer(), breaker("database"), breaker("ranking"),
+                    budget_s=s.request_budget_ms / 1000)
 
 
 def _routes(app: web.Application) -> None:
@@ -90,12 +91,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     if applied:
         log.info("migrations applied: %s", applied)
     app[DB] = db
-    app[READS] = read_path(s)
+    app[READS] = reads = read_path(s)
     app[DEPS] = Deps(db=db, cursors=CursorCodec(s.cursor_secret, s.cursor_ttl_s),
                      head_limit=s.promoted_replies_per_parent,
                      refill_rounds=s.visibility_refill_rounds, overfetch=s.visibility_overfetch,
                      head_window=s.promotion_window, faults=app[FAULTS],
-                     quote_timeout_s=s.quote_hydration_timeout_ms / 1000)
+                     quote_timeout_s=s.quote_hydration_timeout_ms / 1000,
+                     ranking=reads.ranking)
     section_updates.configure(section_thresholds(s))
     yield
     await db.close()

@@ -123,13 +123,14 @@ class _Level:
     def add_listed(self, node: SkelNode, rows: list[PostRow], limit: int) -> bool:
         """Take rows in order; True when the parent needs a refill."""
         skip = set(node.head)
-        for i, p in enumerate(rows):
+        for p in rows:
+            if p.id in skip:  # shown in the head already: passed over, never counted twice
+                node.after = q.keyset(p, self.spec.sort)
+                continue
             if self.want[node.id] == 0:
                 node.more = True
                 return False
             node.after = q.keyset(p, self.spec.sort)
-            if p.id in skip:
-                continue
             node.consumed += 1
             verdict = _keep(p, self.spec.viewer)
             if verdict is not False:

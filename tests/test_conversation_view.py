@@ -137,3 +137,15 @@ async def test_ancestors_of_one_show_only_the_root(client, world):
     body = await get_view(client, chain[4], ancestors=1)
     assert [n["id"] for n in body["ancestors"]["items"]] == [str(chain[0])]
     assert body["ancestors"]["omitted"] == 3
+
+
+async def test_no_phantom_cursor_when_the_focal_author_wrote_every_reply(client, world):
+    """Replies by the focal author are found by the head lookup and skipped in the list: a
+    list that holds nothing else must not end with a cursor to an empty page."""
+    a = await world.account()
+    chain = await world.chain(a, 5)
+    body = await get_view(client, chain[0], branching=1)
+    node = body["focal"]
+    while node["replies"]:
+        assert node["replies"]["more"] is None
+        node = node["replies"]["items"][0]
