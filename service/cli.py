@@ -9,7 +9,7 @@ import sys
 import orjson
 from aiohttp import web
 
-from . import account_cli, import_cli, logs
+from . import account_cli, import_cli, logs, repair_cli
 from .settings import SettingsError, load_settings, markdown_table, parse_assignments
 
 log = logging.getLogger("arbor.cli")
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     settings.add_argument("--markdown", action="store_true", help="print the README table")
     account_cli.register(sub, command)
     import_cli.register(sub, command)
+    repair_cli.register(sub, command)
     return parser
 
 

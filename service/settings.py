@@ -123,7 +123,8 @@ SETTINGS: tuple[Setting, ...] = (
       "circuit breaker.", min=1, max=1000),
     S("breaker_backoff_ms", int, 500, "First wait before an open breaker lets one probe through; "
       "doubles on each failed probe (jittered).", min=10, max=600_000),
-    S("breaker_max_backoff_ms", int, 10_000, "Longest wait between probes of an open breaker.",
+    S("breaker_max_backoff_ms", int, 4_000, "Longest wait between probes of an open breaker "
+      "(bounds how long recovery takes once a dependency is back).",
       min=10, max=600_000),
     # Ingestion
     S("import_max_batch", int, 1000, "Most posts per `POST /v1/admin/posts/import` request.",
