@@ -16,7 +16,8 @@ storage/post_writes.py:
   * depth is the parent's depth + 1 (0 for a root), conversation_id is the root's id;
   * listed = not deleted, or has at least one listed reply (a tombstone);
   * post_counts.replies_normal = the number of listed direct replies (everything is section 0);
-  * post_counts.quotes = the number of non-deleted posts quoting the post;
+  * post_counts.quotes = the number of posts quoting the post that an anonymous viewer can
+    see (not deleted, author active and not protected), as the write path counts them;
   * section 0 (normal) for every post, which is what storage/section_rules.py gives these rows:
     no labels, blocks or mutes; every account signed up 30 days before the preset's first post;
     and every generated text is unique (a "#n" suffix), so no reply is a duplicate;
@@ -234,9 +235,14 @@ class Builder:
             if i >= 0:
                 replies[i] = count
 
-        quotes_of = Counter(self.quote)
-        for i in deleted:
-            quotes_of[self.quote[i]] -= 1
+        # The write path's rule (post_writes._QUOTES_OF): quotes an anonymous viewer can see,
+        # not deleted, by an active, unprotected author.
+        state = ACCOUNT_COLUMNS.index("state")
+        hidden_authors = {a[0] for a in self.account_rows
+                          if a[state] != "active" or a[ACCOUNT_COLUMNS.index("protected")]}
+        gone = set(deleted)
+        quotes_of = Counter(q for i, q in enumerate(self.quote)
+                            if i not in gone and self.author[i] not in hidden_authors)
         quotes = [0] * n
         for i, count in quotes_of.items():
             if i >= 0:

@@ -27,8 +27,9 @@ _MISCOUNTED = """
                                      WHERE c.in_reply_to_id = s.id AND c.listed AND c.section = 1)
        OR pc.replies_offensive <> (SELECT count(*) FROM posts c
                                    WHERE c.in_reply_to_id = s.id AND c.listed AND c.section = 2)
-       OR pc.quotes <> (SELECT count(*) FROM posts q
-                        WHERE q.quote_of_id = s.id AND q.deleted_at IS NULL)
+       OR pc.quotes <> (SELECT count(*) FROM posts q JOIN accounts qa ON qa.id = q.author_id
+                        WHERE q.quote_of_id = s.id AND q.deleted_at IS NULL
+                          AND qa.state = 'active' AND NOT qa.protected)
        OR s.listed <> (s.deleted_at IS NULL OR EXISTS (
                            SELECT 1 FROM posts c WHERE c.in_reply_to_id = s.id AND c.listed))"""
 
