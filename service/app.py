@@ -12,7 +12,9 @@ from storage import migrations, section_updates
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
-from . import admin_handlers, handlers, import_handlers, me_handlers, middlewares, post_handlers
+from . import (admin_handlers, handlers, import_handlers, me_handlers, middlewares,
+               metrics, post_handlers, settings_admin)
+from . import admission_middleware
 from .appkeys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from .conversation import Deps
 from .breakers import CircuitBreaker
@@ -28,11 +30,16 @@ log = logging.getLogger("arbor.app")
 
 def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
-    app = web.Application(middlewares=[middlewares.timing, middlewares.errors,
+    app = web.Application(middlewares=[metrics.record,  # counts every answer, shed ones too
+                                        admission_middleware.admission,  # sheds cheaply
+                                        middlewares.timing, middlewares.errors,
                                         middlewares.invalidate_on_write])
+    # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
+    settings = Settings(dict(settings.values), dict(settings.sources))
     app[SETTINGS] = settings
+    admission_middleware.install(app)
     app[FAULTS] = faults or Faults()
-    app[OPENAPI] = orjson.dumps(build_spec(settings))
+    app[OPENAPI] = orjson.dumps(build_spec(settings))  # built once at start: fails fast
     if settings.database_url:
         app[DSN] = settings.database_url
     else:
@@ -52,8 +59,7 @@ def read_path(s: Settings) -> ReadPath:
                               max_backoff_s=s.breaker_max_backoff_ms / 1000)
     cache = RenderCache(max_bytes=s.render_cache_bytes, fresh_ttl_s=s.render_cache_ttl_s,
                         stale_ttl_s=s.stale_ttl_s)
-    return ReadPath(cache, Coalescer(), breaker("database"), breaker("ranking"),
-                    budget_s=s.request_budget_ms / 1000)
+    return ReadPath(cache, Coalescer(), breaker("database"), breaker("ranking"), settings=s)
 
 
 def _routes(app: web.Application) -> None:
@@ -67,6 +73,8 @@ def _routes(app: web.Application) -> None:
     app.router.add_routes(me_handlers.ROUTES)
     app.router.add_routes(admin_handlers.ROUTES)
     app.router.add_routes(import_handlers.ROUTES)
+    app.router.add_routes(settings_admin.ROUTES)
+    metrics.install(app)
     app.router.add_routes(post_handlers.ROUTES)
 
 
@@ -92,12 +100,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         log.info("migrations applied: %s", applied)
     app[DB] = db
     app[READS] = reads = read_path(s)
-    app[DEPS] = Deps(db=db, cursors=CursorCodec(s.cursor_secret, s.cursor_ttl_s),
-                     head_limit=s.promoted_replies_per_parent,
-                     refill_rounds=s.visibility_refill_rounds, overfetch=s.visibility_overfetch,
-                     head_window=s.promotion_window, faults=app[FAULTS],
-                     quote_timeout_s=s.quote_hydration_timeout_ms / 1000,
-                     ranking=reads.ranking)
+    app[DEPS] = Deps(db=db, cursors=CursorCodec(s.cursor_secret, s.cursor_ttl_s), settings=s,
+                     faults=app[FAULTS], ranking=reads.ranking)
     section_updates.configure(section_thresholds(s))
     yield
     await db.close()

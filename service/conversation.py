@@ -22,6 +22,7 @@ from .errors import bad_request, not_found
 from .breakers import CircuitBreaker
 from .faults import Faults
 from .params import ViewLimits
+from .settings import Settings
 from .resilience import DATABASE_ERRORS
 from .thread_skeleton import (NORMAL, ExpandSpec, RankingUnavailable, SkelNode, chronological,
                               expand)
@@ -33,15 +34,33 @@ log = logging.getLogger("arbor.conversation")
 
 @dataclass(frozen=True)
 class Deps:
+    """What the pipeline needs. Its tunables are read from the settings at each use, so an
+    SRE's change through the admin API applies to the next request."""
     db: Database
     cursors: CursorCodec
+    settings: Settings
     faults: Faults = field(default_factory=Faults)
-    quote_timeout_s: float = 0.2
     ranking: CircuitBreaker = field(default_factory=lambda: CircuitBreaker("ranking"))
-    head_limit: int = 20
-    refill_rounds: int = 2
-    overfetch: int = 5
-    head_window: int = 500
+
+    @property
+    def quote_timeout_s(self) -> float:
+        return self.settings.quote_hydration_timeout_ms / 1000
+
+    @property
+    def head_limit(self) -> int:
+        return self.settings.promoted_replies_per_parent
+
+    @property
+    def refill_rounds(self) -> int:
+        return self.settings.visibility_refill_rounds
+
+    @property
+    def overfetch(self) -> int:
+        return self.settings.visibility_overfetch
+
+    @property
+    def head_window(self) -> int:
+        return self.settings.promotion_window
 
 
 async def _quoted(deps: Deps, posts: Iterable[PostRow], have: dict[int, PostRow],

@@ -9,11 +9,13 @@ import orjson
 from aiohttp import web
 
 from . import conversation, quotes
+from .admission_middleware import ADMISSION
 from .auth import viewer_of
 from .cached_render import serve
-from .appkeys import DB, DEPS, OPENAPI, READS, SETTINGS
+from .appkeys import DB, DEPS, READS, SETTINGS
 from .cursors import AncestorsCursor, QuotesCursor, RepliesCursor
 from .errors import bad_request
+from .openapi import build_spec
 from .params import parse_int, parse_post_id, parse_view_limits, reject_unknown
 from .viewer import Viewer
 
@@ -121,13 +123,37 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the database answers quickly; otherwise 503 naming what is degraded."""
+    """Which parts are degraded, and the figures behind it. 503 while the database does not
+    answer (cached conversations are still served, flagged stale); 200 otherwise, even when
+    ranking is down (chronological order) or requests are being shed."""
+    app = request.app
+    reads = app[READS]
+    degraded, details = [], {}
     try:
-        await asyncio.wait_for(request.app[DB].fetchval("SELECT 1"), timeout=1.0)
+        await asyncio.wait_for(app[DB].fetchval("SELECT 1"), timeout=0.5)
     except Exception:  # any failure to answer means not ready; the reason is in the body
-        return json_response({"status": "degraded", "degraded": ["database"]}, status=503)
-    return json_response({"status": "ok", "degraded": []})
+        degraded.append("database")
+    if reads.database.state != "closed" and "database" not in degraded:
+        degraded.append("database")
+    if reads.ranking.state != "closed":
+        degraded.append("ranking")
+    details["breakers"] = {"database": reads.database.snapshot(),
+                           "ranking": reads.ranking.snapshot()}
+    details["render_cache"] = {"entries": len(reads.cache), "bytes": reads.cache.bytes,
+                               "hits": reads.cache.hits, "misses": reads.cache.misses,
+                               "stale_served": reads.cache.stale_served,
+                               "coalesced": reads.coalescer.shared}
+    admission = app.get(ADMISSION)
+    if admission is not None:
+        details["admission"] = admission.snapshot()
+        if admission.inflight >= admission.capacity:
+            degraded.append("overloaded")
+    status = 503 if "database" in degraded else 200
+    return json_response({"status": "degraded" if degraded else "ok", "degraded": degraded,
+                          "details": details}, status=status)
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+    # Built from the live settings: its limits follow PATCH /v1/admin/settings.
+    return web.Response(body=orjson.dumps(build_spec(request.app[SETTINGS])),
+                        content_type="application/json")

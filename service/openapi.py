@@ -61,7 +61,9 @@ def _schemas() -> Json:
             "partial": {"type": "boolean"}}),
         "Health": _obj({"status": {"type": "string"}}),
         "Ready": _obj({"status": {"enum": ["ok", "degraded"]},
-                       "degraded": {"type": "array", "items": {"type": "string"}}}),
+                       "degraded": {"type": "array", "items": {
+                           "enum": ["database", "ranking", "overloaded"]}},
+                       "details": {"type": "object"}}),
     }
 
 

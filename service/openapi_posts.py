@@ -33,11 +33,55 @@ def post_schemas(s: Settings) -> Json:
     }
 
 
+def _setting_schema(name: str) -> Json:
+    from .settings import BY_NAME
+
+    setting = BY_NAME[name]
+    schema: Json = {"type": {int: "integer", float: "number", str: "string",
+                             bool: "boolean"}[setting.type], "description": setting.help}
+    if setting.min is not None:
+        schema["minimum"] = setting.min
+    if setting.max is not None:
+        schema["maximum"] = setting.max
+    return schema
+
+
+def settings_paths() -> Json:
+    from .settings import LIVE
+
+    row = {"type": "object", "required": ["name", "value", "default", "source", "live", "help"]}
+    listing = {"description": "Every setting: value (secrets redacted), default, where the value "
+                              "came from, whether it can change while running.",
+               "content": {"application/json": {"schema": _obj({"settings": {
+                   "type": "array", "items": row}})}}}
+    errors = {"401": _error("No admin token, or a wrong one."),
+              "403": _error("The admin API is disabled (admin_token is not set).")}
+    change = {"type": "object", "minProperties": 1, "additionalProperties": False,
+              "properties": {name: _setting_schema(name) for name in sorted(LIVE)}}
+    return {"/metrics": {"get": {
+        "operationId": "metrics", "summary": "Prometheus metrics (text format).",
+        "responses": {"200": {"description": "Metrics.", "content": {
+            "text/plain": {"schema": {"type": "string"}}}}}}},
+            "/v1/admin/settings": {
+        "get": {"operationId": "listSettings", "summary": "The settings and their values.",
+                "security": [{"adminBearer": []}], "responses": {"200": listing, **errors}},
+        "patch": {"operationId": "changeSettings",
+                  "summary": "Change live settings; applies to the next request, not persisted.",
+                  "security": [{"adminBearer": []}],
+                  "requestBody": {"required": True,
+                                  "content": {"application/json": {"schema": change}}},
+                  "responses": {"200": listing,
+                                "400": _error("Unknown, not live, or invalid (a default above "
+                                              "its maximum, say); nothing was changed."),
+                                **errors}}}}
+
+
 def post_paths(s: Settings) -> Json:
     from .openapi import _CURSOR, _POST_ID, _THREAD_ERRORS, _int_param
 
     cursor = {**_CURSOR, "required": False}
     return {
+        **settings_paths(),
         "/v1/posts/{post_id}/quotes": {"get": {
             "operationId": "getQuotes",
             "summary": "The quote posts of a post, newest first, that the viewer may see.",

@@ -87,6 +87,9 @@ class RenderCache:
         self._fresh_ttl, self._stale_ttl, self._clock = fresh_ttl_s, stale_ttl_s, clock
         self.hits = self.misses = self.stale_served = 0
 
+    def retune(self, fresh_ttl_s: float, stale_ttl_s: float) -> None:
+        self._fresh_ttl, self._stale_ttl = fresh_ttl_s, stale_ttl_s
+
     @property
     def enabled(self) -> bool:
         return self._fresh_ttl > 0 or self._stale_ttl > 0
@@ -172,4 +175,14 @@ class ReadPath:
     coalescer: Coalescer
     database: CircuitBreaker
     ranking: CircuitBreaker
-    budget_s: float = 1.0          # a read that takes longer fails (as the database failing)
+    settings: Any = None           # live settings: the budget and TTLs are read at each use
+
+    @property
+    def budget_s(self) -> float:
+        """A read that takes longer fails (like the database failing)."""
+        return self.settings.request_budget_ms / 1000 if self.settings is not None else 1.0
+
+    def retune(self) -> None:
+        """Apply changed settings to the cache (its TTLs)."""
+        if self.settings is not None:
+            self.cache.retune(self.settings.render_cache_ttl_s, self.settings.stale_ttl_s)

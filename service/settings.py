@@ -196,6 +196,19 @@ SETTINGS: tuple[Setting, ...] = (
 del S
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+# Settings an SRE may change while the service runs (PATCH /v1/admin/settings); they are read
+# at each use. The others shape things built at start-up (the pool, the caches' bounds,
+# admission, stored sections) and need a restart.
+LIVE = frozenset({
+    "default_depth", "max_depth", "default_branching", "max_branching", "default_max_nodes",
+    "max_max_nodes", "default_ancestors", "max_ancestors",
+    "promoted_replies_per_parent", "promotion_window", "visibility_refill_rounds",
+    "visibility_overfetch", "quote_hydration_timeout_ms", "max_quotes_page",
+    "render_cache_ttl_s", "stale_ttl_s", "request_budget_ms",
+    "max_post_length", "import_max_batch", "max_relations_page",
+})
+assert LIVE <= set(BY_NAME), sorted(LIVE - set(BY_NAME))
 ENV_PREFIX = "ARBOR_"
 # DESIGN.md names DATABASE_URL without the prefix; both spellings work.
 ENV_ALIASES = {"database_url": ("DATABASE_URL",)}
@@ -226,6 +239,22 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         return load_settings(env={}, overrides={**self.values, **changes})
 
+    def apply_live(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Change live settings in place, all or none, validated like at start-up (each value
+        and the default-within-maximum rules). Returns the new values of those changed."""
+        unknown = sorted(set(changes) - set(BY_NAME))
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        fixed = sorted(set(changes) - LIVE)
+        if fixed:
+            raise SettingsError(f"setting(s) {', '.join(fixed)} cannot change while running "
+                                f"(restart with --setting); live: {', '.join(sorted(LIVE))}")
+        checked = load_settings(env={}, overrides={**self.values, **changes})
+        for name in changes:
+            self.values[name] = checked.values[name]  # type: ignore[index]
+            self.sources[name] = "admin"  # type: ignore[index]
+        return {name: checked.values[name] for name in changes}
+
     def public(self) -> list[dict[str, Any]]:
         """The settings as shown to operators, with secrets redacted."""
         rows = []
@@ -234,7 +263,8 @@ class Settings:
             if s.secret and value:
                 value = "***"
             rows.append({"name": s.name, "value": value, "default": s.default,
-                         "source": self.sources.get(s.name, "default"), "help": s.help})
+                         "source": self.sources.get(s.name, "default"), "live": s.name in LIVE,
+                         "help": s.help})
         return rows
 
 
@@ -285,10 +315,11 @@ def load_settings(env: Mapping[str, str] | None = None,
 
 def markdown_table() -> str:
     """The settings table as it appears in README.md (`arbor settings --markdown`)."""
-    lines = ["| name | type | default | help |", "|---|---|---|---|"]
+    lines = ["| name | type | default | live | help |", "|---|---|---|---|---|"]
     for s in SETTINGS:
         default = '""' if s.default == "" else f"{s.default}"
-        lines.append(f"| `{s.name}` | {s.type.__name__} | `{default}` | {s.help} |")
+        live = "yes" if s.name in LIVE else ""
+        lines.append(f"| `{s.name}` | {s.type.__name__} | `{default}` | {live} | {s.help} |")
     return "\n".join(lines)
 
 

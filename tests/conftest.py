@@ -40,6 +40,10 @@ def settings(pg_dsn):
                                             # calls): its fresh-render cache is off here;
                                             # caching tests make their own app with it on.
                                             "render_cache_ttl_s": 0,
+                                            # Tests fire bursts (200 concurrent writes):
+                                            # load shedding is off here; test_admission.py
+                                            # makes its own apps with it on.
+                                            "admission_enabled": False,
                                             "admin_token": "test-admin-token"})
 
 
