@@ -12,7 +12,7 @@ from storage import migrations, section_updates
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
-from . import (admin_handlers, handlers, import_handlers, me_handlers, middlewares,
+from . import (admin_handlers, conversation_limits_admin, handlers, import_handlers, me_handlers, middlewares,
                metrics, post_handlers, settings_admin)
 from . import admission_middleware
 from .appkeys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
@@ -74,6 +74,7 @@ def _routes(app: web.Application) -> None:
     app.router.add_routes(admin_handlers.ROUTES)
     app.router.add_routes(import_handlers.ROUTES)
     app.router.add_routes(settings_admin.ROUTES)
+    app.router.add_routes(conversation_limits_admin.ROUTES)
     metrics.install(app)
     app.router.add_routes(post_handlers.ROUTES)
 

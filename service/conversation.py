@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from storage import post_queries, thread_queries
@@ -106,6 +106,17 @@ async def _expand(deps: Deps, spec: ExpandSpec, make_root, **kwargs):
         return spec, root, await expand(deps.db, spec, root, **kwargs), ["ranking"]
 
 
+def capped(limits: ViewLimits, caps: thread_queries.Caps) -> ViewLimits:
+    """The view limits within the conversation's caps (set by SREs for a viral post): a
+    request asking for more gets the cap, and cursors reach the rest."""
+    def cap(value: int, limit: int | None) -> int:
+        return value if limit is None else min(value, limit)
+    return replace(limits, depth=cap(limits.depth, caps.depth),
+                   branching=cap(limits.branching, caps.branching),
+                   max_nodes=cap(limits.max_nodes, caps.max_nodes),
+                   ancestors=cap(limits.ancestors, caps.ancestors))
+
+
 def _ancestors_json(chain: list[thread_queries.ChainRow], shown: int, ctx: presenters.RenderContext,
                     limit: int) -> Json:
     """Root first; the root always kept; the gap between it and the nearest ancestors as a
@@ -134,6 +145,7 @@ async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
     if not chain or chain[0].deleted:
         raise not_found()
     focal = chain[0]
+    limits = capped(limits, focal.caps)
     shown = min(len(chain) - 1, limits.ancestors - 1)
     if len(chain) - 1 <= limits.ancestors and chain[-1].depth == 0:
         shown = len(chain) - 1  # the whole chain fits, root included

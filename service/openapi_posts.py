@@ -76,12 +76,40 @@ def settings_paths() -> Json:
                                 **errors}}}}
 
 
+def conversation_limits_paths() -> Json:
+    from .conversation_limits_admin import RANGES
+    from .openapi import _POST_ID
+
+    caps = {"type": "object", "additionalProperties": False, "properties": {
+        name: {"oneOf": [{"type": "integer", "minimum": lo, "maximum": hi}, {"type": "null"}]}
+        for name, (lo, hi) in RANGES.items()}}
+    shown = _obj({"conversation_id": {"type": "string"},
+                  **{name: {"oneOf": [{"type": "integer"}, {"type": "null"}]} for name in RANGES}})
+    ok = {"description": "The conversation's caps (null: no cap).",
+          "content": {"application/json": {"schema": shown}}}
+    errors = {"400": _error("Invalid body."), "401": _error("No admin token, or a wrong one."),
+              "403": _error("The admin API is disabled (admin_token is not set)."),
+              "404": _error("No such post.")}
+    common = {"security": [{"adminBearer": []}], "parameters": [_POST_ID]}
+    return {"/v1/admin/conversations/{post_id}/limits": {
+        "get": {"operationId": "getConversationLimits", "summary": "A conversation's caps.",
+                **common, "responses": {"200": ok, **errors}},
+        "put": {"operationId": "putConversationLimits",
+                "summary": "Cap the view limits of the post's conversation (a viral post).",
+                **common, "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": caps}}},
+                "responses": {"200": ok, **errors}},
+        "delete": {"operationId": "deleteConversationLimits", "summary": "Remove the caps.",
+                   **common, "responses": {"204": {"description": "Removed."}, **errors}}}}
+
+
 def post_paths(s: Settings) -> Json:
     from .openapi import _CURSOR, _POST_ID, _THREAD_ERRORS, _int_param
 
     cursor = {**_CURSOR, "required": False}
     return {
         **settings_paths(),
+        **conversation_limits_paths(),
         "/v1/posts/{post_id}/quotes": {"get": {
             "operationId": "getQuotes",
             "summary": "The quote posts of a post, newest first, that the viewer may see.",

@@ -29,6 +29,15 @@ _AFTER = {  # keyset predicate against per-parent positions q.after_rank, q.afte
 
 
 @dataclass(frozen=True, slots=True)
+class Caps:
+    """A conversation's caps on the view limits (None: no cap)."""
+    depth: int | None = None
+    branching: int | None = None
+    max_nodes: int | None = None
+    ancestors: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChainRow:
     id: int
     in_reply_to_id: int | None
@@ -36,6 +45,7 @@ class ChainRow:
     depth: int
     deleted: bool
     counts: tuple[int, int, int]
+    caps: Caps = Caps()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +181,11 @@ _CHAIN_SQL = """
         WHERE c.hop < $2
     )
     SELECT c.id, c.parent, c.conv, c.depth, c.deleted, c.hop,
-           pc.replies_normal, pc.replies_low_quality, pc.replies_offensive
+           pc.replies_normal, pc.replies_low_quality, pc.replies_offensive,
+           cl.depth AS cap_depth, cl.branching AS cap_branching, cl.max_nodes AS cap_max_nodes,
+           cl.ancestors AS cap_ancestors
     FROM chain c JOIN post_counts pc ON pc.post_id = c.id
+    LEFT JOIN conversation_limits cl ON cl.conversation_id = c.conv
     ORDER BY c.hop"""
 
 
@@ -180,7 +193,9 @@ async def chain_up(db: Database, start_id: int, hops: int) -> list[ChainRow]:
     """The post `start_id` and up to `hops` of its ancestors, nearest first. One round trip."""
     rows = await db.fetch(_CHAIN_SQL, start_id, hops)
     return [ChainRow(r["id"], r["parent"], r["conv"], r["depth"], r["deleted"],
-                     (r["replies_normal"], r["replies_low_quality"], r["replies_offensive"]))
+                     (r["replies_normal"], r["replies_low_quality"], r["replies_offensive"]),
+                     Caps(r["cap_depth"], r["cap_branching"], r["cap_max_nodes"],
+                          r["cap_ancestors"]))
             for r in rows]
 
 
