@@ -12,9 +12,8 @@ from storage import migrations, section_updates
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
-from . import (admin_handlers, conversation_limits_admin, handlers, import_handlers, me_handlers, middlewares,
-               metrics, post_handlers, settings_admin)
-from . import admission_middleware
+from . import (admin_handlers, admission_middleware, conversation_limits_admin, handlers,
+               import_handlers, me_handlers, metrics, middlewares, post_handlers, settings_admin)
 from .appkeys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from .conversation import Deps
 from .breakers import CircuitBreaker
