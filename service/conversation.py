@@ -161,7 +161,7 @@ async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
     quoted, quotes_failed = await _quoted(deps, [*posts.values(), *skel.posts], posts, viewer)
     ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, focal.conversation_id,
                                    spec.sort, limits.branching, limits.depth, viewer,
-                                   focal_post.author.id, quotes_failed)
+                                   focal_post.author.id, quotes_failed, focal.caps.max_nodes)
     return {
         "focal_id": str(focal_id),
         "ancestors": _ancestors_json(chain, shown, ctx, limits.ancestors),
@@ -182,6 +182,8 @@ async def render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
     head_posts = [posts[i] for i in head_left
                   if i in posts and rules.post_verdict(posts[i], viewer) is None]
     depth = cursor.depth + 1  # the page's items, then cursor.depth levels under each
+    if cursor.max_nodes is not None:  # the conversation was capped when the view was made
+        max_nodes = min(max_nodes, cursor.max_nodes)
     spec = _spec(deps, cursor.conversation, cursor.sort, depth, cursor.branching, max_nodes,
                  viewer, cursor.focal_author, deadline)
 
@@ -201,7 +203,7 @@ async def render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
     quoted, quotes_failed = await _quoted(deps, skel.posts, posts, viewer)
     ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, cursor.conversation,
                                    spec.sort, cursor.branching, depth, viewer,
-                                   cursor.focal_author, quotes_failed)
+                                   cursor.focal_author, quotes_failed, cursor.max_nodes)
     return presenters.page_json(skel, ctx)
 
 

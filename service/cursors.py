@@ -40,6 +40,7 @@ class RepliesCursor:
     head: tuple[int, ...] = ()      # the node's head replies, in order; skipped in every list
     head_shown: int = 0             # how many of them earlier pages showed
     head_from: tuple[int, int, int] = (0, 0, 0)
+    max_nodes: int | None = None    # the conversation's cap when it was issued (SRE limits)
 
 
 @dataclass(frozen=True)

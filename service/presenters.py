@@ -33,6 +33,7 @@ class RenderContext:
     viewer: Viewer = ANONYMOUS
     focal_author: int = 0
     quotes_failed: bool = False    # quoted posts could not be loaded: embeds say so
+    max_nodes_cap: int | None = None  # the conversation's cap, carried by cursors
 
     def post(self, post_id: int) -> PostRow | None:
         return self.posts.get(post_id) or self.quoted.get(post_id)
@@ -115,7 +116,8 @@ def replies_cursor(node: SkelNode, section: int, ctx: RenderContext, *, after, c
         focal=ctx.focal_id, conversation=ctx.conversation_id, parent=node.id, section=section,
         sort=ctx.sort, depth=_subtree_depth(node.level, ctx.depth), branching=ctx.branching,
         after=after, consumed=consumed, viewer=ctx.viewer.id, focal_author=ctx.focal_author,
-        head=node.head, head_shown=head_shown, head_from=node.head_from))
+        head=node.head, head_shown=head_shown, head_from=node.head_from,
+        max_nodes=ctx.max_nodes_cap))
 
 
 def replies_json(node: SkelNode, ctx: RenderContext, *, with_sections: bool) -> Json | None:

@@ -38,3 +38,18 @@ async def test_caps_validation(client, world):
     resp = await client.put("/v1/admin/conversations/123456789/limits", json={}, headers=ADMIN)
     assert resp.status == 404
     assert (await client.get(f"/v1/admin/conversations/{post}/limits")).status == 401
+
+
+async def test_continuation_pages_keep_the_cap(client, world):
+    a = await world.account()
+    viral = await world.post(a, "viral")
+    for parent in await world.fan(a, viral, 8):
+        await world.fan(a, parent, 3)
+    await client.put(f"/v1/admin/conversations/{viral}/limits", json={"max_nodes": 4},
+                     headers=ADMIN)
+    body = await (await client.get(f"/v1/conversations/{viral}")).json()
+    assert sum(1 for _ in iter_nodes(body["focal"]["replies"])) == 4
+    cursor = body["focal"]["replies"]["more"]["cursor"]
+    page = await (await client.get(f"/v1/conversations/{viral}/replies",
+                                   params={"cursor": cursor, "max_nodes": 1000})).json()
+    assert sum(1 for _ in iter_nodes(page)) == 4
