@@ -23,6 +23,10 @@ The limit (`GradientLimit`) is gradient-style, after Netflix concurrency-limits'
     the baseline; adding it only within tolerance keeps the latency near `tolerance` x baseline;
   * limit = limit * (1 - smoothing) + new * smoothing, clamped to [min, max].
 
+Default tolerance 2.0 (Gradient2's is 1.5): at the small limits of one asyncio process (2-5 on
+2 CPUs) each extra request in flight moves the latency by a large step; with 1.5 the limit sat
+a step lower and served ~20% less under 3x overload (bench/overload.py) at a similar p99.
+
 Admission (`Admission`) holds the in-flight count, the limit and the wait queue:
 
   * ops endpoints are not classified here at all (the middleware lets them through);
@@ -35,11 +39,13 @@ Admission (`Admission`) holds the in-flight count, the limit and the wait queue:
     `queue_timeout_s`. The queue hands a freed slot straight to the next request; it does not
     hold a backlog, whose wait would add to every admitted request's latency and mostly end in
     timeouts. So under overload almost every shed request is answered immediately;
-  * a queued entry that has waited one short RTT (at most `queue_timeout_s`) is shed: the
-    service has stalled, and a quick 503 serves its client better than a late one;
+  * a queued entry that has waited that long (half the short RTT, at most `queue_timeout_s`)
+    is shed: the service has stalled, and a quick 503 serves its client better than a late one;
   * a full queue refuses the newcomer, unless the newcomer has a higher priority than the
     lowest-priority entry queued: that entry (the most recent of the lowest priority) is shed
-    and the newcomer takes its place;
+    and the newcomer takes its place.
+
+`retune()` applies changed settings while running (the limit keeps what it has learned).
 """
 from __future__ import annotations
 
@@ -68,9 +74,9 @@ _MIN_WAIT_S = 0.001
 @dataclass(frozen=True)
 class LimitConfig:
     initial: float = 16
-    min: int = 2
+    min: int = 1
     max: int = 256
-    tolerance: float = 1.5
+    tolerance: float = 2.0
     smoothing: float = 0.2
     window_s: float = 0.1
     window_min_samples: int = 10
@@ -185,6 +191,21 @@ class Admission:
         self._queues: tuple[deque[Waiter], ...] = (deque(), deque(), deque())
         self._waiting = [0, 0, 0]
         self.evicted: list[Waiter] = []
+        self.params: Params | None = None      # what from_settings() built it from
+        self.next_settings_check = 0.0          # the middleware's, for live settings
+
+    def retune(self, params: Params, now: float) -> list[Waiter]:
+        """Apply changed settings while running (PATCH /v1/admin/settings): the new bounds
+        clamp the current limit (which keeps what it has learned), the queue takes the new size,
+        timeout and share for new arrivals. Returns waiters that a larger limit now admits."""
+        self.params = params
+        lim = self.limiter
+        lim.config = params.limit
+        lim.limit = min(float(params.limit.max), max(float(params.limit.min), lim.limit))
+        self.queue_size = params.queue_size
+        self.queue_timeout_s = params.queue_timeout_s
+        self.low_priority_share = params.low_priority_share
+        return self._grant(now)
 
     # -- capacity ----------------------------------------------------------------------
     @property
@@ -243,12 +264,10 @@ class Admission:
         return self.queue_timeout_s if short is None else min(self.queue_timeout_s, short / 2)
 
     def _max_wait(self) -> float:
-        """A waiter's deadline: one request's time (the short RTT), within the queue timeout.
-        A longer wait means the service stalled; answering 503 now beats answering it later."""
-        short = self.limiter.short_rtt
-        if short is None:
-            return self.queue_timeout_s
-        return min(self.queue_timeout_s, max(short, _MIN_WAIT_S))
+        """A waiter's deadline: the same half request's time, within the queue timeout. A
+        longer wait means the service stalled; a quick 503 serves its client better than a
+        late one."""
+        return max(self._max_expected_wait(), _MIN_WAIT_S)
 
     def _expected_wait(self, ahead: int, p: Priority) -> float:
         short = self.limiter.short_rtt
@@ -363,12 +382,31 @@ class Admission:
         }
 
 
+@dataclass(frozen=True)
+class Params:
+    """Everything the settings say about admission."""
+    limit: LimitConfig
+    queue_size: int
+    queue_timeout_s: float
+    low_priority_share: float
+
+
+def params_from_settings(s: Any) -> Params:
+    return Params(LimitConfig(initial=s.concurrency_limit_initial, min=s.concurrency_limit_min,
+                              max=s.concurrency_limit_max, tolerance=s.admission_tolerance,
+                              smoothing=s.admission_smoothing,
+                              window_s=s.admission_window_ms / 1000,
+                              baseline_window_s=s.admission_baseline_window_s),
+                  queue_size=s.admission_queue_size,
+                  queue_timeout_s=s.admission_queue_timeout_ms / 1000,
+                  low_priority_share=s.admission_low_priority_share)
+
+
 def from_settings(s: Any) -> Admission:
     """The admission controller that the settings (service/settings.py) describe."""
-    config = LimitConfig(initial=s.concurrency_limit_initial, min=s.concurrency_limit_min,
-                         max=s.concurrency_limit_max, tolerance=s.admission_tolerance,
-                         smoothing=s.admission_smoothing, window_s=s.admission_window_ms / 1000,
-                         baseline_window_s=s.admission_baseline_window_s)
-    return Admission(GradientLimit(config), queue_size=s.admission_queue_size,
-                     queue_timeout_s=s.admission_queue_timeout_ms / 1000,
-                     low_priority_share=s.admission_low_priority_share)
+    p = params_from_settings(s)
+    admission = Admission(GradientLimit(p.limit), queue_size=p.queue_size,
+                          queue_timeout_s=p.queue_timeout_s,
+                          low_priority_share=p.low_priority_share)
+    admission.params = p
+    return admission

@@ -1,7 +1,8 @@
 """The admission middleware: classify, admit or shed, measure. The logic is service/admission.py.
 
-First in the middleware list, so a shed request costs no database work, no viewer lookup and
-no Server-Timing bookkeeping: a 503 with a body encoded once at import time.
+Ahead of every other middleware but the metrics recorder (which counts shed answers too), so a
+shed request costs no database work, no viewer lookup and no Server-Timing bookkeeping: a 503
+with a body encoded once at import time (~0.05 ms of CPU, measured with the recorder).
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import orjson
 from aiohttp import web
 
 from .appkeys import SETTINGS
-from .admission import ADMIT, SHED, Admission, Priority, Waiter, from_settings
+from .admission import (ADMIT, SHED, Admission, Priority, Waiter, from_settings,
+                        params_from_settings)
 
 ADMISSION = web.AppKey("admission", Admission)
 
@@ -27,11 +29,23 @@ _SHED_HEADERS = {"Content-Type": "application/json", "Retry-After": "1",
                  "Cache-Control": "no-store"}
 
 
+# Live settings (PATCH /v1/admin/settings change app[SETTINGS] in place) are picked up within
+# this many seconds, by the request that finishes first after that.
+SETTINGS_CHECK_S = 1.0
+
+
 def install(app: web.Application) -> None:
     """Create the app's admission controller from its settings (none when disabled)."""
     settings = app[SETTINGS]
     if settings.admission_enabled:
         app[ADMISSION] = from_settings(settings)
+
+
+def _maybe_retune(app: web.Application, controller: Admission, now: float) -> None:
+    controller.next_settings_check = now + SETTINGS_CHECK_S
+    params = params_from_settings(app[SETTINGS])
+    if params != controller.params:
+        _wake(controller.retune(params, now), True)
 
 
 def classify(request: web.Request) -> Priority | None:
@@ -103,7 +117,10 @@ async def admission(request: web.Request, handler) -> web.StreamResponse:
         rtt = loop.time() - started
         raise
     finally:
-        _wake(controller.release(rtt, loop.time()), True)
+        now = loop.time()
+        _wake(controller.release(rtt, now), True)
+        if now >= controller.next_settings_check:
+            _maybe_retune(request.app, controller, now)
 
 
 def snapshot(app: web.Application) -> dict | None:

@@ -174,15 +174,19 @@ SETTINGS: tuple[Setting, ...] = (
       "`/openapi.json` are never limited."),
     S("concurrency_limit_initial", int, 16, "Requests in flight allowed at start-up, before "
       "latency has been measured.", min=1, max=100_000),
-    S("concurrency_limit_min", int, 2, "Lowest the adaptive limit goes.", min=1, max=100_000),
+    S("concurrency_limit_min", int, 1, "Lowest the adaptive limit goes. Latency measured with "
+      "at most this many requests in flight also sets the baseline the limit compares against.",
+      min=1, max=100_000),
     S("concurrency_limit_max", int, 256, "Highest the adaptive limit goes.", min=1, max=100_000),
     S("admission_queue_size", int, 32, "Requests that may wait for a slot (by priority, then "
       "arrival). 0: no queue, refuse at once.", min=0, max=100_000),
-    S("admission_queue_timeout_ms", int, 50, "Longest wait for a slot, in ms; a request whose "
-      "expected wait is longer is refused at once.", min=0, max=60_000),
+    S("admission_queue_timeout_ms", int, 50, "Cap on a wait for a slot, in ms. Within it a "
+      "request waits only when a slot is expected within half the recent latency of admitted "
+      "requests (else it is refused at once), and is shed after waiting that long.", min=0,
+      max=60_000),
     S("admission_low_priority_share", float, 0.5, "Share of the limit that continuation pages "
       "(`/replies`, `/ancestors`) and quote lists may use.", min=0.01, max=1),
-    S("admission_tolerance", float, 1.5, "Latency, as a multiple of the long-window baseline, "
+    S("admission_tolerance", float, 2.0, "Latency, as a multiple of the long-window baseline, "
       "that the limit tolerates before it shrinks.", min=1, max=10),
     S("admission_smoothing", float, 0.2, "Weight of each new limit estimate (1: jump to it).",
       min=0.01, max=1),
@@ -199,7 +203,7 @@ BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 # Settings an SRE may change while the service runs (PATCH /v1/admin/settings); they are read
 # at each use. The others shape things built at start-up (the pool, the caches' bounds,
-# admission, stored sections) and need a restart.
+# admission on or off, stored sections) and need a restart.
 LIVE = frozenset({
     "default_depth", "max_depth", "default_branching", "max_branching", "default_max_nodes",
     "max_max_nodes", "default_ancestors", "max_ancestors",
@@ -207,6 +211,10 @@ LIVE = frozenset({
     "visibility_overfetch", "quote_hydration_timeout_ms", "max_quotes_page",
     "render_cache_ttl_s", "stale_ttl_s", "request_budget_ms",
     "max_post_length", "import_max_batch", "max_relations_page",
+    # load shedding: picked up within a second (service/admission_middleware.py)
+    "concurrency_limit_min", "concurrency_limit_max", "admission_queue_size",
+    "admission_queue_timeout_ms", "admission_low_priority_share", "admission_tolerance",
+    "admission_smoothing", "admission_window_ms", "admission_baseline_window_s",
 })
 assert LIVE <= set(BY_NAME), sorted(LIVE - set(BY_NAME))
 ENV_PREFIX = "ARBOR_"
@@ -219,9 +227,7 @@ _DEFAULT_WITHIN_MAX = (
     ("default_branching", "max_branching"),
     ("default_max_nodes", "max_max_nodes"),
     ("default_ancestors", "max_ancestors"),
-    ("concurrency_limit_min", "concurrency_limit_max"),
-    ("concurrency_limit_min", "concurrency_limit_initial"),
-    ("concurrency_limit_initial", "concurrency_limit_max"),
+    ("concurrency_limit_min", "concurrency_limit_max"),  # the initial limit is clamped to them
 )
 
 
