@@ -29,8 +29,9 @@ log = logging.getLogger("arbor.app")
 
 def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
-    app = web.Application(middlewares=[metrics.record,  # counts every answer, shed ones too
-                                        admission_middleware.admission,  # sheds cheaply
+    app = web.Application(middlewares=[admission_middleware.admission,  # first: sheds cheaply
+                                        # shed requests are counted by admission itself
+                                        metrics.record,
                                         middlewares.timing, middlewares.errors,
                                         middlewares.invalidate_on_write])
     # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
