@@ -35,12 +35,13 @@ Admission (`Admission`) holds the in-flight count, the limit and the wait queue:
     keep the rest;
   * otherwise it may wait in a queue of at most `queue_size` entries, served by priority then
     arrival order; it is refused at once when its expected wait (the requests ahead of it plus
-    one, times the short RTT, over the capacity) exceeds half the short RTT or
+    one, times the short RTT, over the capacity plus one) exceeds half the short RTT or
     `queue_timeout_s`. The queue hands a freed slot straight to the next request; it does not
     hold a backlog, whose wait would add to every admitted request's latency and mostly end in
     timeouts. So under overload almost every shed request is answered immediately;
-  * a queued entry that has waited that long (half the short RTT, at most `queue_timeout_s`)
-    is shed: the service has stalled, and a quick 503 serves its client better than a late one;
+  * a queued entry that has waited twice its expected wait (at most one short RTT, and at
+    most `queue_timeout_s`) is shed: the service has stalled, and a quick 503 serves its
+    client better than a late one;
   * a full queue refuses the newcomer, unless the newcomer has a higher priority than the
     lowest-priority entry queued: that entry (the most recent of the lowest priority) is shed
     and the newcomer takes its place.
@@ -234,7 +235,8 @@ class Admission:
             self.counters.shed_rejected[p] += 1
             return SHED, None
         ahead = self._waiting_at_or_above(p)
-        if self._expected_wait(ahead, p) > self._max_expected_wait():
+        expected = self._expected_wait(ahead, p)
+        if expected > self._max_expected_wait():
             self.counters.shed_rejected[p] += 1
             return SHED, None
         if self.queued >= self.queue_size:
@@ -243,7 +245,7 @@ class Admission:
                 self.counters.shed_rejected[p] += 1
                 return SHED, None
             self.evicted.append(victim)
-        waiter = Waiter(p, now, now + self._max_wait())
+        waiter = Waiter(p, now, now + self._max_wait(expected))
         self._queues[p].append(waiter)
         self._waiting[p] += 1
         self.counters.queued[p] += 1
@@ -263,17 +265,20 @@ class Admission:
         short = self.limiter.short_rtt
         return self.queue_timeout_s if short is None else min(self.queue_timeout_s, short / 2)
 
-    def _max_wait(self) -> float:
-        """A waiter's deadline: the same half request's time, within the queue timeout. A
-        longer wait means the service stalled; a quick 503 serves its client better than a
-        late one."""
-        return max(self._max_expected_wait(), _MIN_WAIT_S)
+    def _max_wait(self, expected: float) -> float:
+        """A waiter's deadline: twice its expected wait, within the queue timeout. A longer
+        wait means the service stalled; a quick 503 serves its client better than a late one."""
+        if self.limiter.short_rtt is None:
+            return self.queue_timeout_s
+        return min(self.queue_timeout_s, max(2 * expected, _MIN_WAIT_S))
 
     def _expected_wait(self, ahead: int, p: Priority) -> float:
+        """With k requests in flight, each with an unknown share of the short RTT left, the
+        j-th of them finishes after about j * RTT / (k + 1)."""
         short = self.limiter.short_rtt
         if short is None:
             return 0.0
-        return (ahead + 1) * short / self.capacity_for(p)
+        return (ahead + 1) * short / (self.capacity_for(p) + 1)
 
     def _evict_for(self, p: Priority) -> Waiter | None:
         for q in (Priority.LOW, Priority.NORMAL):

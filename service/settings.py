@@ -182,8 +182,8 @@ SETTINGS: tuple[Setting, ...] = (
       "arrival). 0: no queue, refuse at once.", min=0, max=100_000),
     S("admission_queue_timeout_ms", int, 50, "Cap on a wait for a slot, in ms. Within it a "
       "request waits only when a slot is expected within half the recent latency of admitted "
-      "requests (else it is refused at once), and is shed after waiting that long.", min=0,
-      max=60_000),
+      "requests (else it is refused at once), and is shed after twice its expected wait.",
+      min=0, max=60_000),
     S("admission_low_priority_share", float, 0.5, "Share of the limit that continuation pages "
       "(`/replies`, `/ancestors`) and quote lists may use.", min=0.01, max=1),
     S("admission_tolerance", float, 2.0, "Latency, as a multiple of the long-window baseline, "
