@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -100,11 +101,34 @@ async def _render_and_store(read: ReadPath, key: tuple, render: Render,
     return body
 
 
+class _OutageLog:
+    """One WARNING per interval while the database fails, with counts, rather than one per
+    request (hundreds per second during an outage)."""
+
+    def __init__(self, interval_s: float = 5.0):
+        self.interval, self.last, self.stale, self.refused = interval_s, -1e9, 0, 0
+
+    def note(self, served_stale: bool, error: BaseException) -> None:
+        if served_stale:
+            self.stale += 1
+        else:
+            self.refused += 1
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            log.warning("database unavailable (%s: %s): %d reads served stale, %d answered 503 "
+                        "since the last report", type(error).__name__, error, self.stale,
+                        self.refused)
+            self.last, self.stale, self.refused = now, 0, 0
+
+
+_outage_log = _OutageLog()
+
+
 def _stale_or_503(read: ReadPath, key: tuple, error: BaseException, *,
                   retry_after: int) -> web.Response:
     stale = read.cache.stale(key)
+    _outage_log.note(stale is not None, error)
     if stale is None:
-        log.warning("database unavailable, nothing cached: %s: %s", type(error).__name__, error)
         return error_response(503, "database_unavailable",
                               "the database is unavailable; retry shortly", retry_after=retry_after)
     body, age = stale

@@ -66,6 +66,11 @@ async def timing(request: web.Request, handler) -> web.StreamResponse:
 class AccessLogger(AbstractAccessLogger):
     """One line per request an SRE can grep: method, path, status, bytes, ms, db round trips."""
 
+    @property
+    def enabled(self) -> bool:
+        """aiohttp skips the call (and building its arguments) when INFO is not logged."""
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request, response, time):  # noqa: A002 - aiohttp's signature
         self.logger.info('%s %s %s status=%s bytes=%s ms=%.1f db_round_trips=%s',
                          request.remote, request.method, request.path_qs[:300], response.status,

@@ -93,7 +93,8 @@ _OPTIONAL_VIEWER = [{}, {"bearer": []}]
 _THREAD_ERRORS = {"401": _error("The bearer token is not valid."),
                   "400": _error("Invalid parameter or cursor."),
                   "404": _error("No such post, or not visible to the viewer."),
-                  "503": _error("Database unavailable; see Retry-After.")}
+                  "503": _error("The database is unavailable (`database_unavailable`) or the "
+                                "service is shedding load (`overloaded`); see Retry-After.")}
 
 
 def build_spec(s: Settings) -> Json:
