@@ -124,7 +124,9 @@ def main(argv=None) -> int:
         token = asyncio.run(_make_viewer(dsn, root, args.overlap))
         port = _free_port()
         cmd = [sys.executable, "-m", "service.cli", "serve", "--setting", f"database_url={dsn}",
-               "--setting", f"port={port}", "--setting", "log_level=WARNING"]
+               "--setting", f"port={port}", "--setting", "log_level=WARNING",
+           # uncached renders are what this measures (and no shedding of the single client)
+           "--setting", "render_cache_ttl_s=0", "--setting", "admission_enabled=false"]
         if args.no_viewer_cache:
             cmd += ["--setting", "viewer_cache_ttl_s=0"]
         proc = subprocess.Popen(cmd, cwd=ROOT)

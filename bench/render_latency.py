@@ -60,7 +60,9 @@ def _count_nodes(replies) -> int:
 def _start_service(dsn: str, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "service.cli", "serve",
            "--setting", f"database_url={dsn}", "--setting", f"port={port}",
-           "--setting", "log_level=WARNING"]
+           "--setting", "log_level=WARNING",
+           # uncached renders are what this measures (and no shedding of the single client)
+           "--setting", "render_cache_ttl_s=0", "--setting", "admission_enabled=false"]
     return subprocess.Popen(cmd, cwd=ROOT)
 
 
