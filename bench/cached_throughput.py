@@ -25,9 +25,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import aiohttp  # noqa: E402
 
-from render_latency import _free_port, _wait_healthy  # noqa: E402
-from storage import seeding  # noqa: E402
-from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres  # noqa: E402
+from harness import DATA_DIR, arbor_service, bench_database, free_port  # noqa: E402
+from harness import wait_healthy  # noqa: E402
 
 TARGET = 0.5
 
@@ -62,7 +61,7 @@ async def _fetch(url: str) -> bytes:
 
 async def _healthy(base: str, proc: subprocess.Popen) -> None:
     async with aiohttp.ClientSession() as s:
-        await _wait_healthy(s, base, proc)
+        await wait_healthy(s, base, proc)
 
 
 def main(argv=None) -> int:
@@ -70,45 +69,33 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--data-dir", default=str(ROOT / ".arbor" / "bench-pgdata"))
+    parser.add_argument("--data-dir", default=DATA_DIR)
     args = parser.parse_args(argv)
 
-    server = EmbeddedPostgres(args.data_dir, FAST_UNSAFE_OPTIONS)
-    dsn = server.start()
-    procs: list[subprocess.Popen] = []
-    try:
-        report = asyncio.run(seeding.seed_dsn(dsn, "bench"))
-        root = report["roots"]["replies_1m"]
-        arbor_port, bare_port = _free_port(), _free_port()
-        arbor = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--setting", f"database_url={dsn}",
-             "--setting", f"port={arbor_port}", "--setting", "log_level=WARNING",
-             "--setting", "render_cache_ttl_s=3600"], cwd=ROOT)
-        procs.append(arbor)
-        path = f"/v1/conversations/{root}"
-        asyncio.run(_healthy(f"http://127.0.0.1:{arbor_port}", arbor))
-        body = asyncio.run(_fetch(f"http://127.0.0.1:{arbor_port}{path}"))
+    results: dict[str, list[float]] = {"arbor": [], "bare": []}
+    with bench_database(args.data_dir) as (dsn, report), \
+            arbor_service(dsn, "render_cache_ttl_s=3600") as (arbor_base, _):
+        path = f"/v1/conversations/{report['roots']['replies_1m']}"
+        body = asyncio.run(_fetch(f"{arbor_base}{path}"))
         with tempfile.NamedTemporaryFile(delete=False, suffix=".json") as f:
             f.write(body)
+        bare_port = free_port()
         bare = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_server.py"),
                                  str(bare_port), f.name], cwd=ROOT)
-        procs.append(bare)
-        asyncio.run(_healthy(f"http://127.0.0.1:{bare_port}", bare))
-        assert asyncio.run(_fetch(f"http://127.0.0.1:{bare_port}{path}")) == body
-        print(f"body: {len(body):,} bytes (the 1M-reply conversation at default limits)")
-        results: dict[str, list[float]] = {"arbor": [], "bare": []}
-        for _ in range(args.rounds):
-            for name, port in (("arbor", arbor_port), ("bare", bare_port)):
-                rps, ok, bad = asyncio.run(_drive(f"http://127.0.0.1:{port}{path}",
-                                                  args.seconds, args.concurrency))
-                results[name].append(rps)
-                print(f"  {name:<5} {rps:8.0f} req/s  ({ok} ok, {bad} not 200)")
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait(15)
-        if server.started_here:
-            server.stop()
+        try:
+            bare_base = f"http://127.0.0.1:{bare_port}"
+            asyncio.run(_healthy(bare_base, bare))
+            assert asyncio.run(_fetch(f"{bare_base}{path}")) == body
+            print(f"body: {len(body):,} bytes (the 1M-reply conversation at default limits)")
+            for _ in range(args.rounds):
+                for name, base in (("arbor", arbor_base), ("bare", bare_base)):
+                    rps, ok, bad = asyncio.run(_drive(f"{base}{path}", args.seconds,
+                                                      args.concurrency))
+                    results[name].append(rps)
+                    print(f"  {name:<5} {rps:8.0f} req/s  ({ok} ok, {bad} not 200)")
+        finally:
+            bare.terminate()
+            bare.wait(15)
     best = {name: max(v) for name, v in results.items()}
     ratio = best["arbor"] / best["bare"]
     print(f"\narbor cached {best['arbor']:.0f} req/s, bare {best['bare']:.0f} req/s "

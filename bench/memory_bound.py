@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
+import subprocess
 import time
 from pathlib import Path
 
@@ -26,9 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 
-from render_latency import _free_port, _wait_healthy  # noqa: E402
-from storage import seeding  # noqa: E402
-from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres  # noqa: E402
+from harness import DATA_DIR, arbor_service, bench_database, wait_healthy  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -51,7 +49,7 @@ async def _ids(dsn: str, root: int, n: int) -> list[int]:
 async def _run(base: str, ids: list[int], proc: subprocess.Popen) -> list[tuple[int, float, int]]:
     samples = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8)) as s:
-        await _wait_healthy(s, base, proc)
+        await wait_healthy(s, base, proc)
         queue = iter(ids)
         done = 0
 
@@ -84,35 +82,20 @@ def main(argv=None) -> int:
     parser.add_argument("--conversations", type=int, default=100_000)
     parser.add_argument("--cache-mb", type=int, default=32)
     parser.add_argument("--margin-mb", type=int, default=96)
-    parser.add_argument("--data-dir", default=str(ROOT / ".arbor" / "bench-pgdata"))
+    parser.add_argument("--data-dir", default=DATA_DIR)
     args = parser.parse_args(argv)
     cache_bytes = args.cache_mb * 1024 * 1024
 
-    server = EmbeddedPostgres(args.data_dir, FAST_UNSAFE_OPTIONS)
-    dsn = server.start()
-    proc = None
-    try:
-        report = asyncio.run(seeding.seed_dsn(dsn, "bench"))
+    with bench_database(args.data_dir) as (dsn, report):
         ids = asyncio.run(_ids(dsn, int(report["roots"]["replies_1m"]), args.conversations))
-        port = _free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--setting", f"database_url={dsn}",
-             "--setting", f"port={port}", "--setting", "log_level=WARNING",
-             "--setting", f"render_cache_bytes={cache_bytes}",
-             "--setting", "render_cache_ttl_s=3600", "--setting", "stale_ttl_s=3600"], cwd=ROOT)
-        base = f"http://127.0.0.1:{port}"
-        warm = min(2000, len(ids) // 10)
-        started = time.perf_counter()
-        asyncio.run(_run(base, ids[:warm], proc))
-        baseline = rss_mb(proc.pid)
-        samples = asyncio.run(_run(base, ids[warm:], proc))
-        seconds = time.perf_counter() - started
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(15)
-        if server.started_here:
-            server.stop()
+        with arbor_service(dsn, f"render_cache_bytes={cache_bytes}", "render_cache_ttl_s=3600",
+                           "stale_ttl_s=3600", "admission_enabled=false") as (base, proc):
+            warm = min(2000, len(ids) // 10)
+            started = time.perf_counter()
+            asyncio.run(_run(base, ids[:warm], proc))
+            baseline = rss_mb(proc.pid)
+            samples = asyncio.run(_run(base, ids[warm:], proc))
+            seconds = time.perf_counter() - started
     print(f"{len(ids):,} distinct conversations rendered in {seconds:.0f} s; cache bound "
           f"{args.cache_mb} MB, margin {args.margin_mb} MB, RSS after warm-up {baseline:.0f} MB")
     step = max(1, len(samples) // 10)

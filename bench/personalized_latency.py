@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import random
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,11 +27,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 
-from render_latency import _count_nodes, _free_port, _one, _percentile, _wait_healthy  # noqa: E402
-from storage import seeding  # noqa: E402
+from harness import DATA_DIR, arbor_service, bench_database, percentile  # noqa: E402
+from render_latency import _count_nodes, _one, _wait_healthy  # noqa: E402
 from storage.account_tokens import create_token  # noqa: E402
 from storage.db import Database  # noqa: E402
-from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres  # noqa: E402
 
 RATIO_TARGET = 1.5
 RELATIONS = 1000
@@ -112,32 +110,18 @@ def main(argv=None) -> int:
                              "same tree as anonymous, so the ratio is the rules' own cost; 100: "
                              "a fifth of the replies hidden, a tenth promoted)")
     parser.add_argument("--no-viewer-cache", action="store_true")
-    parser.add_argument("--data-dir", default=str(ROOT / ".arbor" / "bench-pgdata"))
+    parser.add_argument("--data-dir", default=DATA_DIR)
     args = parser.parse_args(argv)
 
-    server = EmbeddedPostgres(args.data_dir, FAST_UNSAFE_OPTIONS)
-    dsn = server.start()
-    proc = None
-    try:
-        report = asyncio.run(seeding.seed_dsn(dsn, "bench"))
+    settings = ["render_cache_ttl_s=0", "admission_enabled=false"]  # uncached, unshed
+    if args.no_viewer_cache:
+        settings.append("viewer_cache_ttl_s=0")
+    with bench_database(args.data_dir) as (dsn, report):
         root = int(report["roots"]["replies_1m"])
         token = asyncio.run(_make_viewer(dsn, root, args.overlap))
-        port = _free_port()
-        cmd = [sys.executable, "-m", "service.cli", "serve", "--setting", f"database_url={dsn}",
-               "--setting", f"port={port}", "--setting", "log_level=WARNING",
-           # uncached renders are what this measures (and no shedding of the single client)
-           "--setting", "render_cache_ttl_s=0", "--setting", "admission_enabled=false"]
-        if args.no_viewer_cache:
-            cmd += ["--setting", "viewer_cache_ttl_s=0"]
-        proc = subprocess.Popen(cmd, cwd=ROOT)
-        results, db_ms = asyncio.run(_measure(f"http://127.0.0.1:{port}", root, token,
-                                       args.requests, args.warmup, proc))
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(15)
-        if server.started_here:
-            server.stop()
+        with arbor_service(dsn, *settings) as (base, proc):
+            results, db_ms = asyncio.run(_measure(base, root, token, args.requests,
+                                                  args.warmup, proc))
 
     print(f"\n{args.requests} requests each, interleaved, one client, default limits; viewer: "
           f"{RELATIONS} blocks, {RELATIONS} mutes, {RELATIONS} follows ({args.overlap} of each "
@@ -145,9 +129,9 @@ def main(argv=None) -> int:
           f"{'off' if args.no_viewer_cache else 'on'}")
     p50 = {}
     for name, values in results.items():
-        p50[name] = _percentile(values, 50)
-        print(f"{name:<13} p50 {p50[name]:6.2f} ms   p99 {_percentile(values, 99):6.2f} ms   "
-              f"db p50 {_percentile(db_ms[name], 50):6.2f} ms")
+        p50[name] = percentile(values, 50)
+        print(f"{name:<13} p50 {p50[name]:6.2f} ms   p99 {percentile(values, 99):6.2f} ms   "
+              f"db p50 {percentile(db_ms[name], 50):6.2f} ms")
     ratio = p50["personalized"] / p50["anonymous"]
     ok = ratio <= RATIO_TARGET
     print(f"{'PASS' if ok else 'FAIL'}: personalized/anonymous p50 ratio {ratio:.2f} <= {RATIO_TARGET}")

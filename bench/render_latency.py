@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,11 +24,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import aiohttp  # noqa: E402
 
-from storage import seeding  # noqa: E402
-from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres  # noqa: E402
+from harness import DATA_DIR, arbor_service, bench_database  # noqa: E402
+# Other benches import these from here.
+from harness import free_port as _free_port  # noqa: E402,F401
+from harness import percentile as _percentile  # noqa: E402
+from harness import wait_healthy as _wait_healthy  # noqa: E402
 
 RATIO_TARGET = 1.5
 P50_TARGET_MS = 10.0
@@ -38,47 +41,10 @@ _DB = re.compile(r"db;dur=([0-9.]+)")
 _ROUND_TRIPS = re.compile(r"round_trips=(\d+)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
 def _count_nodes(replies) -> int:
     if not replies:
         return 0
     return sum(1 + _count_nodes(item.get("replies")) for item in replies["items"])
-
-
-def _start_service(dsn: str, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "service.cli", "serve",
-           "--setting", f"database_url={dsn}", "--setting", f"port={port}",
-           "--setting", "log_level=WARNING",
-           # uncached renders are what this measures (and no shedding of the single client)
-           "--setting", "render_cache_ttl_s=0", "--setting", "admission_enabled=false"]
-    return subprocess.Popen(cmd, cwd=ROOT)
-
-
-async def _wait_healthy(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the service exited with status {proc.returncode}")
-        try:
-            async with session.get(f"{base}/healthz") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise SystemExit("the service did not become healthy within 60 s")
 
 
 async def _one(session: aiohttp.ClientSession, url: str) -> tuple[float, float, float, int, bytes]:
@@ -126,33 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="measured requests per case")
     parser.add_argument("--warmup", type=int, default=30, help="unmeasured requests per case first")
-    parser.add_argument("--data-dir", default=str(ROOT / ".arbor" / "bench-pgdata"),
+    parser.add_argument("--data-dir", default=DATA_DIR,
                         help="embedded PostgreSQL data folder (kept: reruns skip the seeding)")
     args = parser.parse_args(argv)
 
-    server = EmbeddedPostgres(args.data_dir, FAST_UNSAFE_OPTIONS)
-    dsn = server.start()
-    proc = None
-    try:
-        report = asyncio.run(seeding.seed_dsn(dsn, "bench"))
-        if report["skipped"]:
-            print(f"seed bench: already loaded ({report['posts']:,} posts) in {args.data_dir}")
-        else:
-            print(f"seed bench: {report['posts']:,} posts in {report['seconds']:.1f} s = "
-                  f"{report['posts_per_second']:,} posts/s")
-        port = _free_port()
-        proc = _start_service(dsn, port)
-        results = asyncio.run(_measure(f"http://127.0.0.1:{port}", report["roots"],
-                                       args.requests, args.warmup, proc))
-    finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if server.started_here:
-            server.stop()
+    # uncached renders are what this measures (and no shedding of the single client)
+    with bench_database(args.data_dir) as (dsn, report), \
+            arbor_service(dsn, "render_cache_ttl_s=0", "admission_enabled=false") as (base, proc):
+        results = asyncio.run(_measure(base, report["roots"], args.requests, args.warmup, proc))
 
     print(f"\n{args.requests} requests per case, interleaved, one client, default limits, uncached")
     print("(client: measured by this client; server: Server-Timing total; db: Server-Timing db, "
