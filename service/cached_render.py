@@ -86,7 +86,9 @@ async def _render_and_store(read: ReadPath, key: tuple, render: Render,
     except ApiError:
         read.database.success()  # a 4xx: the database answered
         raise
-    except asyncio.CancelledError:
+    except BaseException:
+        # cancelled, or a bug: says nothing of the dependency, but a probe must not stay
+        # marked as running, or a half-open breaker would never let another through
         read.database.release()
         raise
     read.database.success()

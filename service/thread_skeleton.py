@@ -236,7 +236,9 @@ async def _level(db: Database, spec: ExpandSpec, fetches, section: int, head) ->
     except DATABASE_ERRORS as e:
         spec.ranking.failure()
         raise RankingUnavailable(f"{type(e).__name__}: {e}") from e
-    except asyncio.CancelledError:
+    except BaseException:
+        # cancelled, or a bug: says nothing of the dependency, but a probe must not stay
+        # marked as running, or a half-open breaker would never let another through
         spec.ranking.release()
         raise
     spec.ranking.success()

@@ -133,3 +133,16 @@ async def test_coalescer_survives_one_waiter_going_away():
     await asyncio.sleep(0)
     first.cancel()                   # a client that disconnected
     assert await second == "done"
+
+
+def test_a_probe_that_ends_without_a_verdict_lets_the_next_probe_through():
+    clock = Clock()
+    b = CircuitBreaker("db", failure_threshold=1, backoff_s=1.0, clock=clock,
+                       rng=random.Random(3))
+    b.failure()
+    clock.now += 2
+    b.before()              # the probe...
+    b.release()             # ...was cancelled, or raised something that is not a db error
+    b.before()              # the next request may probe
+    b.success()
+    assert b.state == CLOSED
