@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import hmac
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import orjson
 
@@ -62,6 +62,7 @@ class QuotesCursor:
 
 _KINDS = {"r": RepliesCursor, "a": AncestorsCursor, "q": QuotesCursor}
 _KIND_OF = {cls: kind for kind, cls in _KINDS.items()}
+_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in _KINDS.values()}
 
 
 def _b64(data: bytes) -> str:
@@ -82,7 +83,10 @@ class CursorCodec:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
 
     def encode(self, cursor: RepliesCursor | AncestorsCursor | QuotesCursor) -> str:
-        body = {"v": VERSION, "k": _KIND_OF[type(cursor)], "t": int(self._clock()), **asdict(cursor)}
+        # A shallow dict: dataclasses.asdict deep-copies every field, and a render encodes a
+        # cursor per cut node (it was 40% of a render's CPU). Fields are ints, strs, tuples.
+        body = {"v": VERSION, "k": _KIND_OF[type(cursor)], "t": int(self._clock()),
+                **{name: getattr(cursor, name) for name in _FIELDS[type(cursor)]}}
         payload = orjson.dumps(body)
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
