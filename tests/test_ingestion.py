@@ -151,3 +151,26 @@ async def test_cli_import(world, pg_dsn, tmp_path, capsys):
     assert report["first_errors"][0]["line"] == 3
     assert await world.db.fetchval("SELECT in_reply_to_id FROM posts WHERE id = $1",
                                    base + 2) == base + 1
+
+
+SMALL = ("root", "r1", "r2", "r3", "q")  # a tombstone holding r2, a quote of r2, a quote of root
+
+
+async def test_all_120_arrival_orders_of_a_small_tree_converge(client, world):
+    """Exhaustive over a five-post tree (the property above samples the six-post one)."""
+    authors = await world.accounts(3)
+    reference = make_posts(authors)
+    for label in SMALL:
+        await ingest_one(world.db, reference[label])
+    expected = await _render_small(client, reference)
+    for order in itertools.permutations(SMALL):
+        posts = make_posts(authors)
+        for label in order:
+            await ingest_one(world.db, posts[label])
+        assert await _render_small(client, posts) == expected, order
+
+
+async def _render_small(client, posts):
+    labels = {str(p.id): label for label, p in posts.items()}
+    views = [await client.get(f"/v1/conversations/{posts[label].id}") for label in ("root", "q")]
+    return [normalized(await v.json(), labels) for v in views]
