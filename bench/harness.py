@@ -95,3 +95,10 @@ async def wait_healthy(session: aiohttp.ClientSession, base: str, proc: subproce
 async def _healthy(base: str, proc: subprocess.Popen) -> None:
     async with aiohttp.ClientSession() as session:
         await wait_healthy(session, base, proc)
+
+
+def verdict(checks: list[tuple[bool, str]]) -> int:
+    """Print PASS/FAIL per target; the exit status: 0 when all pass."""
+    for ok, text in checks:
+        print(f"{'PASS' if ok else 'FAIL'}: {text}")
+    return 0 if all(ok for ok, _ in checks) else 1

@@ -44,6 +44,7 @@ import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 import orjson  # noqa: E402
 
+from bench.harness import verdict  # noqa: E402
 from bench.render_latency import _free_port, _percentile, _wait_healthy  # noqa: E402
 from storage import seeding  # noqa: E402
 from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres  # noqa: E402
@@ -267,9 +268,7 @@ def _report(drill: Drill) -> int:
          f"{full:.2f} s" if recovered else "full recovery: not reached"),
         (not errors, f"no answer other than 200 or 503 ({len(errors)} others)"),
     ]
-    for ok, text in checks:
-        print(f"{'PASS' if ok else 'FAIL'}: {text}")
-    return 0 if all(ok for ok, _ in checks) else 1
+    return verdict(checks)
 
 
 def main(argv: list[str] | None = None) -> int:

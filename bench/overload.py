@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import asyncpg  # noqa: E402
 import orjson  # noqa: E402
 
+from harness import verdict  # noqa: E402
 from render_latency import _free_port, _percentile  # noqa: E402
 from service.settings import SETTINGS  # noqa: E402
 from storage import seeding  # noqa: E402
@@ -473,9 +474,7 @@ async def run(args, port: int, proc: subprocess.Popen, work_ids, postmaster: int
         (s["other"] == 0, f"{s['other']} responses other than 200 and 503 == 0"),
     ]
     print()
-    for ok, text in checks:
-        print(f"{'PASS' if ok else 'FAIL'}: {text}")
-    return 0 if all(ok for ok, _ in checks) else 1
+    return verdict(checks)
 
 
 def main(argv: list[str] | None = None) -> int:
