@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any, Awaitable, Callable
 
@@ -34,19 +35,15 @@ def _key(request: web.Request) -> tuple:
     return (hash_token(token) if token else None, request.path, query)
 
 
-def _conversations(body: Any, out: set) -> set:
+# orjson writes no spaces, and a quote inside a string value is escaped (\"), so this finds
+# exactly the posts' own "conversation_id" members: in C, at a fraction of the cost of
+# walking the rendered object in Python (which was ~5% of a render's CPU).
+_CONVERSATION_ID = re.compile(rb'"conversation_id":"(\d+)"')
+
+
+def _conversations(body: bytes) -> set[int]:
     """Every conversation id a rendered body shows posts of (its own and quoted posts')."""
-    if isinstance(body, dict):
-        conversation = body.get("conversation_id")
-        if isinstance(conversation, str):
-            out.add(int(conversation))
-        for value in body.values():
-            if isinstance(value, (dict, list)):
-                _conversations(value, out)
-    elif isinstance(body, list):
-        for item in body:
-            _conversations(item, out)
-    return out
+    return {int(m) for m in _CONVERSATION_ID.findall(body)}
 
 
 def _response(body: bytes, **headers: str) -> web.Response:
@@ -97,8 +94,8 @@ async def _render_and_store(read: ReadPath, key: tuple, render: Render,
     # the next request should try for a whole one.
     degraded = (result.get("partial") or result.get("degraded")
                 or b'"temporarily_unavailable"' in body)
-    if not degraded:
-        deps = tuple(sorted(_conversations(result, set()) | set(extra_deps()), key=repr))
+    if not degraded and read.cache.would_store(len(body)):
+        deps = tuple(sorted(_conversations(body) | set(extra_deps()), key=repr))
         read.cache.put(key, body, deps, mark)
     return body
 

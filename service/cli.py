@@ -9,7 +9,7 @@ import sys
 import orjson
 from aiohttp import web
 
-from . import account_cli, import_cli, logs, repair_cli
+from . import account_cli, gc_tuning, import_cli, logs, repair_cli
 from .settings import SettingsError, load_settings, markdown_table, parse_assignments
 
 log = logging.getLogger("arbor.cli")
@@ -45,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("cursor_secret is not set: using a random key; cursors will not survive a "
                     "restart (set ARBOR_CURSOR_SECRET)")
     app = create_app(settings, seed_demo=args.demo)
+    gc_tuning.install(app)
     web.run_app(app, host=settings.host, port=settings.port, access_log_class=AccessLogger,
                 print=lambda msg: log.info("%s", msg.strip()), shutdown_timeout=10,
                 # A client that disconnects cancels its request's work (coalesced renders

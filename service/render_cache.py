@@ -22,6 +22,10 @@ from cachetools import LRUCache
 
 from .breakers import CircuitBreaker
 
+# What holding a body costs in Python beside its bytes: the key (path and query), the entry,
+# its dependency and version tuples, the LRU's own entry. Measured with bench/memory_bound.py.
+_ENTRY_OVERHEAD = 1024
+
 Key = Hashable
 GLOBAL = ("epoch",)
 
@@ -73,10 +77,7 @@ class Entry:
 
     @property
     def size(self) -> int:
-        # The body plus what holding it costs in Python: the key (path and query), this
-        # object, its dependency and version tuples, the LRU's own entry. Measured with
-        # bench/memory_bound.py: about 1 KiB beside the body.
-        return len(self.body) + 1024 + 16 * len(self.deps)
+        return len(self.body) + _ENTRY_OVERHEAD + 16 * len(self.deps)
 
 
 class RenderCache:
@@ -93,6 +94,10 @@ class RenderCache:
     @property
     def enabled(self) -> bool:
         return self._fresh_ttl > 0 or self._stale_ttl > 0
+
+    def would_store(self, body_size: int) -> bool:
+        """Whether put() could keep a body this large (callers skip computing its deps)."""
+        return self.enabled and body_size + _ENTRY_OVERHEAD <= self._entries.maxsize
 
     @property
     def bytes(self) -> int:

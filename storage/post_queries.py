@@ -7,8 +7,12 @@ from typing import Iterable
 
 from .db import Database
 
+# Rows are read-only by convention, not frozen: a frozen dataclass sets each field through
+# object.__setattr__, which made building a PostRow 9x slower (1.1 us against 0.13 us), paid
+# for every post of every render.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Author:
     id: int
     handle: str
@@ -17,7 +21,7 @@ class Author:
     protected: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class QuotedSummary:
     """What a post needs to know of the post it quotes to state the quote without loading it."""
     exists: bool
@@ -27,7 +31,7 @@ class QuotedSummary:
     author_protected: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PostRow:
     id: int
     conversation_id: int

@@ -4,9 +4,11 @@ from __future__ import annotations
 import asyncio
 import random
 
+import orjson
 import pytest
 
 from service.breakers import CLOSED, HALF_OPEN, OPEN, BreakerOpen, CircuitBreaker
+from service.cached_render import _conversations
 from service.render_cache import GLOBAL, Coalescer, RenderCache
 
 
@@ -102,6 +104,22 @@ def test_cache_is_bounded_by_bytes():
         cache.put(i, b"x" * 800, (i,), cache.mark())
         assert cache.bytes <= 5_000
     assert len(cache) == 5_000 // (800 + 1024 + 16)
+
+
+def test_would_store_matches_what_put_keeps():
+    cache = RenderCache(max_bytes=5_000, fresh_ttl_s=5, stale_ttl_s=60, clock=Clock())
+    assert cache.would_store(100) and not cache.would_store(5_000)
+    off = RenderCache(max_bytes=0, fresh_ttl_s=5, stale_ttl_s=60, clock=Clock())
+    assert not off.would_store(1)
+    off.put("k", b"x", (1,), off.mark())
+    assert len(off) == 0
+
+
+def test_conversation_ids_are_read_from_the_body_not_from_post_text():
+    body = orjson.dumps({"conversation_id": "12", "text": '"conversation_id":"99"',
+                         "quote": {"post": {"conversation_id": "7"}},
+                         "replies": [{"post": {"conversation_id": "12"}}]})
+    assert _conversations(body) == {12, 7}
 
 
 async def test_coalescer_shares_one_computation():
