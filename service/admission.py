@@ -17,15 +17,20 @@ The limit (`GradientLimit`) is gradient-style, after Netflix concurrency-limits'
   * gradient = clamp(tolerance * baseline / short, 0.5, 1.0): 1.0 while the latency is within
     `tolerance` times the baseline, less the further it is above;
   * new = limit * gradient + growth, where growth = sqrt(limit) is added only while the gradient
-    is 1 and the limit is in use (at least half of it was in flight in the window: an idle
-    limit is not evidence that a larger one is safe). Gradient2 adds its `queue_size` on every
-    update, which at the small limits of a CPU-bound process (2-10) holds the latency at 2-3x
-    the baseline; adding it only within tolerance keeps the latency near `tolerance` x baseline;
-  * limit = limit * (1 - smoothing) + new * smoothing, clamped to [min, max].
+    is 1 and the limit was reached in the window (Gradient2 asks for half of it; at the small
+    limits of one asyncio process that let bursts at a moderate load grow the limit to 8 where
+    3 was right, and the next overload began with 8 requests waiting on each other). Gradient2
+    adds its `queue_size` on every update, which at the small limits of a CPU-bound process
+    (2-10) holds the latency at 2-3x the baseline; adding it only within tolerance keeps the
+    latency near `tolerance` x baseline;
+  * limit = limit * (1 - w) + new * w, clamped to [min, max], where w = smoothing for an
+    increase and 2.5 x smoothing for a decrease: a limit that is too high when an overload
+    begins is cut within a few windows (8 -> 3 in ~0.3 s), not a second.
 
-Default tolerance 2.0 (Gradient2's is 1.5): at the small limits of one asyncio process (2-5 on
-2 CPUs) each extra request in flight moves the latency by a large step; with 1.5 the limit sat
-a step lower and served ~20% less under 3x overload (bench/overload.py) at a similar p99.
+Default tolerance 1.3 (Gradient2's is 1.5). bench/overload.py, 3x overload, side by side:
+tolerance 2.0 held the limit at ~4 and the admitted p99 at 2.6x the unloaded p99; 1.5 at ~2.7
+and 2.0x; 1.3 at ~2.1 and 1.5x, for ~10% less goodput than 1.5 (one asyncio process on 2 CPUs
+shared with PostgreSQL: each request in flight is a large step in latency).
 
 Admission (`Admission`) holds the in-flight count, the limit and the wait queue:
 
@@ -38,7 +43,11 @@ Admission (`Admission`) holds the in-flight count, the limit and the wait queue:
     one, times the short RTT, over the capacity plus one) exceeds half the short RTT or
     `queue_timeout_s`. The queue hands a freed slot straight to the next request; it does not
     hold a backlog, whose wait would add to every admitted request's latency and mostly end in
-    timeouts. So under overload almost every shed request is answered immediately;
+    timeouts;
+  * for one window after any shed, nothing is queued: under a sustained overload the queue
+    cannot raise goodput (a freed slot is taken by the next arrival within a millisecond) and
+    its timeouts were the slow tail of the 503s (p99 10-16 ms against 3 ms). The queue is for
+    the bursts of a load below the limit on average;
   * a queued entry that has waited twice its expected wait (at most one short RTT, and at
     most `queue_timeout_s`) is shed: the service has stalled, and a quick 503 serves its
     client better than a late one;
@@ -69,6 +78,10 @@ PRIORITY_NAMES = {Priority.HIGH: "first_page", Priority.NORMAL: "normal",
 # Baseline learning from busy windows is this much slower than from quiet ones.
 _BUSY_BASELINE_SLOWDOWN = 10.0
 _MIN_GRADIENT = 0.5
+# Decreases take this many times the smoothing weight: a limit learned at a lighter load is
+# too high when an overload begins, and every window it stays too high admits requests
+# that wait on each other.
+_DECREASE_SPEEDUP = 2.5
 _MIN_WAIT_S = 0.001
 
 
@@ -148,11 +161,14 @@ class GradientLimit:
             self.baseline_rtt += (short - self.baseline_rtt) * rate
         gradient = max(_MIN_GRADIENT, min(1.0, c.tolerance * self.baseline_rtt / short))
         new = self.limit * gradient
+        weight = c.smoothing
         if gradient >= 1.0:
-            if peak_inflight < self.limit / 2:
-                return  # app-limited: no evidence either way
+            if peak_inflight < int(self.limit):
+                return  # the limit was not reached: no evidence that a larger one is safe
             new += math.sqrt(self.limit)
-        limit = self.limit * (1 - c.smoothing) + new * c.smoothing
+        else:
+            weight = min(1.0, weight * _DECREASE_SPEEDUP)
+        limit = self.limit * (1 - weight) + new * weight
         self.limit = min(float(c.max), max(float(c.min), limit))
 
 
@@ -192,6 +208,7 @@ class Admission:
         self._queues: tuple[deque[Waiter], ...] = (deque(), deque(), deque())
         self._waiting = [0, 0, 0]
         self.evicted: list[Waiter] = []
+        self.shedding_until = -math.inf         # see _note_shed()
         self.params: Params | None = None      # what from_settings() built it from
         self.next_settings_check = 0.0          # the middleware's, for live settings
 
@@ -231,25 +248,36 @@ class Admission:
         if self.inflight < self.capacity_for(p) and not self._waiting_at_or_above(p):
             self._admit(p)
             return ADMIT, None
-        if self.queue_size <= 0 or self.queue_timeout_s <= 0:
-            self.counters.shed_rejected[p] += 1
-            return SHED, None
+        if (self.queue_size <= 0 or self.queue_timeout_s <= 0 or now < self.shedding_until):
+            return self._reject(p, now)
         ahead = self._waiting_at_or_above(p)
         expected = self._expected_wait(ahead, p)
         if expected > self._max_expected_wait():
-            self.counters.shed_rejected[p] += 1
-            return SHED, None
+            return self._reject(p, now)
         if self.queued >= self.queue_size:
             victim = self._evict_for(p)
             if victim is None:
-                self.counters.shed_rejected[p] += 1
-                return SHED, None
+                return self._reject(p, now)
+            self._note_shed(now)
             self.evicted.append(victim)
         waiter = Waiter(p, now, now + self._max_wait(expected))
         self._queues[p].append(waiter)
         self._waiting[p] += 1
         self.counters.queued[p] += 1
         return QUEUED, waiter
+
+    def _reject(self, p: Priority, now: float) -> tuple[str, None]:
+        self.counters.shed_rejected[p] += 1
+        self._note_shed(now)
+        return SHED, None
+
+    def _note_shed(self, now: float) -> None:
+        """A shed means the offered load is above the limit: for the next window, what finds
+        no free slot is refused at once instead of queued. Under a sustained overload the
+        queue then stays empty (it cannot raise goodput there: a freed slot is taken by the
+        next arrival within a millisecond) and no 503 waits; the queue is for the bursts of a
+        load that is below the limit on average."""
+        self.shedding_until = now + self.limiter.config.window_s
 
     def take_evicted(self) -> list[Waiter]:
         out, self.evicted = self.evicted, []
@@ -343,6 +371,7 @@ class Admission:
                     w.state = "expired"
                     self._waiting[p] -= 1
                     self.counters.shed_timeout[p] += 1
+                    self._note_shed(now)
                     out.append(w)
         return out
 

@@ -179,15 +179,17 @@ SETTINGS: tuple[Setting, ...] = (
       min=1, max=100_000),
     S("concurrency_limit_max", int, 256, "Highest the adaptive limit goes.", min=1, max=100_000),
     S("admission_queue_size", int, 32, "Requests that may wait for a slot (by priority, then "
-      "arrival). 0: no queue, refuse at once.", min=0, max=100_000),
+      "arrival). 0: no queue, refuse at once. Nothing is queued for a window after a request was "
+      "shed (a sustained overload is refused at once).", min=0, max=100_000),
     S("admission_queue_timeout_ms", int, 50, "Cap on a wait for a slot, in ms. Within it a "
       "request waits only when a slot is expected within half the recent latency of admitted "
       "requests (else it is refused at once), and is shed after twice its expected wait.",
       min=0, max=60_000),
     S("admission_low_priority_share", float, 0.5, "Share of the limit that continuation pages "
       "(`/replies`, `/ancestors`) and quote lists may use.", min=0.01, max=1),
-    S("admission_tolerance", float, 2.0, "Latency, as a multiple of the long-window baseline, "
-      "that the limit tolerates before it shrinks.", min=1, max=10),
+    S("admission_tolerance", float, 1.3, "Latency, as a multiple of the long-window baseline, "
+      "that the limit tolerates before it shrinks. Higher: more throughput under overload, "
+      "slower answers.", min=1, max=10),
     S("admission_smoothing", float, 0.2, "Weight of each new limit estimate (1: jump to it).",
       min=0.01, max=1),
     S("admission_window_ms", int, 100, "Window over which admitted requests' latencies are "

@@ -91,6 +91,29 @@ def test_limit_stays_within_bounds():
     assert lim.limit == 3
 
 
+def test_the_limit_grows_only_when_it_was_reached():
+    clock, lim = Clock(), GradientLimit(config(initial=10))
+    feed(lim, clock, 0.010, 0.5, inflight=1)
+    feed(lim, clock, 0.010, 2.0, inflight=9)          # fast, but one slot never used
+    assert lim.limit == 10
+    feed(lim, clock, 0.010, 0.2, inflight=10)         # reached: grows
+    assert lim.limit > 10
+
+
+def test_decreases_are_faster_than_increases():
+    def one_window(rtt: float) -> float:
+        lim = GradientLimit(config(initial=20))
+        lim.baseline_rtt = 0.010
+        for i in range(11):                           # eleven samples over 0.1 s: one window
+            lim.sample(rtt, 20, 1000.0 + i * 0.01)
+        return lim.limit
+
+    # within tolerance: 20 + 0.2 * sqrt(20); at 10x the baseline (gradient 0.5): the weight
+    # is 2.5 x 0.2, so 20 * (1 - 0.5 + 0.5 * 0.5) rather than 20 * (1 - 0.2 + 0.2 * 0.5)
+    assert one_window(0.010) == pytest.approx(20 + 0.2 * 20 ** 0.5)
+    assert one_window(0.100) == pytest.approx(15.0)
+
+
 def test_halving_per_window_at_most():
     clock, lim = Clock(), GradientLimit(config(smoothing=1.0))
     feed(lim, clock, 0.010, 0.2, inflight=1)
@@ -155,6 +178,7 @@ def test_a_full_queue_makes_room_for_a_higher_priority_by_shedding_the_newest_lo
     _, low1 = adm.try_acquire(Priority.LOW, now)
     _, low2 = adm.try_acquire(Priority.LOW, now)
     assert adm.try_acquire(Priority.LOW, now)[0] == SHED      # equal priority: refused
+    now += 0.1                        # a window after that shed (see the next test)
     decision, high = adm.try_acquire(Priority.HIGH, now)
     assert decision == QUEUED and adm.take_evicted() == [low2]
     assert low2.state == "evicted" and low1.state == "waiting"
@@ -177,9 +201,22 @@ def test_a_request_whose_expected_wait_is_too_long_is_refused_at_once():
     # with 2 in flight, slots free after about 40/3 and 80/3 ms; up to half a request (20 ms)
     decision, first = adm.try_acquire(Priority.NORMAL, clock.now)
     assert decision == QUEUED                                          # ~13 ms expected
-    assert adm.try_acquire(Priority.NORMAL, clock.now)[0] == SHED     # ~27 ms
-    assert adm.try_acquire(Priority.HIGH, clock.now)[0] == QUEUED     # ahead of the queue
     assert first.deadline == pytest.approx(clock.now + 2 * 0.040 / 3)  # twice its expected
+    assert adm.try_acquire(Priority.NORMAL, clock.now)[0] == SHED     # ~27 ms
+    clock.advance(0.1)                                                 # a window later
+    assert adm.try_acquire(Priority.HIGH, clock.now)[0] == QUEUED     # ahead of the queue
+
+
+def test_after_a_shed_nothing_is_queued_for_a_window():
+    adm, now = admission(1, queue_size=1), 0.0
+    assert [adm.try_acquire(Priority.NORMAL, now)[0] for _ in range(3)] == [ADMIT, QUEUED, SHED]
+    adm.release(0.01, now + 0.01)                         # the waiter takes the slot
+    assert adm.queued == 0
+    assert adm.try_acquire(Priority.NORMAL, now + 0.05)[0] == SHED   # would fit the queue
+    assert adm.snapshot()["shed_by_reason"]["rejected"] == 2
+    assert adm.try_acquire(Priority.NORMAL, now + 0.2)[0] == QUEUED   # the window has passed
+    # a waiter that timed out starts a window too
+    assert adm.expire(now + 1.0) and adm.try_acquire(Priority.NORMAL, now + 1.0)[0] == SHED
 
 
 def test_a_cancelled_waiter_leaves_and_a_granted_one_hands_its_slot_on():
