@@ -1,6 +1,6 @@
 """Overload: goodput and latency when offered three times what the service can serve.
 
-    python bench/overload.py [--duration 20] [--rounds 4] [--multiplier 3] [--step-seconds 4]
+    python bench/overload.py [--duration 40] [--rounds 8] [--multiplier 3] [--step-seconds 4]
                              [--server-setting NAME=VALUE ...] [--data-dir .arbor/bench-pgdata]
 
 Starts an embedded PostgreSQL (fsync off) under --data-dir, seeds the `bench` preset (a rerun
@@ -518,9 +518,9 @@ async def run(args, port: int, proc: subprocess.Popen, work_ids, postmaster: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=20.0,
+    parser.add_argument("--duration", type=float, default=40.0,
                         help="overload in all, s (split over the rounds)")
-    parser.add_argument("--rounds", type=int, default=4,
+    parser.add_argument("--rounds", type=int, default=8,
                         help="rounds of (unloaded, peak rate, overload), side by side")
     parser.add_argument("--round-requests", type=int, default=250,
                         help="unloaded requests per round")
