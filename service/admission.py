@@ -208,7 +208,7 @@ class Admission:
         self._queues: tuple[deque[Waiter], ...] = (deque(), deque(), deque())
         self._waiting = [0, 0, 0]
         self.evicted: list[Waiter] = []
-        self.shedding_until = -math.inf         # see _note_shed()
+        self.shedding_until = [-math.inf] * 3   # per priority, see _note_shed()
         self.params: Params | None = None      # what from_settings() built it from
         self.next_settings_check = 0.0          # the middleware's, for live settings
 
@@ -248,7 +248,8 @@ class Admission:
         if self.inflight < self.capacity_for(p) and not self._waiting_at_or_above(p):
             self._admit(p)
             return ADMIT, None
-        if (self.queue_size <= 0 or self.queue_timeout_s <= 0 or now < self.shedding_until):
+        if (self.queue_size <= 0 or self.queue_timeout_s <= 0
+                or now < max(self.shedding_until[: p + 1])):
             return self._reject(p, now)
         ahead = self._waiting_at_or_above(p)
         expected = self._expected_wait(ahead, p)
@@ -258,7 +259,7 @@ class Admission:
             victim = self._evict_for(p)
             if victim is None:
                 return self._reject(p, now)
-            self._note_shed(now)
+            self._note_shed(victim.priority, now)
             self.evicted.append(victim)
         waiter = Waiter(p, now, now + self._max_wait(expected))
         self._queues[p].append(waiter)
@@ -268,16 +269,17 @@ class Admission:
 
     def _reject(self, p: Priority, now: float) -> tuple[str, None]:
         self.counters.shed_rejected[p] += 1
-        self._note_shed(now)
+        self._note_shed(p, now)
         return SHED, None
 
-    def _note_shed(self, now: float) -> None:
+    def _note_shed(self, p: Priority, now: float) -> None:
         """A shed means the offered load is above the limit: for the next window, what finds
-        no free slot is refused at once instead of queued. Under a sustained overload the
-        queue then stays empty (it cannot raise goodput there: a freed slot is taken by the
-        next arrival within a millisecond) and no 503 waits; the queue is for the bursts of a
-        load that is below the limit on average."""
-        self.shedding_until = now + self.limiter.config.window_s
+        no free slot is refused at once instead of queued, at this priority and below (a shed
+        continuation says nothing of first pages). Under a sustained overload the queue then
+        stays empty (it cannot raise goodput there: a freed slot is taken by the next arrival
+        within a millisecond) and no 503 waits; the queue is for the bursts of a load that is
+        below the limit on average."""
+        self.shedding_until[p] = now + self.limiter.config.window_s
 
     def take_evicted(self) -> list[Waiter]:
         out, self.evicted = self.evicted, []
@@ -371,7 +373,7 @@ class Admission:
                     w.state = "expired"
                     self._waiting[p] -= 1
                     self.counters.shed_timeout[p] += 1
-                    self._note_shed(now)
+                    self._note_shed(Priority(p), now)
                     out.append(w)
         return out
 

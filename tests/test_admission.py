@@ -219,6 +219,18 @@ def test_after_a_shed_nothing_is_queued_for_a_window():
     assert adm.expire(now + 1.0) and adm.try_acquire(Priority.NORMAL, now + 1.0)[0] == SHED
 
 
+def test_a_shed_continuation_does_not_stop_first_pages_from_queueing():
+    adm, now = admission(2, queue_size=2, share=0.5), 0.0
+    assert adm.try_acquire(Priority.LOW, now)[0] == ADMIT
+    assert adm.try_acquire(Priority.HIGH, now)[0] == ADMIT
+    assert adm.try_acquire(Priority.LOW, now)[0] == QUEUED
+    assert adm.try_acquire(Priority.LOW, now)[0] == QUEUED
+    assert adm.try_acquire(Priority.LOW, now)[0] == SHED         # queue full, equal priority
+    decision, high = adm.try_acquire(Priority.HIGH, now + 0.01)
+    assert decision == QUEUED and adm.take_evicted()              # a LOW one made room
+    assert adm.try_acquire(Priority.LOW, now + 0.02)[0] == SHED   # LOW: within the window
+
+
 def test_a_cancelled_waiter_leaves_and_a_granted_one_hands_its_slot_on():
     adm, now = admission(1), 0.0
     adm.try_acquire(Priority.NORMAL, now)
