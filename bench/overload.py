@@ -9,7 +9,7 @@ reuses it), starts the service as a subprocess with its render caches off (every
 
   (a) unloaded: one request at a time over many distinct conversations -> p50, p99;
   (b) peak: open-loop load stepped up from half the one-client rate, x1.3 per step, until
-      goodput (200s per second) stops growing -> the peak goodput;
+      goodput (200s per second) has not grown by 3% for three steps -> the peak goodput;
   (c) --rounds rounds, side by side (this machine's speed drifts by 20% over minutes, so
       each figure is compared with one measured in the same rounds): a few unloaded requests,
       then the peak's offered rate, then --multiplier x the peak goodput, open loop, each for
@@ -410,7 +410,7 @@ async def run(args, port: int, proc: subprocess.Popen, work_ids, postmaster: int
             flat += 1
         if s["goodput"] > peak:
             peak, best_rate = s["goodput"], rate
-        if flat >= 2:
+        if flat >= 3:  # two flat 4-s steps can be noise (the limit wanders by a step)
             break
         rate *= 1.3
         await asyncio.sleep(1)  # let the last step's stragglers drain
