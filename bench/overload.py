@@ -418,6 +418,9 @@ async def run(args, port: int, proc: subprocess.Popen, work_ids, postmaster: int
 
     # (c) rounds, side by side: unloaded, at the peak's rate, at `multiplier` x the peak
     offered = args.multiplier * peak
+    # The best step may come late in the search, far into overload, by noise: capacity is
+    # measured just above the peak goodput, never at an overload of its own.
+    best_rate = min(best_rate, 1.25 * peak)
     window = args.duration / args.rounds
     print(f"\n(c) {args.rounds} rounds of: {args.round_requests} unloaded requests, "
           f"{window:g} s offered {best_rate:.0f}/s (the peak's rate), {window:g} s offered "
