@@ -61,7 +61,7 @@ from harness import verdict  # noqa: E402
 from render_latency import _free_port, _percentile  # noqa: E402
 from service.settings import SETTINGS  # noqa: E402
 from storage import seeding  # noqa: E402
-from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres  # noqa: E402
+from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres, set_scheduling  # noqa: E402
 
 GOODPUT_TARGET = 0.90
 SHED_P99_TARGET_MS = 5.0
@@ -492,56 +492,96 @@ async def run(args, port: int, proc: subprocess.Popen, work_ids, postmaster: int
     # measured just above the peak goodput, never at an overload of its own.
     best_rate = min(best_rate, 1.25 * peak)
     window = args.duration / args.rounds
+    modes = {"batch": ["batch"], "normal": ["normal"], "both": ["batch", "normal"]}[
+        args.pg_scheduling]
     print(f"\n(c) {args.rounds} rounds of: {args.round_requests} unloaded requests, "
           f"{window:g} s offered {best_rate:.0f}/s (the peak's rate), {window:g} s offered "
-          f"{offered:.0f}/s ({args.multiplier:g}x the peak goodput), open loop")
-    print(f"{'round':>5} {'unloaded p99':>12} {'peak goodput':>12} {'overload goodput':>16} "
-          f"{'share':>6} {'200 p99':>8} {'503 p99':>8} {'limit':>6}")
-    snaps: list[dict] = []
-    unloaded_all: list[Result] = []
-    at_peak: list[Result] = []
-    results: list[Result] = []
-    cpu_sum: dict[str, float] = {}
+          f"{offered:.0f}/s ({args.multiplier:g}x the peak goodput), open loop"
+          + (f"; each round once per PostgreSQL scheduling policy ({', '.join(modes)})"
+             if len(modes) > 1 else ""))
+    print(f"{'round':>5} {'pg':>6} {'unloaded p99':>12} {'peak goodput':>12} "
+          f"{'overload goodput':>16} {'share':>6} {'200 p99':>8} {'503 p99':>8} {'limit':>6}")
+    accs = {mode: Rounds() for mode in modes}
     for i in range(args.rounds):
-        await asyncio.sleep(1)
-        u = await sequential(pool, work, args.round_requests)
-        unloaded_all += u
-        await asyncio.sleep(0.5)
-        p = await open_loop(pool, work, best_rate, window)
-        at_peak += p
-        await asyncio.sleep(1)
-        c0 = meter.read()
-        snaps_before = len(snaps)
-        watcher = asyncio.ensure_future(watch_admission(port, 0.5, snaps))
-        o = await open_loop(pool, work, offered, window)
-        watcher.cancel()
-        for k, v in CpuMeter.rates(c0, meter.read()).items():
-            cpu_sum[k] = cpu_sum.get(k, 0.0) + v / args.rounds
-        results += o
-        su, sp, so = (_ms([r.latency for r in u if r.status == 200], 99),
-                      _summary(p, window), _summary(o, window))
-        lims = [x["limit"] for x in snaps[snaps_before:]]
-        print(f"{i + 1:>5} {su:>12.2f} {sp['goodput']:>12.0f} {so['goodput']:>16.0f} "
-              f"{so['goodput'] / sp['goodput'] if sp['goodput'] else 0:>6.0%} "
-              f"{so['ok_p99']:>8.2f} {so['shed_p99']:>8.2f} "
-              f"{(sorted(lims)[len(lims) // 2] if lims else float('nan')):>6.1f}")
+        for mode in modes:
+            _pg_scheduling(postmaster, mode)
+            acc = accs[mode]
+            await asyncio.sleep(1)
+            u = await sequential(pool, work, args.round_requests)
+            await asyncio.sleep(0.5)
+            p = await open_loop(pool, work, best_rate, window)
+            await asyncio.sleep(1)
+            c0 = meter.read()
+            snaps: list[dict] = []
+            watcher = asyncio.ensure_future(watch_admission(port, 0.5, snaps))
+            o = await open_loop(pool, work, offered, window)
+            watcher.cancel()
+            acc.add(u, p, o, CpuMeter.rates(c0, meter.read()), snaps)
+            su, sp, so = (_ms([r.latency for r in u if r.status == 200], 99),
+                          _summary(p, window), _summary(o, window))
+            lims = [x["limit"] for x in snaps]
+            print(f"{i + 1:>5} {mode:>6} {su:>12.2f} {sp['goodput']:>12.0f} "
+                  f"{so['goodput']:>16.0f} "
+                  f"{so['goodput'] / sp['goodput'] if sp['goodput'] else 0:>6.0%} "
+                  f"{so['ok_p99']:>8.2f} {so['shed_p99']:>8.2f} "
+                  f"{(sorted(lims)[len(lims) // 2] if lims else float('nan')):>6.1f}")
     pool.close()
-    cpu = cpu_sum
-    total = window * args.rounds
-    s = _summary(results, total)
-    sp = _summary(at_peak, total)
-    bad = [r.status for r in unloaded_all if r.status != 200]
+    _pg_scheduling(postmaster, "batch")  # as the service ships it
+    checks = []
+    for n, mode in enumerate(modes):
+        label = {"batch": "PostgreSQL under SCHED_BATCH (as shipped)",
+                 "normal": "PostgreSQL under SCHED_OTHER"}[mode]
+        if len(modes) > 1:
+            label += " (the targets)" if n == 0 else " (for comparison only)"
+        mode_checks = _report(label, accs[mode], peak, window * args.rounds, pool)
+        if n == 0:
+            checks = mode_checks
+    print()
+    return verdict(checks)
+
+
+def _pg_scheduling(postmaster: int | None, mode: str) -> None:
+    if postmaster is None or not hasattr(os, "SCHED_BATCH"):
+        return
+    set_scheduling(postmaster, os.SCHED_BATCH if mode == "batch" else os.SCHED_OTHER)
+
+
+@dataclass
+class Rounds:
+    """Everything measured in the rounds of one PostgreSQL scheduling policy."""
+    unloaded: list[Result] = field(default_factory=list)
+    at_peak: list[Result] = field(default_factory=list)
+    overload: list[Result] = field(default_factory=list)
+    snaps: list[list[dict]] = field(default_factory=list)  # /readyz figures, per round
+    cpu: list[dict[str, float]] = field(default_factory=list)
+
+    def add(self, u: list[Result], p: list[Result], o: list[Result], cpu: dict,
+            snaps: list[dict]) -> None:
+        self.unloaded += u
+        self.at_peak += p
+        self.overload += o
+        self.cpu.append(cpu)
+        self.snaps.append(snaps)
+
+
+def _report(label: str, acc: Rounds, peak: float, total: float, pool: Pool) -> list:
+    """Print one policy's figures; the checks against the targets."""
+    cpu = {k: sum(c[k] for c in acc.cpu) / len(acc.cpu) for k in acc.cpu[0]}
+    s = _summary(acc.overload, total)
+    sp = _summary(acc.at_peak, total)
+    bad = [r.status for r in acc.unloaded if r.status != 200]
     if bad:
         raise SystemExit(f"unloaded requests failed: {sorted(set(bad))}")
-    unloaded_p99 = _ms([r.latency for r in unloaded_all], 99)
+    unloaded_p99 = _ms([r.latency for r in acc.unloaded], 99)
     by_kind = {}
     for kind in ("first_page", "continuation"):
-        rs = [r for r in results if r.kind == kind]
+        rs = [r for r in acc.overload if r.kind == kind]
         by_kind[kind] = (sum(r.status == 200 for r in rs), sum(r.status == 503 for r in rs))
 
     share = s["goodput"] / sp["goodput"] if sp["goodput"] else 0.0
     ratio = s["ok_p99"] / unloaded_p99
-    print(f"\n  at the peak's rate: goodput {sp['goodput']:.0f}/s (the stepping's peak: "
+    print(f"\n{label}:")
+    print(f"  at the peak's rate: goodput {sp['goodput']:.0f}/s (the stepping's peak: "
           f"{peak:.0f}/s), 200 p99 {sp['ok_p99']:.2f} ms")
     print(f"  overload, {total:g} s in all: offered {s['offered']:.0f}/s")
     print(f"  responses: 200 {s['ok']:,}  503 {s['shed']:,}  other {s['other']:,} "
@@ -552,34 +592,36 @@ async def run(args, port: int, proc: subprocess.Popen, work_ids, postmaster: int
     print(f"  goodput {s['goodput']:.0f}/s = {share:.0%} of the goodput at the peak's rate "
           f"({s['goodput'] / peak if peak else 0:.0%} of the stepping's peak)")
     print(f"  200 latency p50 {s['ok_p50']:.2f} ms, p99 {s['ok_p99']:.2f} ms = {ratio:.2f}x the "
-          f"unloaded p99 ({unloaded_p99:.2f} ms over {len(unloaded_all)} requests, between "
+          f"unloaded p99 ({unloaded_p99:.2f} ms over {len(acc.unloaded)} requests, between "
           f"the rounds)")
     print(f"  503 latency p50 {s['shed_p50']:.2f} ms, p99 {s['shed_p99']:.2f} ms "
           f"({s['shed_read_p99']:.2f} ms to when this process had read them)")
-    print(f"  timing: {pool.kernel_timestamps:,} answers timed by the kernel's receive timestamp; "
-          f"this process read answers up to {s['read_delay_p99']:.2f} ms (p99) after they "
-          f"arrived")
-    print(f"  generator: lag p99 {s['lag_p99']:.2f} ms, {pool.opened} connections opened, "
-          f"{cpu['generator']:.2f} CPU = {cpu['generator'] / max(s['offered'], 1) * 1e6:.0f} "
-          f"us per request")
+    print(f"  timing: answers timed by the kernel's receive timestamp: "
+          f"{pool.kernel_timestamps:,} (whole run); this process read answers up to "
+          f"{s['read_delay_p99']:.2f} ms (p99) after they arrived")
+    print(f"  generator: lag p99 {s['lag_p99']:.2f} ms, {pool.opened} connections opened "
+          f"(whole run), {cpu['generator']:.2f} CPU = "
+          f"{cpu['generator'] / max(s['offered'], 1) * 1e6:.0f} us per request")
     print(f"  CPU under overload (cores): server {cpu['server']:.2f}, postgres "
           f"{cpu['postgres']:.2f}, generator {cpu['generator']:.2f}, other processes "
           f"{cpu['other']:.2f} (machine: {os.cpu_count()} CPUs)")
+    snaps = [x for r in acc.snaps for x in r]
     if len(snaps) >= 2:
         limits = sorted(x["limit"] for x in snaps)
-        first, last = snaps[0], snaps[-1]
-        shed_reasons = {k: v - first["shed_by_reason"].get(k, 0)
-                        for k, v in last["shed_by_reason"].items()}
+        shed: dict[str, int] = {}
+        for r in acc.snaps:  # within each round: another policy's rounds may come between
+            for k, v in (r[-1]["shed_by_reason"] if r else {}).items():
+                shed[k] = shed.get(k, 0) + v - r[0]["shed_by_reason"].get(k, 0)
+        last = snaps[-1]
         print(f"  service's limit under overload (/readyz every 0.5 s): min {limits[0]:.1f}, "
               f"median {limits[len(limits) // 2]:.1f}, max {limits[-1]:.1f}; latency baseline "
               f"{last['baseline_rtt_ms']} ms, last window {last['short_rtt_ms']} ms; shed by "
-              f"reason: {shed_reasons}")
+              f"reason (first to last snapshot of each round): {shed}")
     elif not snaps:
         print("  (no admission figures at /readyz: load shedding is off)")
     if s["cache_hits"]:
         print(f"  note: {s['cache_hits']} responses were render-cache hits")
-
-    checks = [
+    return [
         (share >= GOODPUT_TARGET,
          f"goodput {share:.0%} of the goodput at the peak's rate >= {GOODPUT_TARGET:.0%}"),
         (s["shed_p99"] <= SHED_P99_TARGET_MS or not s["shed"],
@@ -589,8 +631,6 @@ async def run(args, port: int, proc: subprocess.Popen, work_ids, postmaster: int
          f"{unloaded_p99:.2f} ms"),
         (s["other"] == 0, f"{s['other']} responses other than 200 and 503 == 0"),
     ]
-    print()
-    return verdict(checks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -608,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=100, help="unloaded requests first")
     parser.add_argument("--nice", type=int, default=0,
                         help="the generator's nice increment, e.g. -5 (root) to favour its timing")
+    parser.add_argument("--pg-scheduling", choices=("batch", "normal", "both"), default="batch",
+                        help="PostgreSQL's processes under SCHED_BATCH (as the embedded server "
+                             "ships), SCHED_OTHER, or both, alternating round by round")
     parser.add_argument("--small-pages", action="store_true",
                         help="also render the 2,000 children of the top replies (~6 nodes each)")
     parser.add_argument("--server-setting", action="append", default=[], metavar="NAME=VALUE",

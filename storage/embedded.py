@@ -130,15 +130,19 @@ def batch_schedule(postmaster_pid: int) -> int:
     running one; it is otherwise scheduled as before, with the same share of CPU. A
     PostgreSQL on its own machine, as in production, has no such effect to remove."""
     batch = getattr(os, "SCHED_BATCH", None)
-    if batch is None:
-        return 0
+    return 0 if batch is None else set_scheduling(postmaster_pid, batch)
+
+
+def set_scheduling(postmaster_pid: int, policy: int) -> int:
+    """Set `policy` (os.SCHED_*) on the server and its processes; how many were changed."""
     changed = 0
     for pid in [postmaster_pid, *_children(postmaster_pid)]:
         try:
-            os.sched_setscheduler(pid, batch, os.sched_param(0))
+            os.sched_setscheduler(pid, policy, os.sched_param(0))
             changed += 1
         except OSError as e:  # gone, or another user's process without the privilege
-            log.info("embedded postgres: SCHED_BATCH not set on pid %s: %s", pid, e)
+            log.info("embedded postgres: scheduling policy %s not set on pid %s: %s",
+                     policy, pid, e)
     return changed
 
 
