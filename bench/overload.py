@@ -336,7 +336,13 @@ def _proc_cpu(pid: int) -> float:
 
 
 def _children_cpu(parent: int) -> float:
-    total = _proc_cpu(parent)
+    # The parent's own CPU, its exited children's (cutime + cstime: backends come and go as
+    # the pool replaces connections), and its live children's.
+    try:
+        fields = open(f"/proc/{parent}/stat").read().rsplit(")", 1)[1].split()
+        total = sum(int(f) for f in fields[11:15]) / CLK_TCK
+    except OSError:
+        total = 0.0
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:

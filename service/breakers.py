@@ -52,6 +52,8 @@ class CircuitBreaker:
 
     def failure(self) -> None:
         self.failures += 1
+        if self.state == OPEN:
+            return  # a call from before it opened: it must not push the probe further away
         if self.state == HALF_OPEN or self.failures >= self.failure_threshold:
             self._open()
 
@@ -60,7 +62,8 @@ class CircuitBreaker:
         self._probing = False
 
     def _open(self) -> None:
-        backoff = min(self.max, self.base * (2 ** self.opened))
+        # the exponent is capped: a breaker that opens for days must not overflow a float
+        backoff = min(self.max, self.base * (2 ** min(self.opened, 32)))
         self.opened += 1
         self.state, self._probing = OPEN, False
         # Full jitter on half the backoff: replicas that saw the same outage probe apart.

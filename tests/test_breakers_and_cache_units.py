@@ -67,6 +67,34 @@ def test_breaker_backoff_is_jittered_and_capped():
     assert len(waits) > 10 and all(2.0 <= w <= 4.0 for w in waits)
 
 
+def test_failures_of_calls_started_before_it_opened_do_not_delay_the_probe():
+    # Hundreds of calls in flight when the database went away all fail after the breaker
+    # opened; they must neither push the probe further away nor grow the backoff.
+    clock = Clock()
+    b = CircuitBreaker("db", failure_threshold=2, backoff_s=1.0, max_backoff_s=8.0,
+                       clock=clock, rng=random.Random(3))
+    b.failure()
+    b.failure()
+    assert b.state == OPEN and b.opened == 1
+    retry_at = b._retry_at
+    for _ in range(500):
+        clock.now += 0.001
+        b.failure()
+    assert b.state == OPEN and b.opened == 1 and b._retry_at == retry_at
+
+
+def test_a_breaker_opened_thousands_of_times_keeps_its_capped_backoff():
+    clock = Clock()
+    b = CircuitBreaker("db", failure_threshold=1, backoff_s=0.5, max_backoff_s=10.0,
+                       clock=clock, rng=random.Random(4))
+    for _ in range(3000):            # a dependency down for hours: open, probe, fail ...
+        b.failure()
+        clock.now += 100
+        b.before()
+    b.failure()
+    assert b.state == OPEN and 5.0 <= b._retry_at - clock.now <= 10.0
+
+
 def test_cache_fresh_then_stale_after_a_write():
     clock = Clock()
     cache = RenderCache(max_bytes=10_000, fresh_ttl_s=5, stale_ttl_s=60, clock=clock)
