@@ -1,16 +1,20 @@
 """GET /metrics: Prometheus text format (prometheus-client), one registry per app.
 
-Request counts and latency by route and status come from a middleware; the state of the
-read path (render cache, coalescing, breakers) and of admission is read at scrape time.
+Request counts and latency by route and status come from a middleware; the event loop's lag
+from a sampling task (service/loop_lag.py); the state of the read path (render cache,
+coalescing, breakers), of admission and the process's involuntary context switches are read
+at scrape time.
 """
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from . import loop_lag
 
 _BREAKER_STATE = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -24,6 +28,11 @@ class Metrics:
                                  "Time to answer an HTTP request.", ["route"],
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),
                                  registry=self.registry)
+        self.loop_lag = Histogram("arbor_event_loop_lag_seconds",
+                                  "How late a timer fires on the event loop (sampled every "
+                                  "100 ms): what every request waits before its code runs.",
+                                  buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, .25, 1),
+                                  registry=self.registry)
         self.registry.register(_StateCollector(app))
 
     def text(self) -> bytes:
@@ -60,6 +69,13 @@ class _StateCollector:
             for breaker in (reads.database, reads.ranking):
                 state.add_metric([breaker.name], _BREAKER_STATE[breaker.state])
             yield state
+        switches = _involuntary_context_switches()
+        if switches is not None:
+            yield CounterMetricFamily(
+                "arbor_process_involuntary_context_switches",
+                "Times this process was preempted while it could run (Linux): growing by "
+                "hundreds per second under load, something else takes its CPU.",
+                value=switches)
         admission = self.app.get(ADMISSION)
         if admission is not None:
             snap = admission.snapshot()
@@ -76,12 +92,29 @@ class _StateCollector:
             yield shed
 
 
+def _involuntary_context_switches() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("nonvoluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 METRICS = web.AppKey("metrics", Metrics)
 
 
 def install(app: web.Application) -> None:
     app[METRICS] = Metrics(app)
     app.router.add_get("/metrics", _serve)
+    app.cleanup_ctx.append(_loop_lag)
+
+
+async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
+    async with loop_lag.running(app[METRICS].loop_lag.observe):
+        yield
 
 
 async def _serve(request: web.Request) -> web.Response:
