@@ -187,7 +187,7 @@ SETTINGS: tuple[Setting, ...] = (
       min=0, max=60_000),
     S("admission_low_priority_share", float, 0.5, "Share of the limit that continuation pages "
       "(`/replies`, `/ancestors`) and quote lists may use.", min=0.01, max=1),
-    S("admission_tolerance", float, 1.3, "Latency, as a multiple of the long-window baseline, "
+    S("admission_tolerance", float, 1.2, "Latency, as a multiple of the long-window baseline, "
       "that the limit tolerates before it shrinks. Higher: more throughput under overload, "
       "slower answers.", min=1, max=10),
     S("admission_smoothing", float, 0.2, "Weight of each new limit estimate (1: jump to it).",
