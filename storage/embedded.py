@@ -148,7 +148,11 @@ def set_scheduling(postmaster_pid: int, policy: int) -> int:
 
 def _children(parent: int) -> list[int]:
     out = []
-    for entry in os.listdir("/proc"):
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc: the server's own process only
+        return out
+    for entry in entries:
         if entry.isdigit():
             try:
                 stat = Path(f"/proc/{entry}/stat").read_text()
