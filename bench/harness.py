@@ -70,11 +70,18 @@ def arbor_service(dsn: str, *settings: str) -> Iterator[tuple[str, subprocess.Po
         asyncio.run(_healthy(base, proc))
         yield base, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """SIGTERM (the service stops gracefully), SIGKILL after 15 s."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 async def wait_healthy(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen) -> None:

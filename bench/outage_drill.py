@@ -44,7 +44,7 @@ import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 import orjson  # noqa: E402
 
-from bench.harness import verdict  # noqa: E402
+from bench.harness import stop_process, verdict  # noqa: E402
 from bench.render_latency import _free_port, _percentile, _wait_healthy  # noqa: E402
 from storage import seeding  # noqa: E402
 from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres  # noqa: E402
@@ -304,12 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         drill = Drill(args, server, f"http://127.0.0.1:{port}", hot, cold, proc)
         asyncio.run(drill.run())
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc)
         if server.is_running():
             server.stop()
     return _report(drill)

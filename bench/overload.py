@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import asyncpg  # noqa: E402
 import orjson  # noqa: E402
 
-from harness import verdict  # noqa: E402
+from harness import stop_process, verdict  # noqa: E402
 from render_latency import _free_port, _percentile  # noqa: E402
 from service.settings import SETTINGS  # noqa: E402
 from storage import seeding  # noqa: E402
@@ -692,12 +692,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"generator: could not change its nice value: {e}")
         return asyncio.run(run(args, port, proc, ids, _postmaster_pid(args.data_dir)))
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc)
         if server.started_here:
             server.stop()
 
