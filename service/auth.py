@@ -15,10 +15,12 @@ from storage import relation_queries
 from storage.account_tokens import hash_token
 
 from .appkeys import DB, FAULTS, SETTINGS, VIEWERS
+from .clients import Client, client, client_address, parse_networks
 from .errors import ApiError, unauthorized
 from .viewer import ANONYMOUS, Viewer
 
 VIEWER = web.RequestKey("viewer", Viewer)
+CLIENT = web.RequestKey("client", Client)
 # RFC 6750 b64token, bounded so a huge header costs nothing.
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]{1,512}=*) *")
 _INVALID = "the bearer token is not valid"
@@ -33,6 +35,27 @@ def bearer_token(request: web.Request) -> str | None:
     if match is None:
         raise unauthorized("the Authorization header must be 'Bearer <token>', given once")
     return match.group(1)
+
+
+def client_of(request: web.Request) -> Client:
+    """The client this request counts against (service/clients.py), resolved once per request
+    and without I/O: the account of a token the viewer cache knows, else the address (through
+    `trusted_proxies` only)."""
+    found = request.get(CLIENT)
+    if found is not None:
+        return found
+    headers = request.headers
+    address = client_address(request.remote, headers.getall("Forwarded", []),
+                             headers.getall("X-Forwarded-For", []),
+                             parse_networks(request.app[SETTINGS].trusted_proxies))
+    account_id = None
+    values = headers.getall("Authorization", ())
+    if len(values) == 1:
+        match = _BEARER.fullmatch(values[0])
+        if match is not None and VIEWERS in request.app:
+            account_id = request.app[VIEWERS].account_of(hash_token(match.group(1)))
+    found = request[CLIENT] = client(address, account_id)
+    return found
 
 
 async def viewer_of(request: web.Request) -> Viewer:

@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from .clients import parse_networks
+
 
 class SettingsError(ValueError):
     """A setting has an unknown name or a value that does not validate."""
@@ -26,6 +28,7 @@ class Setting:
     max: float | None = None
     secret: bool = False
     choices: tuple[str, ...] | None = None
+    check: Callable[[Any], Any] | None = None   # raises ValueError naming what is wrong
 
     def parse(self, raw: Any) -> Any:
         value = _coerce(self, raw)
@@ -35,6 +38,11 @@ class Setting:
             raise SettingsError(f"setting {self.name}: {value!r} is above the maximum {self.max:g}")
         if self.choices is not None and value not in self.choices:
             raise SettingsError(f"setting {self.name}: {value!r} is not one of {', '.join(self.choices)}")
+        if self.check is not None:
+            try:
+                self.check(value)
+            except ValueError as e:
+                raise SettingsError(f"setting {self.name}: {e}") from None
         return value
 
 
@@ -65,6 +73,10 @@ SETTINGS: tuple[Setting, ...] = (
     S("host", str, "127.0.0.1", "Address the HTTP server listens on."),
     S("port", int, 8080, "Port the HTTP server listens on.", min=0, max=65535),
     S("log_level", str, "INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    S("trusted_proxies", str, "", "Addresses and CIDR ranges (comma-separated) of the reverse "
+      "proxies in front of the service: only a request from one of them may name its client "
+      "with `Forwarded` / `X-Forwarded-For` (read right to left, skipping trusted hops). "
+      "Empty: the peer's address is the client's.", check=parse_networks),
     # Database
     S("database_url", str, "", "PostgreSQL DSN. Empty: start the embedded PostgreSQL under data_dir "
       "(also read from DATABASE_URL).", secret=True),
@@ -212,7 +224,7 @@ LIVE = frozenset({
     "promoted_replies_per_parent", "promotion_window", "visibility_refill_rounds",
     "visibility_overfetch", "quote_hydration_timeout_ms", "max_quotes_page",
     "render_cache_ttl_s", "stale_ttl_s", "request_budget_ms",
-    "max_post_length", "import_max_batch", "max_relations_page",
+    "max_post_length", "import_max_batch", "max_relations_page", "trusted_proxies",
     # load shedding: picked up within a second (service/admission_middleware.py)
     "concurrency_limit_min", "concurrency_limit_max", "admission_queue_size",
     "admission_queue_timeout_ms", "admission_low_priority_share", "admission_tolerance",
