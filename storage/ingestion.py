@@ -12,57 +12,60 @@ and every row (place, counters, quote counters, listed flags, sections) is what 
 same posts one at a time in id order gives.
 
 Locks (storage/write_locks.py: transaction-scoped advisory locks, keyed by post id exactly),
-all taken exclusively by imports:
-  A(x)  the arrival of post x: held by every transaction that inserts x (into posts or
-        pending_posts), that lets a reply of x wait because x is not in posts, that moves a
-        reply of x into posts, or that inserts or deletes a quote of x;
-  C(c)  the rows of conversation c (key: its root's id): held by every transaction that
-        writes a row of c (a post of c, its counters, listed flag or section, or the quote
-        counter of a post of c). The normal write path holds, shared, the C keys of the rows
-        it writes (storage/post_writes.py).
-So an arriving post P takes A(P), A(parent), A(quoted), C(P's conversation), C(the quoted
-post's conversation): the last three only when the parent (for C: and the quoted post) is in
-posts, since a reply that waits writes nothing else; a waiting reply being attached takes the
-same (its parent is then in posts).
+taken exclusively by imports:
+  A(x)  the arrival of post x (key x): held by every transaction that puts x into posts or
+        pending_posts or moves it from one to the other, that lets a reply of x wait because
+        x is not in posts, or that writes a quote of x while x is not in posts;
+  C(c)  the rows of conversation c (key -c): held by every transaction that writes a row of
+        c: a post of c, its counters, listed flag or section, the quote counter of a post of
+        c. The normal write path holds, shared, the C keys of the rows it writes
+        (storage/post_writes.py).
+An arriving post P takes A(P), and either A(parent) (the parent is not in posts: P will wait
+and write nothing else) or C(P's conversation), plus, for a quote, C(the quoted post's
+conversation) if that post is in posts, else A(quoted) (arrival_keys). A reply moved out of
+pending_posts takes the same (its parent is then in posts). A post in posts stays there, so
+no lock is needed to rely on that.
 
 Order (why no deadlock). A transaction takes the keys it waits for in one statement, in
 ascending order, before any row lock; any key it takes later is only tried
-(pg_try_advisory_xact_lock, which never waits): a failed try rolls back what was not written
-yet and takes the keys waiting in a new transaction, or commits what was written and goes on
-in a new one. So a transaction waiting for an advisory lock holds only advisory locks on
-smaller keys, and no cycle of waits goes through an advisory lock. Nor through row locks
-between imports, or between an import and a normal write: every row an import writes is in a
-conversation whose C key it holds exclusively (pending_posts rows: under the post's A key),
-and a normal write holds the C keys of the rows it writes, so two of them never want the same
-row at once. Writers outside this discipline (label, relation and account changes, repair's
-counter fixes) take row locks without these keys; a cycle with one of them is broken by
-PostgreSQL and the import's transaction, rolled back whole, runs again (DEADLOCK_RETRIES). That
-retry is not what makes imports exact; the locks and the reads below are.
+(pg_try_advisory_xact_lock, which never waits): when a try fails, what was not written is
+rolled back and run again waiting for the keys, what was written is committed and the rest
+goes on in a new transaction. So a transaction waiting for an advisory lock holds nothing but
+advisory locks on smaller keys, and no cycle of waits goes through an advisory lock. Nor
+through row locks between imports, or between an import and a normal write: every row an
+import writes is in a conversation whose C key it holds exclusively (a pending_posts row:
+under its post's A key), and a normal write holds the C keys of the rows it writes, so two of
+them never want the same row at once. Writers outside this discipline (label, relation and
+account changes, repair's counter fixes) take row locks without these keys; a cycle with one
+of them is broken by PostgreSQL, and the import's transaction, rolled back whole, runs again
+(at most DEADLOCK_RETRIES times). That retry is not what makes imports exact.
 
-Visibility (why no lost wake-up under READ COMMITTED). A transaction's locks are released only
-after its commit is visible, and every statement reads a fresh snapshot: a statement run after
-a key is granted sees everything its earlier holders committed. The pre-read that chose the
-keys is checked again once they are held (a post that arrived in between sends the transaction
-back for the keys it now needs). Then:
+Visibility (why no lost wake-up under READ COMMITTED). Locks are released only after the
+holder's commit is visible, and every statement reads a fresh snapshot: a statement run after
+a key is granted sees everything that key's earlier holders committed. The read that chose
+the keys is repeated once they are held, and a parent or quoted post that arrived in between
+sends the transaction back for the keys it now needs. Then:
   * wake-up: a reply waits only if, holding A(parent), it saw the parent absent from posts; a
     post enters posts only in a transaction holding its A key, which afterwards, in a later
-    statement, takes the replies waiting for it. Either the waiting reply committed before
-    that transaction got A(parent), and the later statement sees it, or it got A(parent)
-    after that commit, saw the parent in posts and was imported. Once a post is in posts the
-    set of replies waiting for it is final, so the walk below reads it whole.
-  * quotes: a post's quote counter is counted from the quoting posts in posts when it enters
-    posts, holding A(x); a quote of x that enters posts (or is deleted) holds A(x) and moves
-    the counter if x is in posts. One of the two always sees the other.
+    statement, reads the replies waiting for it. Either the waiting reply committed before
+    that transaction got the key, and the later statement sees it, or it got the key after
+    that commit, saw the parent in posts and was imported. So once a post is in posts, the set
+    of replies waiting for it is final, and the walk below it reads it whole.
+  * quotes: a post entering posts counts the quoting posts already in posts, holding A(x); a
+    quote entering posts (or deleted) while x is not in posts holds A(x) too, and one that
+    finds x in posts moves its counter under C. Either way one of the two sees the other.
   * sections: what a reply's section reads and imports change (the conversation's
-    participants, its live same-text replies) lives in the conversation, so every change and
-    every read of it are serialized by C(c); the later same-text replies are recomputed when
-    an earlier one arrives or is deleted (post_writes).
+    participants, its live same-text replies) is in the conversation, so every change and
+    every read of it are serialized by C(c); when an earlier same-text reply arrives or is
+    deleted, the later ones are recomputed in the same transaction (storage/post_writes.py).
 
-Cost: an arrival is 2 statements before its writes (pre-read with try-locks, check); when a key
-is busy, a rollback and 2 more (lock, check). The walk below continues in the arriving
-transaction while the keys are free, at most ATTACH_PER_TRANSACTION posts, then in transactions
-of at most ATTACH_PER_TRANSACTION posts that wait for their keys; it reads waiting replies per
-parent (index pending_posts_parent), never all pending rows.
+Cost: an arrival makes 2 statements before its writes (a read that tries the keys, a check);
+when a key is busy, a rollback and 2 more (wait for the keys, check). The walk below goes on in
+the arriving transaction while the keys are free, then in transactions that wait for them, at
+most ATTACH_PER_TRANSACTION posts per transaction (so a conversation's key is never held for
+long); it reads waiting replies per parent (index pending_posts_parent), never all pending rows.
+Imports into one conversation run one at a time; imports into different conversations run
+side by side.
 """
 from __future__ import annotations
 
@@ -75,11 +78,12 @@ import asyncpg
 
 from . import post_writes, write_locks
 from .db import Database, _Counted
+from .write_locks import conversation_key
 
 log = logging.getLogger("arbor.ingestion")
 
 MAX_ATTACH = 10_000           # replies attached per arrival; repair attaches the rest
-ATTACH_PER_TRANSACTION = 100  # posts moved into posts per transaction of the walk
+ATTACH_PER_TRANSACTION = 25   # posts moved into posts per transaction of the walk
 DEADLOCK_RETRIES = 3          # against writers outside the lock discipline (docstring)
 _MAX_ATTEMPTS = 8             # rekeys of one arrival: a busy key, then each target arriving once
 
@@ -111,26 +115,29 @@ class _Rekey(Exception):
 
 def arrival_keys(post: ImportedPost, parent_conversation: int | None,
                  quote_conversation: int | None) -> set[int]:
-    """The keys an arriving post needs, given where its parent and quoted post are (None: not
-    in posts). A reply that will wait needs only its own and its parent's A key."""
-    keys = {post.id}                                  # A(P); C(P) when P is a root
-    if post.in_reply_to_id is not None:
-        keys.add(post.in_reply_to_id)
-        if parent_conversation is None:
-            return keys
-        keys.add(parent_conversation)
+    """The keys an arriving post needs, given where its parent and quoted post are (their
+    conversations; None: not in posts). Always A(P). A reply whose parent is not in posts will
+    wait: A(parent), nothing else. Otherwise C(its conversation), and for a quote C(the quoted
+    post's conversation) when that post is in posts (its counter is there), else A(quoted)
+    (its arrival will count the quote). A post in posts stays there: no A key is needed for
+    it."""
+    keys = {post.id}
+    if post.in_reply_to_id is not None and parent_conversation is None:
+        return keys | {post.in_reply_to_id}
+    keys.add(conversation_key(post.id if post.in_reply_to_id is None else parent_conversation))
     if post.quote_of_id is not None:
-        keys.add(post.quote_of_id)
-        if quote_conversation is not None:
-            keys.add(quote_conversation)
+        keys.add(post.quote_of_id if quote_conversation is None
+                 else conversation_key(quote_conversation))
     return keys
 
 
 def _row_keys(r: asyncpg.Record) -> set[int]:
-    """A waiting reply's keys (its parent is in posts): A(it), C(its conversation), A(quoted),
-    C(quoted's conversation)."""
-    return {k for k in (r["id"], r["conversation_id"], r["quote_of_id"], r["quote_conversation"])
-            if k is not None}
+    """A waiting reply's keys (its parent is in posts), as arrival_keys."""
+    keys = {r["id"], conversation_key(r["conversation_id"])}
+    if r["quote_of_id"] is not None:
+        keys.add(r["quote_of_id"] if r["quote_conversation"] is None
+                 else conversation_key(r["quote_conversation"]))
+    return keys
 
 
 # -- statements ------------------------------------------------------------------------------
@@ -141,8 +148,8 @@ _TRY_ARRIVAL = """
            (SELECT array_agg(k) FILTER (WHERE NOT pg_try_advisory_xact_lock(k))
             FROM unnest(CASE WHEN $2::bigint IS NOT NULL AND c.parent_conversation IS NULL
                              THEN ARRAY[$1::bigint, $2::bigint]
-                             ELSE ARRAY[$1::bigint, $2::bigint, c.parent_conversation, $3::bigint,
-                                        c.quote_conversation] END) AS k
+                             ELSE ARRAY[$1::bigint, -coalesce(c.parent_conversation, $1::bigint),
+                                        coalesce(-c.quote_conversation, $3::bigint)] END) AS k
             WHERE k IS NOT NULL) AS busy
     FROM (SELECT (SELECT conversation_id FROM posts WHERE id = $2) AS parent_conversation,
                  (SELECT conversation_id FROM posts WHERE id = $3) AS quote_conversation) c"""
@@ -172,8 +179,8 @@ _WAITING = """
 # The same, each row's keys tried (a subquery with LIMIT: only the rows returned are tried).
 _WAITING_TRY = """
     SELECT w.*, (SELECT bool_and(pg_try_advisory_xact_lock(k))
-                 FROM unnest(ARRAY[w.id, w.conversation_id, w.quote_of_id,
-                                   w.quote_conversation]) AS k
+                 FROM unnest(ARRAY[w.id, -w.conversation_id,
+                                   coalesce(-w.quote_conversation, w.quote_of_id)]) AS k
                  WHERE k IS NOT NULL) AS locked
     FROM (""" + _WAITING + """) w"""
 
@@ -270,12 +277,14 @@ class _Walk:
         post's conversation key too: tried; if busy, the reply is put back to wait for a
         transaction that waits for it. Returns the ids moved and whether one was put back."""
         taken = await self.tx.fetch(_TAKE, ids)
-        late = {r["quote_conversation"] for r in taken} - self.held - {None}
+        late = {conversation_key(r["quote_conversation"]) for r in taken
+                if r["quote_conversation"] is not None} - self.held
         busy = await write_locks.try_exclusive(self.tx, late)
         self.held |= late - busy
         posts = []
         for r in taken:
-            if r["quote_conversation"] in busy:
+            if r["quote_conversation"] is not None and \
+                    conversation_key(r["quote_conversation"]) in busy:
                 await self.tx.execute(_WAIT, r["id"], r["author_id"], r["in_reply_to_id"],
                                       r["quote_of_id"], r["text"], r["created_at"],
                                       r["deleted_at"], r["received_at"])

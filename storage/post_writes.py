@@ -13,7 +13,12 @@ insert_post_tx and delete_post_tx begin by taking, shared, the keys of the conve
 rows they write (the post's, and the quoted post's, or the quoted post's own id while it has
 not arrived), and exclusively the (conversation, normalized text) key of a reply, before any
 row lock. So a normal write never runs beside an import in the same conversation, and two
-replies with the same text are never classified blind to each other.
+replies with the same text are never classified blind to each other. (Two normal writes still
+run side by side in one conversation: a participant's first post and a reply by someone they
+block can each miss the other in the shunned-by rule, as before. And a quoted post that
+arrives between a normal write's read and its lock is written to under its arrival key rather
+than its conversation's: still exact, but a row-lock cycle with an import is then possible;
+the normal path runs a deadlocked write again, service/idempotency.py.)
 
 Duplicate rule upkeep: a reply's section depends on whether a *live* (not deleted) reply with
 the same normalized text and a smaller id exists in the conversation. When a reply joins that
@@ -30,6 +35,7 @@ from datetime import datetime, timezone
 
 from . import section_updates, write_locks
 from .db import Database, _Counted
+from .write_locks import conversation_key
 from .ids import MAX_ID, IdGenerator
 
 _REPLY_COLUMNS = ("replies_normal", "replies_low_quality", "replies_offensive")
@@ -131,8 +137,8 @@ async def insert_post_tx(tx: _Counted, author_id: int, text: str, *,
         quote_conversation = parent["quote_conversation"]
     if lock:
         await write_locks.acquire(
-            tx, shared=[conversation_id if in_reply_to_id is not None else None,
-                        quote_conversation or quote_of_id],
+            tx, shared=[conversation_key(conversation_id) if in_reply_to_id is not None else None,
+                        conversation_key(quote_conversation) if quote_conversation else quote_of_id],
             duplicate=(conversation_id, text) if in_reply_to_id is not None else None)
     await tx.execute(
         """INSERT INTO posts (id, conversation_id, author_id, in_reply_to_id, quote_of_id, text,
@@ -170,8 +176,9 @@ async def delete_post_tx(tx: _Counted, post_id: int, deleted_at: datetime | None
         if target is None:
             return False
         await write_locks.acquire(
-            tx, shared=[target["conversation_id"],
-                        target["quote_conversation"] or target["quote_of_id"]],
+            tx, shared=[conversation_key(target["conversation_id"]),
+                        conversation_key(target["quote_conversation"])
+                        if target["quote_conversation"] else target["quote_of_id"]],
             duplicate=(target["conversation_id"], target["text"]) if target["is_reply"] else None)
     counts = await tx.fetchrow(
         f"SELECT {', '.join(_REPLY_COLUMNS)} FROM post_counts WHERE post_id = $1 FOR UPDATE",

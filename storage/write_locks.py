@@ -1,21 +1,22 @@
-"""The advisory locks that order concurrent writes (the discipline is stated in
-storage/ingestion.py's docstring; this module only takes them).
+"""The advisory locks that order concurrent writes; storage/ingestion.py's docstring states
+the discipline (which keys, in which order, why no deadlock and no lost wake-up).
 
-Keys are post ids, in PostgreSQL's one-bigint advisory key space, exactly (no hashing, so two
-posts never share a lock by accident): the key of a post id stands both for that post's
-*arrival* (whether it is in posts, which its waiting replies and its quotes depend on) and, when
-the post is a root, for its *conversation's rows* (the counters, flags and sections a write in
-that conversation touches). Imports take every key exclusively; the normal write path
-(POST/DELETE /v1/posts) takes the conversation keys shared, so normal writers do not wait for
-each other, only for imports in the same conversation, and adds one exclusive lock per
-(conversation, normalized text) in the two-int key space DUPLICATE_SPACE, so that two replies
-with the same text are never classified blind to each other.
+Keys live in PostgreSQL's one-bigint advisory key space and are exact (no hashing, so two posts
+never share a lock by accident): a post id x is the key of x's *arrival* (whether x is in
+posts, which its waiting replies and its quotes depend on); the negated id of a root, -c, is
+the key of conversation c's *rows* (counters, flags, sections). Post ids are positive, so the
+two kinds never meet. Imports take their keys exclusively; the normal write path (POST and
+DELETE /v1/posts) takes the conversation keys shared (normal writers do not wait for each
+other, only for imports into the same conversation) plus one exclusive key per
+(conversation, normalized text) in the two-int space DUPLICATE_SPACE (hashed: a collision only
+serializes two writers), so that two replies with the same text are never classified blind to
+each other. Other one-bigint users (migrations.py, seeding.py) use fixed positive keys: a post
+with such an id would only wait for them.
 
-Every blocking acquisition is one statement, keys in ascending order (the one-bigint keys,
-then the duplicate key), made before the transaction takes any row lock of posts, post_counts
-or pending_posts. Later locks are only tried (`pg_try_advisory_xact_lock`, which never waits).
-Locks are held until the transaction ends. Cost: one round trip per acquisition, whatever the
-number of keys.
+Every waiting acquisition is one statement, keys in ascending order (one-bigint keys, then the
+duplicate key), made before the transaction takes any row lock on posts, post_counts or
+pending_posts; any later lock is only tried (try_exclusive, never waits). Locks are held until
+the transaction ends. Cost: one round trip per acquisition, whatever the number of keys.
 """
 from __future__ import annotations
 
@@ -38,6 +39,12 @@ _ACQUIRE = """
     SELECT pg_advisory_xact_lock($3::int, hashtext($4::bigint::text || ':' || """ + \
     NORMALIZED_TEXT.format("$5::text") + """))
     WHERE $4::bigint IS NOT NULL"""
+
+def conversation_key(conversation_id: int) -> int:
+    """The key of a conversation's rows: its root's id, negated (post ids are positive, so
+    conversation keys never meet arrival keys)."""
+    return -conversation_id
+
 
 _TRY = "SELECT array_agg(k) FILTER (WHERE NOT pg_try_advisory_xact_lock(k)) FROM unnest($1::bigint[]) k"
 
