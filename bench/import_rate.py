@@ -45,7 +45,8 @@ _MISCOUNTED = """
     WHERE (pc.replies_normal, pc.replies_low_quality, pc.replies_offensive) <> (
               SELECT count(*) FILTER (WHERE c.section = 0), count(*) FILTER (WHERE c.section = 1),
                      count(*) FILTER (WHERE c.section = 2)
-              FROM posts c WHERE c.in_reply_to_id = s.id AND c.listed)
+              FROM posts c WHERE c.conversation_id = s.conversation_id
+                               AND c.in_reply_to_id = s.id AND c.listed)
        OR pc.quotes <> (SELECT count(*) FROM posts q JOIN accounts a ON a.id = q.author_id
                         WHERE q.quote_of_id = s.id AND q.deleted_at IS NULL
                           AND a.state = 'active' AND NOT a.protected)"""
@@ -88,10 +89,16 @@ async def _work(dsn: str, streams: list[str]) -> dict:
                                          for s in streams))
         seconds = time.perf_counter() - started
         done = sum(r["imported"] + r["pending"] + r["duplicate"] for r in reports)
+        statements = db.queries_executed
+        async with db.connection() as con:    # the checks: not timed, not bounded
+            await con.execute("SET statement_timeout = 0")
+            stuck = await con.raw.fetchval(_STUCK, timeout=600)
+            miscounted = await con.raw.fetchval(_MISCOUNTED, timeout=600)
+            await con.execute("RESET statement_timeout")
         return {"posts": done, "seconds": seconds, "posts_per_second": done / seconds,
-                "statements_per_post": db.queries_executed / done,
+                "statements_per_post": statements / done,
                 "errors": sum(r["errors"] for r in reports),
-                "stuck": await db.fetchval(_STUCK), "miscounted": await db.fetchval(_MISCOUNTED)}
+                "stuck": stuck, "miscounted": miscounted}
     finally:
         await db.close()
 

@@ -83,7 +83,7 @@ from .write_locks import conversation_key
 log = logging.getLogger("arbor.ingestion")
 
 MAX_ATTACH = 10_000           # replies attached per arrival; repair attaches the rest
-ATTACH_PER_TRANSACTION = 25   # posts moved into posts per transaction of the walk
+ATTACH_PER_TRANSACTION = 10   # posts moved into posts per transaction of the walk
 DEADLOCK_RETRIES = 3          # against writers outside the lock discipline (docstring)
 _MAX_ATTEMPTS = 8             # rekeys of one arrival: a busy key, then each target arriving once
 
@@ -160,7 +160,8 @@ _CHECK_ARRIVAL = """
            EXISTS (SELECT 1 FROM posts WHERE id = $1)
                OR EXISTS (SELECT 1 FROM pending_posts WHERE id = $1) AS duplicate,
            (SELECT conversation_id FROM posts WHERE id = $2) AS parent_conversation,
-           (SELECT conversation_id FROM posts WHERE id = $3) AS quote_conversation"""
+           (SELECT conversation_id FROM posts WHERE id = $3) AS quote_conversation,
+           EXISTS (SELECT 1 FROM pending_posts WHERE in_reply_to_id = $1) AS awaited"""
 
 _WAIT = """
     INSERT INTO pending_posts (id, author_id, in_reply_to_id, quote_of_id, text, created_at,
@@ -168,12 +169,16 @@ _WAIT = """
     VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()))"""
 
 # Replies waiting below some posts (in posts), first ids first, with what their keys need.
+# Per parent through pending_posts_parent (in_reply_to_id, id), at most $2 each: the cost is
+# bounded by the parents and the limit, whatever the size of posts and pending_posts (a join
+# over all of pending_posts, or merged with a scan of posts, is what the planner would pick).
 _WAITING = """
     SELECT pp.id, p.conversation_id, pp.quote_of_id, q.conversation_id AS quote_conversation
-    FROM pending_posts pp
-    JOIN posts p ON p.id = pp.in_reply_to_id
+    FROM unnest($1::bigint[]) AS parent (id)
+    JOIN posts p ON p.id = parent.id
+    CROSS JOIN LATERAL (SELECT w.id, w.quote_of_id FROM pending_posts w
+                        WHERE w.in_reply_to_id = parent.id ORDER BY w.id LIMIT $2) pp
     LEFT JOIN posts q ON q.id = pp.quote_of_id
-    WHERE pp.in_reply_to_id = ANY($1::bigint[])
     ORDER BY pp.id LIMIT $2"""
 
 # The same, each row's keys tried (a subquery with LIMIT: only the rows returned are tried).
@@ -244,6 +249,8 @@ async def _arrive(tx: _Counted, post: ImportedPost,
                          post.text, post.created_at, post.deleted_at, None)
         return "pending", 0, []
     await _store(tx, [post])
+    if not now["awaited"]:                  # final: a reply waits for P only under A(P)
+        return "imported", 0, []
     attached, rest = await _Walk(tx, held).below([post.id], ATTACH_PER_TRANSACTION - 1)
     return "imported", attached, rest
 

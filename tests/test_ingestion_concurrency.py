@@ -12,10 +12,15 @@ through storage calls. Then, for every run:
     twin in the reference (ids mapped to labels), and so does its quotes list;
   * every counter equals its recount and every `listed` flag its rule (tests/test_repair.py's
     first-principles check), every section equals a fresh computation (section_rules over the
-    facts as they are now), and repair's dry run over the run's ids finds nothing.
+    facts as they are now), and repair's dry run over the run's ids finds nothing;
+  * no import transaction had to be run again after a deadlock (imports never deadlock).
 
-`make test` runs RUNS seeded runs; ARBOR_INGEST_SOAK=N runs N more (seeds from
-ARBOR_INGEST_SEED, default 1), for a longer soak.
+`make test` runs RUNS seeded runs; ARBOR_INGEST_SOAK=N runs N more of 40-200 posts (seeds from
+ARBOR_INGEST_SEED, default 1), for a longer soak. Then the single races, each of which failed
+before the lock discipline: a post and its quote in two concurrent imports (the lost quote
+count), forced once with a trigger that pauses a transaction; a reply deciding to wait while
+its parent is being attached (the lost wake-up), forced the same way; and the duplicate rule
+in several arrival orders, with deletes, and concurrently.
 """
 from __future__ import annotations
 
