@@ -26,7 +26,19 @@ def _nullable(schema: Json) -> Json:
 
 
 def _schemas() -> Json:
-    section_ref = _obj({"count": {"type": "integer", "minimum": 1}, "cursor": {"type": "string"}})
+    section_ref = _obj({
+        "count": {"type": "integer", "minimum": 1,
+                  "description": "Replies left in this list for the viewer: exactly what the "
+                                 "cursor's pages reach when `exact`, else an upper bound."},
+        "exact": {"type": "boolean",
+                  "description": "True when the view read the rest of the list to its end. "
+                                 "False: `count` comes from stored counters (never a count at "
+                                 "request time), with the replies lifted out of or into the list "
+                                 "for this viewer already moved, and it still includes the "
+                                 "replies this viewer's rules will hide (blocked, muted, "
+                                 "unavailable or protected authors, muted words, tombstones with "
+                                 "nothing visible below). A section's count is always a bound."},
+        "cursor": {"type": "string"}})
     return {
         "Error": _obj({"error": _obj({"code": {"type": "string"}, "message": {"type": "string"}})}),
         "Author": _obj({"id": _ID, "handle": {"type": "string"}, "display_name": {"type": "string"}}),
