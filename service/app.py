@@ -35,7 +35,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
                                         middlewares.timing, middlewares.errors,
                                         middlewares.invalidate_on_write])
     # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
-    settings = Settings(dict(settings.values), dict(settings.sources))
+    settings = Settings(dict(settings.values), dict(settings.sources), settings.started)
     app[SETTINGS] = settings
     admission_middleware.install(app)
     app[FAULTS] = faults or Faults()

@@ -192,7 +192,11 @@ class _Level:
             return False
         node.rest_known = None
         if taking and self.room(node):
-            return True
+            # Short: read on, unless the counters say only head replies (skipped) are left.
+            if node.total() - node.consumed > 0:
+                return True
+            node.more = False
+            return False
         # Rows may go on past these; when none of these was left over and the counters say
         # the list is spent, the ones past them are head replies already shown.
         node.more = bool(head_left or visible or unsure) or \
