@@ -159,8 +159,10 @@ SETTINGS: tuple[Setting, ...] = (
       "they are among this many top-scored replies of their list (the focal author's and the "
       "viewer's always are); bounds the cost for viewers who follow prolific repliers.",
       min=0, max=10_000),
-    S("visibility_refill_rounds", int, 2, "Extra fetches per tree level when the viewer's rules "
-      "hid replies and a page fell short of `branching`.", min=0, max=10),
+    S("visibility_refill_rounds", int, 2, "Extra rounds of fetches per tree level (one or two "
+      "queries each) when the viewer's rules hid replies: pages that fell short of `branching` "
+      "are refilled, and the budget the hidden rows left goes to the level's next parents.",
+      min=0, max=10),
     S("visibility_overfetch", int, 5, "Extra replies fetched per parent for viewers with blocks, "
       "mutes or muted words, so that refills are rarely needed.", min=0, max=100),
     S("spam_threshold", float, 0.7, "Spam label score at or above which a reply is `low_quality`.",
