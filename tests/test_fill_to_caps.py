@@ -34,7 +34,7 @@ async def power_law_tree(world, size: int, seed: int):
     chain = root
     for _ in range(26):  # deeper than depth=20
         chain = await reply(chain)
-    wide = children[root][0]
+    wide = await reply(root)
     for _ in range(120):
         await reply(wide)
     frontier = [(root, 0)]
