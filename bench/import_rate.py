@@ -14,8 +14,8 @@ stream, id order), `shuffled` (one stream; most replies arrive before their pare
 `concurrent` (the shuffled posts dealt into --streams streams imported at once). With
 --baseline, each round runs every mode for both codes, alternating which goes first, and the
 verdict compares the median rates; the concurrent rate must stay within 20% of the baseline's.
-After each import it counts the replies left waiting although their parent arrived (must be 0)
-and the posts whose counters differ from a recount.
+After each import it counts the replies left waiting although their parent arrived, the posts
+whose counters differ from a recount, and this code's deadlock retries (all must be 0).
 """
 from __future__ import annotations
 
@@ -123,7 +123,9 @@ def measure(code: Path, dsn_of, streams: list[Path]) -> dict:
         cwd=code, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(code)})
     if out.returncode:                      # reported, and the run goes on
         return {"failed": (out.stderr.strip().splitlines() or ["?"])[-1][:300]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report["deadlock_retries"] = out.stderr.count("ingestion: a deadlock")  # this code's log
+    return report
 
 
 def main() -> int:
@@ -201,13 +203,15 @@ def main() -> int:
                                   f"{r['failed']}", flush=True)
                             continue
                         rates.setdefault((label, mode), []).append(r["posts_per_second"])
-                        good = r["errors"] == 0 and r["stuck"] == 0 and r["miscounted"] == 0
+                        good = (r["errors"] == 0 and r["stuck"] == 0 and r["miscounted"] == 0
+                                and r["deadlock_retries"] == 0)
                         ok = ok and (good or label == "baseline")
                         print(f"round {round_no + 1} {label:<8} {mode:<10} {r['posts']:>7,} posts "
                               f"in {r['seconds']:6.1f} s = {r['posts_per_second']:>6,.0f} posts/s "
                               f"({r['statements_per_post']:.1f} statements/post); "
                               f"errors {r['errors']}, waiting with parent {r['stuck']}, "
-                              f"miscounted {r['miscounted']}", flush=True)
+                              f"miscounted {r['miscounted']}, deadlock retries "
+                              f"{r['deadlock_retries']}", flush=True)
         finally:
             server.stop("immediate")
     print()
