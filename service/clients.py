@@ -3,11 +3,15 @@ its address. Pure logic over a few request facts; `client_of()` is the request a
 
 A client is
   * `a:<account id>` when the request's bearer token is one this process already knows to be
-    valid (the viewer cache holds it): telling costs no database work;
-  * otherwise `ip:<address>`: anonymous requests, and tokens not (yet) resolved. An unknown or
-    made-up token is charged to its address, so minting random tokens buys no fresh budget.
-    IPv6 addresses are grouped by /64: one host or one subscriber usually holds a whole /64,
-    and keying single addresses would let it rotate through 2**64 of them.
+    valid (the viewer cache saw it valid within the hour): telling costs no database work;
+  * `ip:<address>`: anonymous requests. IPv6 addresses are grouped by /64: one host or one
+    subscriber usually holds a whole /64, and keying single addresses would let it rotate
+    through 2**64 of them;
+  * `ip:<address>#token`: requests with a token not (yet) resolved. One budget per address,
+    whatever the token, so minting random tokens buys no fresh budget; apart from the
+    address's anonymous one, so that anonymous traffic that spent an address's budget (a
+    shared NAT) does not keep a signed-in user behind it from its first request, the one
+    that makes its token known.
 
 The address is the peer's, unless the peer is a trusted proxy (setting `trusted_proxies`:
 addresses and CIDR ranges, comma-separated). Then the forwarding headers are read right to
@@ -118,7 +122,9 @@ def address_key(address: str) -> str:
     return f"ip:{address}"
 
 
-def client(address: str, account_id: int | None) -> Client:
+def client(address: str, account_id: int | None, token: bool = False) -> Client:
     if account_id is not None:
         return Client(f"a:{account_id}", address, account_id)
+    if token:
+        return Client(address_key(address) + "#token", address, None)
     return Client(address_key(address), address, None)
