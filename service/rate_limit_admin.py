@@ -108,10 +108,10 @@ async def add_deny(request: web.Request) -> web.Response:
     require_admin(request)
     body = await json_object(request, ("network", "account_id", "note"))
     network, account_id = body.get("network"), body.get("account_id")
-    if (network is None) == (account_id is None):
+    if ("network" in body) == ("account_id" in body):
         raise bad_request("invalid_field", "give exactly one of network (an address or CIDR "
                                            "range) and account_id")
-    if network is not None:
+    if "network" in body:
         if not isinstance(network, str):
             raise bad_request("invalid_field", "network must be a string")
         try:

@@ -115,7 +115,8 @@ async def test_deny_list_persists_and_reaches_other_processes(aiohttp_client, se
 
 async def test_deny_list_validation(client):
     for body in ({}, {"network": "nonsense"}, {"network": "10.0.0.0/8", "account_id": "1"},
-                 {"account_id": 5}, {"account_id": "x1"}, {"network": 1}, {"other": 1}):
+                 {"account_id": 5}, {"account_id": "x1"}, {"network": 1}, {"other": 1},
+                 {"account_id": "7", "network": None}, {"network": None}):
         resp = await client.post("/v1/admin/deny_list", json=body, headers=ADMIN)
         assert resp.status == 400, body
     entry = await _deny(client, network="198.18.0.0/15")
