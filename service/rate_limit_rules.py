@@ -88,18 +88,13 @@ def is_first_page(path: str) -> bool:
     return path.startswith(_CONVERSATIONS) and "/" not in path[len(_CONVERSATIONS):]
 
 
-@dataclass(frozen=True, slots=True)
-class Costs:
-    render: int = 4      # a conversation's first page rendered
-    page: int = 2        # any other read answered 200 without the render cache
-
-
-def read_cost(path: str, status: int, cache: str | None, costs: Costs) -> int:
-    """Units of the read budget a read spent, by its outcome (see the module docstring)."""
+def read_cost(path: str, status: int, cache: str | None, render: int, page: int) -> int:
+    """Units of the read budget a read spent, by its outcome (see the module docstring):
+    `render` and `page` are the settings rate_limit_cost_render and rate_limit_cost_page."""
     if cache == "hit" or cache == "stale":
         return 1
     if status == 200:
-        return costs.render if is_first_page(path) else costs.page
+        return render if is_first_page(path) else page
     return 1
 
 

@@ -121,7 +121,8 @@ class Limiter:
                 state.block(nf, now + window.seconds_until(nf))
 
     def abandon(self, ticket: Ticket) -> None:
-        """The request ended without an answer (the client went away)."""
+        """The request ended with nothing more to charge, or without an answer (the client
+        went away)."""
         ticket.state.inflight -= 1
 
     async def remaining(self, ticket: Ticket) -> tuple[Policy, int, int]:

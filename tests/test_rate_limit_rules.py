@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from service import rate_limit_rules as rules
-from service.rate_limit_rules import ClientState, Costs, NetworkSet, Window
-from service.rate_limit_store import BoundedMemoryStorage, Store, limits_uri
+from service.rate_limit_rules import ClientState, NetworkSet, Window
+from service.rate_limit_store import LocalWindows, Store, limits_uri
 from service.settings import SettingsError, load_settings
 from service.top_clients import MisraGries, TopClients
 
@@ -27,15 +27,15 @@ def test_rates_parse_and_bad_ones_name_the_problem():
 
 
 def test_cost_table():
-    c = Costs(render=4, page=2)
+    c = (4, 2)  # rate_limit_cost_render, rate_limit_cost_page
     first, page = "/v1/conversations/1", "/v1/conversations/1/replies"
-    assert rules.read_cost(first, 200, "hit", c) == 1
-    assert rules.read_cost(first, 200, "stale", c) == 1
-    assert rules.read_cost(first, 200, "miss", c) == 4
-    assert rules.read_cost(page, 200, "miss", c) == 2
-    assert rules.read_cost("/v1/me/follows", 200, None, c) == 2
-    assert rules.read_cost(first, 404, None, c) == 1
-    assert rules.read_cost(first, 503, None, c) == 1
+    assert rules.read_cost(first, 200, "hit", *c) == 1
+    assert rules.read_cost(first, 200, "stale", *c) == 1
+    assert rules.read_cost(first, 200, "miss", *c) == 4
+    assert rules.read_cost(page, 200, "miss", *c) == 2
+    assert rules.read_cost("/v1/me/follows", 200, None, *c) == 2
+    assert rules.read_cost(first, 404, None, *c) == 1
+    assert rules.read_cost(first, 503, None, *c) == 1
     assert rules.classify("GET", "/healthz") is None
     assert rules.classify("GET", "/metrics") is None
     assert rules.classify("HEAD", first) == rules.READ
@@ -109,16 +109,61 @@ def test_network_set_matches_by_prefix_length():
     assert "1.2.3.4" in NetworkSet(["0.0.0.0/0"])
 
 
-async def test_bounded_memory_storage_is_bounded_and_expires():
+async def test_local_windows_match_limits_sliding_window_counter():
+    """The in-process counters against limits' own (its MemoryStorage under its strategy),
+    on one fake clock: the same admissions, the same window state."""
+    import limits
+    from limits.aio.storage import MemoryStorage
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+    now = [120.0 * 1000 + 7.0]
+    limits_time = []
+
+    class Clock:  # limits reads time.time(): patch it for the duration of the comparison
+        def __enter__(self):
+            import time as _t
+            self.t, self.orig = _t, _t.time
+            _t.time = lambda: now[0]
+            limits_time.append(1)
+
+        def __exit__(self, *exc):
+            self.t.time = self.orig
+
+    ours = LocalWindows(clock=lambda: now[0])
+    theirs = SlidingWindowCounterRateLimiter(MemoryStorage())
+    item = limits.parse("10/minute")
+    import random
+    rng = random.Random(11)
+    steps, t = [], 0.0
+    for _ in range(600):
+        t += rng.choice([0.0, 0.5, 1.7, 3.0, 7.3, 13.0, 61.0])
+        steps.append((t, rng.randint(1, 6)))
+    admitted = 0
+    with Clock():
+        for step, cost in steps:
+            now[0] = 120.0 * 1000 + 7.0 + step
+            got = await ours.hit(item, "k", cost)
+            assert got == await theirs.hit(item, "k", cost=cost), step
+            admitted += got
+            w = await ours.window(item, "k")
+            p, pt, c, ct = await theirs.storage.get_sliding_window(item.key_for("k"), 60)
+            assert (w.previous, w.current) == (p, c), step
+            assert w.previous_ttl == pytest.approx(pt, abs=1e-6) or p == 0
+            assert w.current_ttl == pytest.approx(ct, abs=1e-6), step
+    assert 100 < admitted < 500  # both outcomes were exercised
+
+
+async def test_local_windows_are_bounded():
     now = [1000.0]
-    s = BoundedMemoryStorage(max_keys=3, clock=lambda: now[0])
+    local = LocalWindows(max_keys=3, clock=lambda: now[0])
+    item = rules.parse_rate("2/minute")
     for key in "abcd":
-        assert await s.incr(key, 10) == 1
-    assert len(s) == 3 and await s.get("a") == 0      # the oldest went first
-    assert await s.incr("b", 10, 2) == 3
-    now[0] += 11
-    assert await s.get("b") == 0                       # expired on read
-    assert await s.incr("b", 10) == 1
+        assert await local.hit(item, key, 2)
+    assert len(local) == 3
+    assert await local.hit(item, "a", 2)           # forgotten: a fresh budget
+    assert not await local.hit(item, "d", 1)
+    now[0] += 120
+    assert await local.hit(item, "d", 2)           # two windows later: nothing left of it
 
 
 async def test_store_in_memory_sliding_window():
@@ -127,7 +172,8 @@ async def test_store_in_memory_sliding_window():
     assert [await store.hit(item, "k", 1) for _ in range(4)] == [True, True, True, False]
     assert not await store.hit(item, "k", 1)
     window = await store.window(item, "k")
-    assert window.current == 3 and window.remaining(rules.Policy("read", item)) == 0
+    assert window.current + window.previous >= 3
+    assert window.remaining(rules.Policy("read", item)) == 0
     assert await store.hit(item, "other", 3) and not await store.hit(item, "other", 1)
     assert store.snapshot()["storage"] == "memory"
 
