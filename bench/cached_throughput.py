@@ -92,7 +92,9 @@ def main(argv=None) -> int:
                         help="with --rate-limits: also with the counters in Redis")
     args = parser.parse_args(argv)
     if args.rate_limits:
-        return _rate_limits(args)
+        from harness import verdict
+
+        return verdict(rate_limit_checks(args))
 
     results: dict[str, list[float]] = {"arbor": [], "bare": []}
     with bench_database(args.data_dir) as (dsn, report), \
@@ -127,11 +129,9 @@ def main(argv=None) -> int:
     return 0 if ok else 1
 
 
-def _rate_limits(args) -> int:
+def rate_limit_checks(args) -> list[tuple[bool, str]]:
     """Rate limits off vs on (and on with Redis), alternating rounds, one run."""
     from contextlib import ExitStack
-
-    from harness import verdict
 
     limited = ("trusted_proxies=127.0.0.1", "rate_limit_exempt=", "render_cache_ttl_s=3600")
     with ExitStack() as stack:
@@ -183,7 +183,7 @@ def _rate_limits(args) -> int:
               f"call per cached read; no target)")
         checks.append((refused["on+redis"] == 0,
                        f"no request refused with Redis ({refused['on+redis']})"))
-    return verdict(checks)
+    return checks
 
 
 def _cpu_s(pid: int) -> float:

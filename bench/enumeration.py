@@ -141,7 +141,7 @@ async def probing(api: Api, probes: int) -> tuple[int | None, dict, dict]:
     return None, {}, {}
 
 
-async def run(base: str, args) -> int:
+async def run(base: str, args) -> list[tuple[bool, str]]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s:
         api = Api(s, base)
         posts, viewer = await build(api)
@@ -170,8 +170,9 @@ async def run(base: str, args) -> int:
         if walk is not None:
             print(f"at most {walk:,} ids per hour per client (the 404 budget, refilled "
                   f"continuously by the sliding window)")
-        checks.append((n is not None, f"an id-probing client is throttled (after {n} probes)"))
-        return verdict(checks)
+        checks.append((n is not None, f"an id-probing client is throttled (after {n} probes; "
+                                      f"at most {walk} ids per hour)"))
+        return checks
 
 
 def _ids_per_hour(policy: str) -> int | None:
@@ -182,19 +183,25 @@ def _ids_per_hour(policy: str) -> int | None:
     return None
 
 
+def checks(rounds: int = 200, probes: int = 400) -> list[tuple[bool, str]]:
+    args = argparse.Namespace(rounds=rounds, probes=probes)
+    with tempfile.TemporaryDirectory(prefix="arbor-enum-") as tmp:
+        server = EmbeddedPostgres(Path(tmp) / "pg", FAST_UNSAFE_OPTIONS)
+        dsn = server.start()
+        try:
+            with arbor_service(dsn, f"admin_token={ADMIN}", "trusted_proxies=127.0.0.1") \
+                    as (base, _):
+                return asyncio.run(run(base, args))
+        finally:
+            server.stop("immediate")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--probes", type=int, default=400)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="arbor-enum-") as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "pg", FAST_UNSAFE_OPTIONS)
-        dsn = server.start()
-        try:
-            with arbor_service(dsn, f"admin_token={ADMIN}", "trusted_proxies=127.0.0.1") as (base, _):
-                return asyncio.run(run(base, args))
-        finally:
-            server.stop("immediate")
+    return verdict(checks(args.rounds, args.probes))
 
 
 if __name__ == "__main__":
