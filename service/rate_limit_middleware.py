@@ -57,7 +57,7 @@ class RateLimits:
         self.settings = settings
         self.store = Store(settings.rate_limit_storage_url,
                            timeout_s=settings.rate_limit_storage_timeout_ms / 1000,
-                           max_keys=8 * settings.rate_limit_max_clients)
+                           max_keys=4 * settings.rate_limit_max_clients)
         self.limiter = Limiter(self.store, max_clients=settings.rate_limit_max_clients)
         self.top = TopClients(settings.top_clients_size)
         self.deny_networks = NetworkSet()
@@ -66,6 +66,7 @@ class RateLimits:
         self.overrides: dict[int, dict[str, str | None]] = {}
         self.loaded_at: float | None = None
         self._policies = None  # (the three rate settings, their policies): the defaults
+        self.warned_proxy = False  # said once: an exempt proxy that is not trusted
         self.limited: Counter | None = None   # arbor_rate_limited_requests (route, reason)
 
     # -- from PostgreSQL -----------------------------------------------------------------
@@ -162,6 +163,13 @@ async def rate_limits(request: web.Request, handler) -> web.StreamResponse:
         return denied_response()
     if not values["rate_limit_enabled"] or \
             client.address in rules.network_set(values["rate_limit_exempt"]):
+        if not state.warned_proxy and client.address == request.remote and (
+                "X-Forwarded-For" in request.headers or "Forwarded" in request.headers):
+            state.warned_proxy = True
+            log.warning("requests from %s name their client in X-Forwarded-For/Forwarded, but "
+                        "it is not in trusted_proxies: every client behind it counts as %s, "
+                        "which rate_limit_exempt leaves unlimited; set trusted_proxies",
+                        request.remote, request.remote)
         response = await handler(request)
         state.top.record(client.key, now, not_found=response.status == 404)
         return response
@@ -258,7 +266,7 @@ class _Collector:
                                 "Clients this process remembers rate-limit state of "
                                 "(at most rate_limit_max_clients).", value=len(s.limiter))
         yield GaugeMetricFamily("arbor_rate_limit_local_counters",
-                                "Counters in the in-process rate-limit store (at most 8 x "
+                                "Counters in the in-process rate-limit store (at most 4 x "
                                 "rate_limit_max_clients).", value=len(s.store.local))
         yield GaugeMetricFamily("arbor_deny_list_entries", "Entries on the deny list.",
                                 value=s.deny_count)

@@ -7,7 +7,8 @@ Per request, in store operations (each O(1); one Redis call each with a shared s
   after:  0 for a cached read or a write; 1 more for a rendered read (the rest of its cost);
           2 more for a 404 (the 404 budget and a look at what is left of it).
 Refused: 0 when this process already knows the client is over (it remembers until when),
-         1 otherwise (to say when to come back).
+         2 otherwise (the charge that did not fit, and a look at the window to say when to
+         come back).
 
 A cost charged after the answer may not fit what is left: the answer has been given (the
 work is done), so the client is refused locally for as long as the budget takes to win

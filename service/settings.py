@@ -249,9 +249,10 @@ SETTINGS: tuple[Setting, ...] = (
       "`rate_limit_store`).", secret=True, check=check_url),
     S("rate_limit_storage_timeout_ms", int, 50, "Socket timeout of each call to the shared "
       "store, in ms: past it the call counts as failed.", min=1, max=10_000),
-    S("rate_limit_max_clients", int, 100_000, "Most clients whose rate-limit state this "
-      "process keeps (and 8 times as many counters in the in-process store); least recently "
-      "seen forgotten first.", min=100, max=10_000_000),
+    S("rate_limit_max_clients", int, 50_000, "Most clients whose rate-limit state this "
+      "process keeps (and 4 times as many counters in the in-process store: ~0.7-1 KB a "
+      "client in all); least recently seen forgotten first (a forgotten client starts with "
+      "full budgets).", min=100, max=10_000_000),
     S("rate_limit_reload_s", float, 10.0, "How often each process re-reads the per-account "
       "overrides and the deny list from PostgreSQL (changes through its own admin API apply "
       "at once), in s.", min=0.1, max=3600),

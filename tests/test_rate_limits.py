@@ -307,3 +307,14 @@ async def test_refusals_are_counted_by_route_and_reason(aiohttp_client, settings
     assert line in text
     assert "198.51.100.16" not in text  # never a label per client
     assert "arbor_rate_limit_clients " in text
+
+
+async def test_an_exempt_proxy_that_is_not_trusted_is_said_once(aiohttp_client, settings, post,
+                                                                caplog):
+    """Defaults: loopback exempt, no trusted proxies. A local proxy forwarding client
+    addresses then makes every client this host, unlimited: the log says so, once."""
+    client = await aiohttp_client(create_app(settings))
+    for i in range(3):
+        await client.get(f"/v1/conversations/{post}", headers=who(f"203.0.113.{i}"))
+    said = [r for r in caplog.records if "not in trusted_proxies" in r.getMessage()]
+    assert len(said) == 1 and "set trusted_proxies" in said[0].getMessage()
