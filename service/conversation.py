@@ -143,7 +143,7 @@ async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
     # the last hop, when it is not the root, is where the omitted gap starts.
     # The first round trip decides whether this viewer may see the focal post, before any
     # other work: a hidden post's 404 then costs what a missing id's does (same query, no
-    # rows, same code path), so that time cannot tell them apart (thread_queries._FOCAL_GATE).
+    # rows, same code path), so that time cannot tell them apart (thread_queries._FOCAL_CHAIN_SQL).
     chain = await thread_queries.focal_chain(deps.db, focal_id, limits.ancestors, viewer.id)
     if not chain:
         raise not_found()
