@@ -165,11 +165,13 @@ async def run(base: str, args) -> list[tuple[bool, str]]:
             # what an attacker filtering noise would look at: the fast end
             print(f"{who}: p10 404 ms: " + ", ".join(f"{k} {v:.3f} ({v / p10['missing']:.3f})"
                                                      for k, v in p10.items()))
+            noise = abs(medians["missing_too"] / ref - 1)
             for k in reasons:
                 ratio = medians[k] / ref
                 checks.append((abs(ratio - 1) <= TOLERANCE,
                                f"{who} {k}: hidden/missing median ratio {ratio:.3f} "
-                               f"(within {TOLERANCE:.0%})"))
+                               f"(within {TOLERANCE:.0%}; p10 ratio {p10[k] / p10['missing']:.3f};"
+                               f" two missing ids: {noise:.1%})"))
             checks.append((same, f"{who}: every 404 byte-for-byte the same (headers but Date)"))
         n, headers, body = await probing(api, args.probes)
         policy = headers.get("RateLimit-Policy", "")

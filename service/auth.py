@@ -48,9 +48,9 @@ def client_of(request: web.Request) -> Client:
     if found is not None:
         return found
     headers = request.headers
-    address = client_address(request.remote, headers.getall("Forwarded", []),
-                             headers.getall("X-Forwarded-For", []),
-                             parse_networks(request.app[SETTINGS].trusted_proxies))
+    address = client_address(request.remote, tuple(headers.getall("Forwarded", ())),
+                             tuple(headers.getall("X-Forwarded-For", ())),
+                             parse_networks(request.app[SETTINGS].values["trusted_proxies"]))
     account_id = None
     values = headers.getall("Authorization", ())
     if values:

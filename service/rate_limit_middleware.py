@@ -48,6 +48,7 @@ DENIED_BODY = orjson.dumps({"error": {"code": "denied",
                                       "message": "requests from this client are refused"}})
 _NO_STORE = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 _ADMIN = "/v1/admin/"
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # rate_limit_rules.classify, inlined
 
 
 class RateLimits:
@@ -67,6 +68,8 @@ class RateLimits:
         self.loaded_at: float | None = None
         self._policies = None  # (the three rate settings, their policies): the defaults
         self.warned_proxy = False  # said once: an exempt proxy that is not trusted
+        self._exempt_text: str | None = None
+        self._exempt: dict[str, bool] = {}
         self.limited: Counter | None = None   # arbor_rate_limited_requests (route, reason)
 
     # -- from PostgreSQL -----------------------------------------------------------------
@@ -89,14 +92,28 @@ class RateLimits:
 
     def policies(self, account_id: int | None) -> dict[str, Policy]:
         """The budgets of a client: the settings', or its account's override."""
-        v = self.settings.values
-        key = (v["rate_limit_read"], v["rate_limit_write"], v["rate_limit_not_found"])
         if account_id is not None and account_id in self.overrides:
             return self.policies_for(self.overrides[account_id])
+        v = self.settings.values
         found = self._policies
-        if found is None or found[0] != key:
-            found = self._policies = (key, self.policies_for(None))
-        return found[1]
+        if found is None or found[0] is not v["rate_limit_read"] or \
+                found[1] is not v["rate_limit_write"] or found[2] is not v["rate_limit_not_found"]:
+            found = self._policies = (v["rate_limit_read"], v["rate_limit_write"],
+                                      v["rate_limit_not_found"], self.policies_for(None))
+        return found[3]
+
+    def exempt(self, address: str, values) -> bool:
+        """`address` in rate_limit_exempt (a verdict per address kept until the setting
+        changes, at most 4,096 of them)."""
+        text = values["rate_limit_exempt"]
+        if text is not self._exempt_text:
+            self._exempt_text, self._exempt = text, {}
+        found = self._exempt.get(address)
+        if found is None:
+            if len(self._exempt) >= 4096:
+                self._exempt.clear()
+            found = self._exempt[address] = address in rules.network_set(text)
+        return found
 
     def policies_for(self, override: dict[str, str | None] | None) -> dict[str, Policy]:
         s = self.settings
@@ -161,8 +178,7 @@ async def rate_limits(request: web.Request, handler) -> web.StreamResponse:
         state.top.record(client.key, now)
         state.limited.labels(_route(request), "denied").inc()
         return denied_response()
-    if not values["rate_limit_enabled"] or \
-            client.address in rules.network_set(values["rate_limit_exempt"]):
+    if not values["rate_limit_enabled"] or state.exempt(client.address, values):
         if not state.warned_proxy and client.address == request.remote and (
                 "X-Forwarded-For" in request.headers or "Forwarded" in request.headers):
             state.warned_proxy = True
@@ -173,27 +189,31 @@ async def rate_limits(request: web.Request, handler) -> web.StreamResponse:
         response = await handler(request)
         state.top.record(client.key, now, not_found=response.status == 404)
         return response
-    budget = rules.classify(request.method, path)
-    outcome = await state.limiter.before(client.key, budget, state.policies(client.account_id))
-    if isinstance(outcome, Refusal):
+    budget = rules.READ if request.method in _READ_METHODS else rules.WRITE
+    limiter = state.limiter
+    policies = state.policies(client.account_id)
+    outcome = limiter.held(client.key, budget, policies, now) or \
+        await limiter.before(client.key, budget, policies, now)
+    if outcome.__class__ is Refusal:
         state.top.record(client.key, now, limited=True)
         state.limited.labels(_route(request), outcome.budget).inc()
         return refused_response(outcome)
     try:
         response = await handler(request)
     except BaseException:
-        state.limiter.abandon(outcome)
+        limiter.abandon(outcome)
         raise
     status = response.status
     extra = 0
     if budget == rules.READ:
-        extra = rules.read_cost(path, status, response.headers.get("Arbor-Cache"),
-                                values["rate_limit_cost_render"],
-                                values["rate_limit_cost_page"]) - 1
+        cache = response.headers.get("Arbor-Cache")
+        if cache != "hit":
+            extra = rules.read_cost(path, status, cache, values["rate_limit_cost_render"],
+                                    values["rate_limit_cost_page"]) - 1
     if extra or status == 404:
-        await state.limiter.after(outcome, extra, status == 404)
+        await limiter.after(outcome, extra, status == 404)
     else:
-        state.limiter.abandon(outcome)  # nothing more to charge (a cached read, a write)
+        outcome.state.inflight -= 1  # nothing more to charge (a cached read, a write)
     state.top.record(client.key, now, not_found=status == 404)
     if values["rate_limit_headers"] == "always" and not response.prepared:
         await _add_headers(state, outcome, response)

@@ -39,17 +39,17 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """One budget: `item` is the `limits` rate (amount per window) it is kept with."""
+    """One budget: `item` is the `limits` rate (amount per window) it is kept with; `quota`
+    and `window_s` its amount and window, read on every request (plain fields: cheaper than
+    the item's methods)."""
     name: str
     item: limits.RateLimitItem
+    quota: int = 0
+    window_s: int = 0
 
-    @property
-    def quota(self) -> int:
-        return self.item.amount
-
-    @property
-    def window_s(self) -> int:
-        return self.item.get_expiry()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quota", self.item.amount)
+        object.__setattr__(self, "window_s", self.item.get_expiry())
 
     def header_item(self) -> str:
         return f'"{self.name}";q={self.quota};w={self.window_s}'
@@ -162,12 +162,27 @@ def network_set(text: str) -> NetworkSet:
     return NetworkSet(parse_networks(text))
 
 
+RESERVE_SHARE = 100      # a chunk is 1/100 of a budget's quota
+RESERVE_WINDOW_SHARE = 10  # held at most a tenth of its window
+
+
+def reserve_chunk(policy: Policy) -> int:
+    """Units taken from the store at once (service/rate_limiter.py): 1% of the quota."""
+    return max(1, policy.quota // RESERVE_SHARE)
+
+
+def reserve_ttl_s(policy: Policy) -> float:
+    return policy.window_s / RESERVE_WINDOW_SHARE
+
+
 @dataclass(slots=True)
 class ClientState:
     """What this process remembers of one client between its requests."""
     # budget -> (refuse at once until then (time.time()), the policy that was spent): a
     # block holds only while that budget's policy is unchanged (a live change starts over)
     blocked: dict | None = None
+    # budget -> [units held, the policy they were taken for, until when]
+    reserves: dict | None = None
     inflight: int = 0
     nf_remaining: float | None = None  # the 404 budget left when last seen; None: untouched
     nf_seen_at: float = 0.0

@@ -34,7 +34,7 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from .breakers import BreakerOpen, CircuitBreaker
-from .rate_limit_rules import Window
+from .rate_limit_rules import Policy, Window
 
 log = logging.getLogger("arbor.rate_limits")
 SCHEMES = {"redis": "async+redis", "rediss": "async+rediss", "valkey": "async+redis",
@@ -58,37 +58,40 @@ class LocalWindows:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _entry(self, item, key: str, now: float, create: bool):
-        expiry = item.get_expiry()
+    def _entry(self, policy, key: str, now: float, create: bool):
+        expiry = policy.window_s
         index = int(now // expiry)
-        ident = (key, item.amount, expiry)
+        ident = (key, policy.quota, expiry)
         entry = self._entries.get(ident)
         if entry is None:
             if not create:
-                return None, expiry
+                return None, ident
             entry = self._entries[ident] = [index, 0, 0]
             if len(self._entries) > self.max_keys:
                 self._entries.popitem(last=False)
         elif entry[0] != index:
             entry[2] = entry[1] if entry[0] == index - 1 else 0
             entry[0], entry[1] = index, 0
-        return entry, expiry
+        return entry, ident
 
-    async def hit(self, item, key: str, cost: int) -> bool:
-        if cost > item.amount:
+    async def hit(self, policy, key: str, cost: int) -> bool:
+        quota = policy.quota
+        if cost > quota:
             return False
         now = self._clock()
-        entry, expiry = self._entry(item, key, now, True)
+        entry, ident = self._entry(policy, key, now, True)
+        expiry = policy.window_s
         weighted = entry[2] * (expiry - now % expiry) / expiry + entry[1]
-        if math.floor(weighted) + cost > item.amount:
+        if math.floor(weighted) + cost > quota:
             return False
         entry[1] += cost
-        self._entries.move_to_end((key, item.amount, expiry))
+        self._entries.move_to_end(ident)
         return True
 
-    async def window(self, item, key: str) -> Window:
+    async def window(self, policy, key: str) -> Window:
         now = self._clock()
-        entry, expiry = self._entry(item, key, now, False)
+        entry, _ = self._entry(policy, key, now, False)
+        expiry = policy.window_s
         left = expiry - now % expiry
         if entry is None:
             return Window(0, 0.0, 0, left + expiry)
@@ -154,15 +157,15 @@ class Store:
     def shared_up(self) -> bool | None:
         return None if self.shared is None else self.down_since is None
 
-    async def hit(self, item: limits.RateLimitItem, key: str, cost: int) -> bool:
+    async def hit(self, policy: Policy, key: str, cost: int) -> bool:
         """Charge `cost` units if they fit (limits' sliding window counter); False if not."""
-        return await self._run(lambda: self._shared.hit(item, key, cost=cost),
-                               lambda: self.local.hit(item, key, cost))
+        return await self._run(lambda: self._shared.hit(policy.item, key, cost=cost),
+                               lambda: self.local.hit(policy, key, cost))
 
-    async def window(self, item: limits.RateLimitItem, key: str) -> Window:
+    async def window(self, policy: Policy, key: str) -> Window:
         """The counts behind the window (service/rate_limit_rules.Window)."""
-        return await self._run(self._shared_window(item, key),
-                               lambda: self.local.window(item, key))
+        return await self._run(self._shared_window(policy.item, key),
+                               lambda: self.local.window(policy, key))
 
     def _shared_window(self, item, key):
         async def call():

@@ -132,6 +132,7 @@ async def test_local_windows_match_limits_sliding_window_counter():
     ours = LocalWindows(clock=lambda: now[0])
     theirs = SlidingWindowCounterRateLimiter(MemoryStorage())
     item = limits.parse("10/minute")
+    policy = rules.Policy("read", item)
     import random
     rng = random.Random(11)
     steps, t = [], 0.0
@@ -142,10 +143,10 @@ async def test_local_windows_match_limits_sliding_window_counter():
     with Clock():
         for step, cost in steps:
             now[0] = 120.0 * 1000 + 7.0 + step
-            got = await ours.hit(item, "k", cost)
+            got = await ours.hit(policy, "k", cost)
             assert got == await theirs.hit(item, "k", cost=cost), step
             admitted += got
-            w = await ours.window(item, "k")
+            w = await ours.window(policy, "k")
             p, pt, c, ct = await theirs.storage.get_sliding_window(item.key_for("k"), 60)
             assert (w.previous, w.current) == (p, c), step
             assert w.previous_ttl == pytest.approx(pt, abs=1e-6) or p == 0
@@ -156,7 +157,7 @@ async def test_local_windows_match_limits_sliding_window_counter():
 async def test_local_windows_are_bounded():
     now = [1000.0]
     local = LocalWindows(max_keys=3, clock=lambda: now[0])
-    item = rules.parse_rate("2/minute")
+    item = rules.policy("read", "2/minute")
     for key in "abcd":
         assert await local.hit(item, key, 2)
     assert len(local) == 3
@@ -168,12 +169,12 @@ async def test_local_windows_are_bounded():
 
 async def test_store_in_memory_sliding_window():
     store = Store()
-    item = rules.parse_rate("3/minute")
+    item = rules.policy("read", "3/minute")
     assert [await store.hit(item, "k", 1) for _ in range(4)] == [True, True, True, False]
     assert not await store.hit(item, "k", 1)
     window = await store.window(item, "k")
     assert window.current + window.previous >= 3
-    assert window.remaining(rules.Policy("read", item)) == 0
+    assert window.remaining(item) == 0
     assert await store.hit(item, "other", 3) and not await store.hit(item, "other", 1)
     assert store.snapshot()["storage"] == "memory"
 
@@ -216,5 +217,45 @@ def test_top_clients_window_of_minutes():
 def test_store_never_waits_on_nothing():
     # a Store without a shared store never touches the breaker
     store = Store()
-    asyncio.run(store.hit(rules.parse_rate("1/second"), "x", 1))
+    asyncio.run(store.hit(rules.policy("read", "1/second"), "x", 1))
     assert store.breaker.state == "closed" and store.shared_up is None
+
+
+async def test_reserved_chunks_make_few_store_calls_and_refuse_no_one_early():
+    """Units are taken from the store 1% of the quota at a time and held for the client:
+    300 requests of a 300-unit budget make ~100 store calls, all 300 fit, the 301st does not;
+    a held chunk lasts at most a tenth of the window."""
+    from service.rate_limiter import Limiter, Refusal
+
+    now = [5000.0]
+    store = Store()
+    store.local._clock = lambda: now[0]
+    calls = []
+    real_hit = store.hit
+
+    async def counted(policy, key, cost):
+        calls.append(cost)
+        return await real_hit(policy, key, cost)
+    store.hit = counted
+    limiter = Limiter(store, clock=lambda: now[0])
+    pols = {n: rules.policy(n, r) for n, r in (("read", "300/minute"), ("write", "30/minute"),
+                                               ("not_found", "60/minute"))}
+    got, fast = [], 0
+    for _ in range(301):  # as the middleware asks: the held units first, then the store
+        t = limiter.held("c", "read", pols, now[0])
+        fast += t is not None
+        t = t or await limiter.before("c", "read", pols, now[0])
+        got.append(not isinstance(t, Refusal))
+        if not isinstance(t, Refusal):
+            limiter.abandon(t)
+    assert got == [True] * 300 + [False]
+    assert 100 <= len(calls) <= 104 and set(calls) <= {1, 3}
+    assert fast == 200  # two requests in three without a coroutine or a store call
+    # a held chunk expires: a light client's leftovers are not carried across the window
+    calls.clear()
+    t = await limiter.before("light", "read", pols)   # takes 3, holds 2
+    limiter.abandon(t)
+    now[0] += 7  # > 60 / 10
+    t = await limiter.before("light", "read", pols)
+    limiter.abandon(t)
+    assert calls == [3, 3]
