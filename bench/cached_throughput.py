@@ -212,7 +212,7 @@ def rate_limit_checks(args) -> list[tuple[bool, str]]:
     if "on+redis" in best:
         print(f"with Redis (another process): best on/off {best['on+redis'] / best['off']:.3f} "
               f"throughput, {cpu_med['on+redis'] / cpu_med['off'] - 1:+.1%} CPU per request "
-              f"(one Redis call per cached read; no target)")
+              f"(one Redis call per chunk of 30 units; no target)")
         checks.append((refused["on+redis"] == 0,
                        f"no request refused with Redis ({refused['on+redis']})"))
     return checks
