@@ -318,3 +318,13 @@ async def test_an_exempt_proxy_that_is_not_trusted_is_said_once(aiohttp_client, 
         await client.get(f"/v1/conversations/{post}", headers=who(f"203.0.113.{i}"))
     said = [r for r in caplog.records if "not in trusted_proxies" in r.getMessage()]
     assert len(said) == 1 and "set trusted_proxies" in said[0].getMessage()
+
+
+async def test_a_busy_signed_in_account_does_not_starve_its_address(
+        aiohttp_client, settings, world, post):
+    client = await aiohttp_client(create_app(limited(settings, rate_limit_read="8/minute")))
+    nat, token = "198.51.100.17", await world.token(await world.account())
+    await statuses(client, f"/v1/conversations/{post}", 1, who(nat, token))  # token now known
+    assert (await statuses(client, f"/v1/conversations/{post}", 4, who(nat, token)))[-1] == 429
+    # the account spent its own budget, not the address's: anonymous readers behind it read on
+    assert await statuses(client, f"/v1/conversations/{post}", 2, who(nat)) == [200, 200]
