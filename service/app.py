@@ -13,7 +13,7 @@ from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
 from . import (admin_handlers, admission_middleware, conversation_limits_admin, handlers,
-               import_handlers, me_handlers, metrics, middlewares, post_handlers,
+               import_handlers, me_handlers, metrics, middlewares, post_handlers, protocol_errors,
                rate_limit_admin, rate_limit_middleware, settings_admin)
 from .appkeys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from .conversation import Deps
@@ -30,6 +30,7 @@ log = logging.getLogger("arbor.app")
 
 def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
+    protocol_errors.install()  # errors raised before the handlers: JSON too
     app = web.Application(middlewares=[rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
@@ -37,7 +38,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
                                         middlewares.timing, middlewares.errors,
                                         middlewares.invalidate_on_write])
     # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
-    settings = Settings(dict(settings.values), dict(settings.sources))
+    settings = Settings(dict(settings.values), dict(settings.sources), settings.started)
     app[SETTINGS] = settings
     admission_middleware.install(app)
     app[FAULTS] = faults or Faults()

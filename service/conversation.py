@@ -3,7 +3,7 @@
 Round trips per render: the ancestor chain (1), one per tree level (<= depth; a level also
 brings its posts), the ancestors' posts (1) and the quoted posts (<= 1): at most depth + 3,
 whatever the size of the conversation. Visibility rules that hide rows can add refill
-fetches (at most `visibility_refill_rounds` per level).
+rounds (at most `visibility_refill_rounds` per level, one or two queries each).
 """
 from __future__ import annotations
 

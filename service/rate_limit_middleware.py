@@ -240,6 +240,12 @@ def install(app: web.Application) -> None:
                             "Requests refused by the deny list (reason `denied`) or a rate "
                             "limit (reason: the budget spent: read, write, not_found), by "
                             "route.", ["route", "reason"], registry=registry)
+    # Every (route, reason) from zero, so that rate() works from the first refusal (bounded:
+    # the routes times 4 reasons); "unmatched" is any path that is no route.
+    routes = {r.canonical for r in app.router.resources()} - rules.OPS_PATHS
+    for route in sorted(routes | {"unmatched"}):
+        for reason in (*rules.BUDGETS, "denied"):
+            state.limited.labels(route, reason)
     registry.register(_Collector(state))
     app.cleanup_ctx.append(_lifecycle)
 
@@ -292,11 +298,11 @@ class _Collector:
                                 value=s.deny_count)
         yield GaugeMetricFamily("arbor_rate_limit_overrides",
                                 "Accounts with their own rate limits.", value=len(s.overrides))
-        if s.store.shared is not None:
-            yield GaugeMetricFamily("arbor_rate_limit_store_up",
-                                    "1 while the shared rate-limit store answers; 0 while "
-                                    "limits are kept per process instead.",
-                                    value=1 if s.store.shared_up else 0)
-            yield CounterMetricFamily("arbor_rate_limit_store_errors",
-                                      "Failed calls to the shared rate-limit store.",
-                                      value=s.store.errors)
+        yield GaugeMetricFamily("arbor_rate_limit_store_up",
+                                "0 while the shared rate-limit store (rate_limit_storage_url) "
+                                "fails and limits are kept per process instead; 1 otherwise "
+                                "(always 1 without a shared store).",
+                                value=0 if s.store.shared_up is False else 1)
+        yield CounterMetricFamily("arbor_rate_limit_store_errors",
+                                  "Failed calls to the shared rate-limit store.",
+                                  value=s.store.errors)

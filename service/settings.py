@@ -6,6 +6,7 @@ environment (ARBOR_<NAME>) and from `arbor serve --setting NAME=VALUE`, printed 
 """
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -59,13 +60,22 @@ def _coerce(setting: Setting, raw: Any) -> Any:
             return False
         raise SettingsError(f"setting {setting.name}: {raw!r} is not a boolean (use true or false)")
     if setting.type in (int, float):
-        if isinstance(raw, bool):
-            raise SettingsError(f"setting {setting.name}: {raw!r} is not a number")
+        kind = "an integer" if setting.type is int else "a number"
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise SettingsError(f"setting {setting.name}: {raw!r} is not {kind}")
         try:
-            return setting.type(raw)
-        except (TypeError, ValueError):
-            kind = "an integer" if setting.type is int else "a number"
+            value = float(raw) if setting.type is float or isinstance(raw, float) \
+                else int(str(raw).strip())
+        except ValueError:
             raise SettingsError(f"setting {setting.name}: {raw!r} is not {kind}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SettingsError(f"setting {setting.name}: {raw!r} is not a finite number")
+        if setting.type is int and isinstance(value, float):
+            # int(2.9) would be 2 and int(2.5e-42) 0: a float is an integer only when whole
+            if not value.is_integer():
+                raise SettingsError(f"setting {setting.name}: {raw!r} is not {kind}")
+            value = int(value)
+        return value
     return str(raw)
 
 
@@ -151,8 +161,10 @@ SETTINGS: tuple[Setting, ...] = (
       "they are among this many top-scored replies of their list (the focal author's and the "
       "viewer's always are); bounds the cost for viewers who follow prolific repliers.",
       min=0, max=10_000),
-    S("visibility_refill_rounds", int, 2, "Extra fetches per tree level when the viewer's rules "
-      "hid replies and a page fell short of `branching`.", min=0, max=10),
+    S("visibility_refill_rounds", int, 2, "Extra rounds of fetches per tree level (one or two "
+      "queries each) when the viewer's rules hid replies: pages that fell short of `branching` "
+      "are refilled, and the budget the hidden rows left goes to the level's next parents.",
+      min=0, max=10),
     S("visibility_overfetch", int, 5, "Extra replies fetched per parent for viewers with blocks, "
       "mutes or muted words, so that refills are rarely needed.", min=0, max=100),
     S("spam_threshold", float, 0.7, "Spam label score at or above which a reply is `low_quality`.",
@@ -302,6 +314,8 @@ _DEFAULT_WITHIN_MAX = (
 class Settings:
     values: Mapping[str, Any]
     sources: Mapping[str, str] = field(default_factory=dict)
+    # (value, source) as the process was configured: what a live change set to null restores
+    started: Mapping[str, tuple[Any, str]] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -314,7 +328,9 @@ class Settings:
 
     def apply_live(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Change live settings in place, all or none, validated like at start-up (each value
-        and the default-within-maximum rules). Returns the new values of those changed."""
+        and the default-within-maximum rules). A value of None restores the setting as the
+        process was configured (environment or --setting, else its default). Returns the new
+        values of those changed."""
         unknown = sorted(set(changes) - set(BY_NAME))
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
@@ -322,10 +338,13 @@ class Settings:
         if fixed:
             raise SettingsError(f"setting(s) {', '.join(fixed)} cannot change while running "
                                 f"(restart with --setting); live: {', '.join(sorted(LIVE))}")
-        checked = load_settings(env={}, overrides={**self.values, **changes})
+        resets = {name: self.started.get(name, (BY_NAME[name].default, "default"))
+                  for name, value in changes.items() if value is None}
+        values = {**changes, **{name: value for name, (value, _) in resets.items()}}
+        checked = load_settings(env={}, overrides={**self.values, **values})
         for name in changes:
             self.values[name] = checked.values[name]  # type: ignore[index]
-            self.sources[name] = "admin"  # type: ignore[index]
+            self.sources[name] = resets[name][1] if name in resets else "admin"  # type: ignore[index]
         return {name: checked.values[name] for name in changes}
 
     def public(self) -> list[dict[str, Any]]:
@@ -383,7 +402,7 @@ def load_settings(env: Mapping[str, str] | None = None,
     if not values["cursor_secret"]:
         values["cursor_secret"] = random_secret()
         sources["cursor_secret"] = "generated"
-    return Settings(values, sources)
+    return Settings(values, sources, {name: (values[name], sources[name]) for name in values})
 
 
 def markdown_table() -> str:
