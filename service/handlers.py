@@ -18,6 +18,7 @@ from .cursors import AncestorsCursor, QuotesCursor, RepliesCursor
 from .errors import bad_request
 from .openapi import build_spec
 from .params import parse_int, parse_post_id, parse_view_limits, reject_unknown
+from .rate_limit_middleware import RATE_LIMITS
 from .viewer import Viewer
 
 
@@ -154,7 +155,8 @@ async def _database_answers(app: web.Application) -> bool:
 async def readyz(request: web.Request) -> web.Response:
     """Which parts are degraded, and the figures behind it. 503 while the database does not
     answer or its breaker is open (cached conversations are still served, flagged stale); 200
-    otherwise, even when ranking is down (chronological order) or requests are being shed."""
+    otherwise, even when ranking is down (chronological order), requests are being shed, or
+    the shared rate-limit store is down (limits are then kept per process)."""
     app = request.app
     reads = app[READS]
     degraded, details = [], {}
@@ -175,6 +177,11 @@ async def readyz(request: web.Request) -> web.Response:
         details["admission"] = admission.snapshot()
         if admission.inflight >= admission.capacity:
             degraded.append("overloaded")
+    limits = app.get(RATE_LIMITS)
+    if limits is not None:
+        details["rate_limits"] = limits.snapshot()
+        if limits.store.shared_up is False:
+            degraded.append("rate_limit_store")  # limits kept per process: still serving
     status = 503 if "database" in degraded else 200
     return json_response({"status": "degraded" if degraded else "ok", "degraded": degraded,
                           "details": details}, status=status)

@@ -74,7 +74,8 @@ def _schemas() -> Json:
         "Health": _obj({"status": {"type": "string"}}),
         "Ready": _obj({"status": {"enum": ["ok", "degraded"]},
                        "degraded": {"type": "array", "items": {
-                           "enum": ["database", "ranking", "overloaded"]}},
+                           "enum": ["database", "ranking", "overloaded",
+                                    "rate_limit_store"]}},
                        "details": {"type": "object"}}),
     }
 
@@ -155,6 +156,7 @@ def _with_headers(paths: Json) -> Json:
 def build_spec(s: Settings) -> Json:
     from .openapi_post_writes import post_write_paths, post_write_schemas
     from .openapi_posts import post_paths, post_schemas
+    from .openapi_rate_limits import add_rate_limit_answers, rate_limit_paths, rate_limit_schemas
     from .openapi_viewers import security_schemes, viewer_paths, viewer_schemas
 
     conversation_params = [
@@ -168,7 +170,7 @@ def build_spec(s: Settings) -> Json:
         {"name": "sort", "in": "query", "required": False, "description": "Order of replies.",
          "schema": {"enum": ["ranked", "newest", "oldest"], "default": "ranked"}},
     ]
-    return {
+    spec = {
         "openapi": "3.1.0",
         "info": {"title": "Arbor", "version": "1",
                  "description": "Reply-thread rendering: ancestors, the focal post, and a bounded "
@@ -205,6 +207,9 @@ def build_spec(s: Settings) -> Json:
             **post_write_paths(s),
         }),
         "components": {"schemas": {**_schemas(), **viewer_schemas(s), **post_schemas(s),
-                                   **post_write_schemas(s)},
+                                   **post_write_schemas(s), **rate_limit_schemas()},
                        "securitySchemes": security_schemes()},
     }
+    spec["paths"].update(_with_headers(rate_limit_paths()))
+    add_rate_limit_answers(spec["paths"])
+    return spec

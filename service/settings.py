@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .clients import parse_networks
+from .rate_limit_rules import parse_rate
+from .rate_limit_store import check_url
 
 
 class SettingsError(ValueError):
@@ -222,6 +224,53 @@ SETTINGS: tuple[Setting, ...] = (
     S("admission_baseline_window_s", float, 30.0, "Time constant of the baseline latency the "
       "limit compares against, in s (rises 10x slower while the service is busy).", min=0.1,
       max=86_400),
+    # Per-client rate limits (service/rate_limit_rules.py; README "Rate limits")
+    S("rate_limit_enabled", bool, True, "Per-client rate limits: each client (its token's "
+      "account, else its address) spends budgets per sliding window; over one, a 429 "
+      "`rate_limited` with `Retry-After` and `RateLimit-Policy` / `RateLimit`. The deny list "
+      "applies either way."),
+    S("rate_limit_read", str, "3000/5minutes", "The read budget of a client (GET, HEAD, "
+      "OPTIONS), in units: a cached answer costs 1, a rendered first page "
+      "`rate_limit_cost_render`, another rendered read `rate_limit_cost_page`, a 4xx 1. "
+      "A rate in limits' notation (`N/[M]second|minute|hour|day`, or `N per M minutes`).",
+      check=parse_rate),
+    S("rate_limit_write", str, "300/5minutes", "The write budget of a client (POST, PUT, "
+      "PATCH, DELETE; 1 each).", check=parse_rate),
+    S("rate_limit_not_found", str, "60/5minutes", "The 404 budget of a client: every answer "
+      "that is a 404 spends 1 more, on any route. Spent, the client is refused everything "
+      "until it refills: probing ids is throttled long before it can walk an id space.",
+      check=parse_rate),
+    S("rate_limit_cost_render", int, 4, "Read units a conversation's first page costs when "
+      "it is rendered (not served from the render cache).", min=1, max=1000),
+    S("rate_limit_cost_page", int, 2, "Read units any other read answered 200 without the "
+      "render cache costs (reply and ancestor pages, quotes, /v1/me lists, /openapi.json).",
+      min=1, max=1000),
+    S("rate_limit_exempt", str, "127.0.0.0/8, ::1", "Client addresses and CIDR ranges "
+      "(comma-separated) never rate limited (still subject to the deny list): by default this "
+      "host, so that local probes, load tests and a local proxy that does not forward the "
+      "client's address (set trusted_proxies) do not share one budget.",
+      check=parse_networks),
+    S("rate_limit_headers", str, "throttled", "When answers carry `RateLimit-Policy` and "
+      "`RateLimit`: `throttled`, only 429s (no cost, nothing client-specific in cacheable "
+      "answers); `always`, every limited answer (one more store read per request).",
+      choices=("throttled", "always")),
+    S("rate_limit_storage_url", str, "", "Shared store of the rate-limit counters, so that "
+      "limits hold across processes and hosts: `redis://[:password@]host:port/db` (also "
+      "`rediss://`, `valkey://`, `unix://`). Empty: in this process. When it fails, limits "
+      "are kept per process until it answers (fail open, logged, /readyz "
+      "`rate_limit_store`).", secret=True, check=check_url),
+    S("rate_limit_storage_timeout_ms", int, 50, "Socket timeout of each call to the shared "
+      "store, in ms: past it the call counts as failed.", min=1, max=10_000),
+    S("rate_limit_max_clients", int, 50_000, "Most clients whose rate-limit state this "
+      "process keeps (and 4 times as many counters in the in-process store: ~0.7-1 KB a "
+      "client in all); least recently seen forgotten first (a forgotten client starts with "
+      "full budgets).", min=100, max=10_000_000),
+    S("rate_limit_reload_s", float, 10.0, "How often each process re-reads the per-account "
+      "overrides and the deny list from PostgreSQL (changes through its own admin API apply "
+      "at once), in s.", min=0.1, max=3600),
+    S("top_clients_size", int, 1000, "Counters per measure and minute of the top-clients "
+      "report (`GET /v1/admin/top_clients`): memory is bounded by 3 x 10 x this.", min=10,
+      max=100_000),
 )
 del S
 
@@ -241,6 +290,10 @@ LIVE = frozenset({
     "concurrency_limit_min", "concurrency_limit_max", "admission_queue_size",
     "admission_queue_timeout_ms", "admission_low_priority_share", "admission_tolerance",
     "admission_smoothing", "admission_window_ms", "admission_baseline_window_s",
+    # rate limits: read at each request (the reload interval at each reload)
+    "rate_limit_enabled", "rate_limit_read", "rate_limit_write", "rate_limit_not_found",
+    "rate_limit_cost_render", "rate_limit_cost_page", "rate_limit_exempt", "rate_limit_headers",
+    "rate_limit_reload_s",
 })
 assert LIVE <= set(BY_NAME), sorted(LIVE - set(BY_NAME))
 ENV_PREFIX = "ARBOR_"
