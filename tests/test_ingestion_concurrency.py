@@ -43,7 +43,7 @@ from .test_repair import problems
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 T0 = datetime(2024, 6, 1, tzinfo=timezone.utc)
-RUNS = 5
+RUNS = 8
 SPAN = 10_000                           # ids per copy of a forest (labels and ghosts)
 _bases = itertools.count(7_100_000_000_000_000, 2 * SPAN)   # a reference and a copy per run
 
