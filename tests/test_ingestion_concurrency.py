@@ -15,7 +15,7 @@ through storage calls. Then, for every run:
     facts as they are now), and repair's dry run over the run's ids finds nothing;
   * no import transaction had to be run again after a deadlock (imports never deadlock).
 
-`make test` runs RUNS seeded runs; ARBOR_INGEST_SOAK=N runs N more of 40-200 posts (seeds from
+`make test` runs RUNS seeded runs; ARBOR_INGEST_SOAK=N adds N more of 40-200 posts (seeds from
 ARBOR_INGEST_SEED, default 1), for a longer soak. Then the single races, each of which failed
 before the lock discipline: a post and its quote in two concurrent imports (the lost quote
 count), forced once with a trigger that pauses a transaction; a reply deciding to wait while
@@ -34,7 +34,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from service.app import create_app
 from storage import repair, section_updates
 from storage.ingestion import ImportedPost, ingest_many, ingest_one
 from storage.section_rules import section_of
@@ -270,18 +269,16 @@ async def one_run(seed: int, client, world, caplog, *, n: int = 120) -> None:
     assert not broken, f"{where}:\n  " + "\n  ".join(broken)
 
 
-@pytest.mark.parametrize("seed", range(1, RUNS + 1))
-async def test_concurrent_shuffled_imports_converge(client, world, caplog, seed):
-    await one_run(seed, client, world, caplog)
+# The soak's runs are more seeds of the same test (40-200 posts each), not a skipped test.
+_SOAK_FIRST = int(os.environ.get("ARBOR_INGEST_SEED", "1"))
+SEEDS = [(seed, 120) for seed in range(1, RUNS + 1)] + [
+    (seed, random.Random(seed).randint(40, 200))
+    for seed in range(_SOAK_FIRST, _SOAK_FIRST + int(os.environ.get("ARBOR_INGEST_SOAK", "0")))]
 
 
-@pytest.mark.skipif(not os.environ.get("ARBOR_INGEST_SOAK"), reason="soak: ARBOR_INGEST_SOAK=N")
-async def test_soak_concurrent_imports(aiohttp_client, settings, world, caplog):
-    first = int(os.environ.get("ARBOR_INGEST_SEED", "1"))
-    client = await aiohttp_client(create_app(settings))
-    for seed in range(first, first + int(os.environ["ARBOR_INGEST_SOAK"])):
-        caplog.clear()
-        await one_run(seed, client, world, caplog, n=random.Random(seed).randint(40, 200))
+@pytest.mark.parametrize(("seed", "n"), SEEDS)
+async def test_concurrent_shuffled_imports_converge(client, world, caplog, seed, n):
+    await one_run(seed, client, world, caplog, n=n)
 
 
 async def _post_batches(client, *batches: list[dict]) -> None:
