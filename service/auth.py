@@ -13,11 +13,11 @@ from aiohttp import web
 
 from storage import relation_queries
 from storage.account_tokens import hash_token
+from storage.rows import ANONYMOUS, Viewer
 
 from .appkeys import DB, FAULTS, SETTINGS, VIEWERS
 from .clients import Client, client, client_address, parse_networks
 from .errors import ApiError, unauthorized
-from .viewer import ANONYMOUS, Viewer
 
 VIEWER = web.RequestKey("viewer", Viewer)
 CLIENT = web.RequestKey("client", Client)

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from storage import post_queries, thread_queries
 from storage.db import Database
 from storage.post_queries import PostRow
+from storage.rows import ANONYMOUS, Viewer
 
 from . import presenters, visibility_rules as rules
 from .cursors import AncestorsCursor, CursorCodec, RepliesCursor
@@ -26,7 +27,6 @@ from .settings import Settings
 from .resilience import DATABASE_ERRORS
 from .thread_skeleton import (NORMAL, ExpandSpec, RankingUnavailable, SkelNode, chronological,
                               expand)
-from .viewer import ANONYMOUS, Viewer
 
 Json = dict[str, Any]
 log = logging.getLogger("arbor.conversation")

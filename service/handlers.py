@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from storage.rows import Viewer
+
 from . import conversation, quotes
 from .admission_middleware import ADMISSION
 from .auth import viewer_of
@@ -19,7 +21,6 @@ from .errors import bad_request
 from .openapi import build_spec
 from .params import parse_int, parse_post_id, parse_view_limits, reject_unknown
 from .rate_limit_middleware import RATE_LIMITS
-from .viewer import Viewer
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

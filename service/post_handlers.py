@@ -12,6 +12,7 @@ from aiohttp import web
 
 from storage import post_queries, post_writes
 from storage.db import _Counted
+from storage.rows import Viewer
 
 from . import idempotency, presenters, visibility_rules as rules
 from .appkeys import DB, DEPS, SETTINGS
@@ -22,7 +23,6 @@ from .idempotency import Outcome
 from .params import parse_post_id
 from .middlewares import CHANGED
 from .post_input import FIELDS, NewPostInput, parse_new_post
-from .viewer import Viewer
 
 
 def _visible_or_404(posts: dict[int, post_queries.PostRow], post_id: int | None,

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.post_queries import PostRow
+from storage.rows import ANONYMOUS, Viewer
 from storage.thread_queries import SECTIONS
 
 from . import visibility_rules as rules
 from .cursors import CursorCodec, RepliesCursor
 from .thread_skeleton import NORMAL, Skeleton, SkelNode
-from .viewer import ANONYMOUS, Viewer
 
 Json = dict[str, Any]
 TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"

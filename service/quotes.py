@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from storage import post_queries, quote_queries
+from storage.rows import Viewer
 
 from . import presenters, visibility_rules as rules
 from .conversation import Deps
 from .cursors import QuotesCursor
 from .errors import bad_request, not_found
-from .viewer import Viewer
 
 Json = dict[str, Any]
 

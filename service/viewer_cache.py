@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from cachetools import TTLCache
 
-from .viewer import Viewer
+from storage.rows import Viewer
 
 
 CLIENT_KEY_TTL_S = 3600.0

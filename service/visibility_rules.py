@@ -10,8 +10,7 @@ import re
 from functools import lru_cache
 
 from storage.post_queries import Author, PostRow, QuotedSummary
-
-from .viewer import ANONYMOUS, Viewer
+from storage.rows import ANONYMOUS, Viewer
 
 DELETED, UNAVAILABLE, BLOCKED, MUTED = "deleted", "unavailable", "blocked", "muted"
 

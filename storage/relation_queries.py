@@ -5,8 +5,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from service.viewer import Viewer
-
+from .rows import Viewer
 from .db import Database
 
 # kind -> (table, the actor's column, the target's column). Identifiers come only from here.

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 
 log = logging.getLogger("arbor.migrations")
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).parent
 _LOCK_KEY = 0x4172626F72  # "Arbor"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
