@@ -14,8 +14,9 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from storage import account_tokens, account_writes, migrations
-from storage.account_queries import STATES, AccountRow, account_by_ref
+from storage.account_queries import STATES, account_by_ref
 from storage.db import Database
+from storage.rows import AccountRow
 
 from .bodies import HANDLE_PATTERN, TEXT_PATTERN
 

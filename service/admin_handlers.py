@@ -11,7 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from storage import account_tokens, account_writes, label_writes
-from storage.account_queries import STATES, AccountNotFound, AccountRow, account_by_id
+from storage.account_queries import STATES, AccountNotFound, account_by_id
+from storage.rows import AccountRow
 
 from .appkeys import DB, VIEWERS
 from .auth import require_admin

@@ -14,17 +14,16 @@ from typing import Any, Iterable
 
 from storage import post_queries, thread_queries
 from storage.db import Database
-from storage.post_queries import PostRow
-from storage.rows import ANONYMOUS, Viewer
+from storage.rows import ANONYMOUS, Caps, ChainRow, PostRow, Viewer
 
 from . import presenters, visibility_rules as rules
+from .breakers import CircuitBreaker
 from .cursors import AncestorsCursor, CursorCodec, RepliesCursor
 from .errors import bad_request, not_found
-from .breakers import CircuitBreaker
 from .faults import Faults
 from .params import ViewLimits
-from .settings import Settings
 from .resilience import DATABASE_ERRORS
+from .settings import Settings
 from .thread_skeleton import (NORMAL, ExpandSpec, RankingUnavailable, SkelNode, chronological,
                               expand)
 
@@ -106,7 +105,7 @@ async def _expand(deps: Deps, spec: ExpandSpec, make_root, **kwargs):
         return spec, root, await expand(deps.db, spec, root, **kwargs), ["ranking"]
 
 
-def capped(limits: ViewLimits, caps: thread_queries.Caps) -> ViewLimits:
+def capped(limits: ViewLimits, caps: Caps) -> ViewLimits:
     """The view limits within the conversation's caps (set by SREs for a viral post): a
     request asking for more gets the cap, and cursors reach the rest."""
     def cap(value: int, limit: int | None) -> int:
@@ -117,7 +116,7 @@ def capped(limits: ViewLimits, caps: thread_queries.Caps) -> ViewLimits:
                    ancestors=cap(limits.ancestors, caps.ancestors))
 
 
-def _ancestors_json(chain: list[thread_queries.ChainRow], shown: int, ctx: presenters.RenderContext,
+def _ancestors_json(chain: list[ChainRow], shown: int, ctx: presenters.RenderContext,
                     limit: int) -> Json:
     """Root first; the root always kept; the gap between it and the nearest ancestors as a
     count and a cursor. chain[0] is the focal post, chain[i] its i-th ancestor."""

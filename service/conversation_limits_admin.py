@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from storage import conversation_limits as store
-from storage.thread_queries import Caps
+from storage.rows import Caps
 
 from .appkeys import DB, READS
 from .auth import require_admin

@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 
 from storage import idempotency_keys
-from storage.db import Database, _Counted
+from storage.db import CountedConnection, Database
 
 from .errors import ApiError, bad_request
 
@@ -55,7 +55,7 @@ class KeyedRequest:
     request_hash: bytes
 
 
-Write = Callable[[_Counted], Awaitable[Outcome]]
+Write = Callable[[CountedConnection], Awaitable[Outcome]]
 
 
 class _KeyExpired(Exception):
@@ -91,7 +91,7 @@ def _response(status: int, body: bytes, replayed: bool = False) -> web.Response:
                         headers=headers)
 
 
-async def _replay(tx: _Counted, req: KeyedRequest) -> web.Response:
+async def _replay(tx: CountedConnection, req: KeyedRequest) -> web.Response:
     assert req.key is not None
     prior = await idempotency_keys.stored(tx, req.account_id, req.key)
     if prior is None or prior.status is None:

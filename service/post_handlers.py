@@ -11,8 +11,8 @@ import orjson
 from aiohttp import web
 
 from storage import post_queries, post_writes
-from storage.db import _Counted
-from storage.rows import Viewer
+from storage.db import CountedConnection
+from storage.rows import PostRow, Viewer
 
 from . import idempotency, presenters, visibility_rules as rules
 from .appkeys import DB, DEPS, SETTINGS
@@ -20,18 +20,18 @@ from .auth import require_viewer
 from .bodies import json_object
 from .errors import ApiError, not_found
 from .idempotency import Outcome
-from .params import parse_post_id
 from .middlewares import CHANGED
+from .params import parse_post_id
 from .post_input import FIELDS, NewPostInput, parse_new_post
 
 
-def _visible_or_404(posts: dict[int, post_queries.PostRow], post_id: int | None,
+def _visible_or_404(posts: dict[int, PostRow], post_id: int | None,
                     viewer: Viewer) -> None:
     if post_id is not None and rules.post_verdict(posts.get(post_id), viewer) is not None:
         raise not_found()
 
 
-def _created_json(post: post_queries.PostRow, posts: dict[int, post_queries.PostRow],
+def _created_json(post: PostRow, posts: dict[int, PostRow],
                   request: web.Request, viewer: Viewer) -> bytes:
     """The new post as a conversation's Post node (no replies yet), its quote embedded the way
     a conversation view embeds it."""
@@ -44,7 +44,7 @@ def _created_json(post: post_queries.PostRow, posts: dict[int, post_queries.Post
 
 
 def _creator(request: web.Request, viewer: Viewer, new: NewPostInput):
-    async def write(tx: _Counted) -> Outcome:
+    async def write(tx: CountedConnection) -> Outcome:
         targets = [i for i in (new.in_reply_to_id, new.quote_of_id) if i is not None]
         seen = await post_queries.posts_by_id(tx, targets)  # type: ignore[arg-type]
         _visible_or_404(seen, new.in_reply_to_id, viewer)
@@ -84,7 +84,7 @@ def location(post_id: str) -> str:
 
 
 def _deleter(request: web.Request, viewer: Viewer, post_id: int):
-    async def write(tx: _Counted) -> Outcome:
+    async def write(tx: CountedConnection) -> Outcome:
         post = (await post_queries.posts_by_id(tx, [post_id])).get(post_id)  # type: ignore[arg-type]
         if post is None or rules.post_verdict(post, viewer) is not None:
             raise not_found()

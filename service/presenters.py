@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from storage.post_queries import PostRow
-from storage.rows import ANONYMOUS, Viewer
+from storage.rows import ANONYMOUS, PostRow, Viewer
 from storage.thread_queries import SECTIONS
 
 from . import visibility_rules as rules

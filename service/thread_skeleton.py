@@ -22,8 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from storage import thread_queries as q
 from storage.db import Database
-from storage.post_queries import PostRow
-from storage.rows import Viewer
+from storage.rows import PostRow, Viewer
 
 from . import visibility_rules as rules
 from .breakers import BreakerOpen, CircuitBreaker

@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from storage.post_queries import Author, PostRow, QuotedSummary
-from storage.rows import ANONYMOUS, Viewer
+from storage.rows import ANONYMOUS, Author, PostRow, QuotedSummary, Viewer
 
 DELETED, UNAVAILABLE, BLOCKED, MUTED = "deleted", "unavailable", "blocked", "muted"
 

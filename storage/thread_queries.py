@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .db import Database
-from .post_queries import POST_COLUMNS, POST_JOINS, PostRow, post_from_record
+from .post_queries import POST_COLUMNS, POST_JOINS, post_from_record
+from .rows import Caps, ChainRow, PostRow
 
 SORTS = ("ranked", "newest", "oldest")
 SECTIONS = ("normal", "low_quality", "offensive")
@@ -26,26 +27,6 @@ _AFTER = {  # keyset predicate against per-parent positions q.after_rank, q.afte
     "newest": "AND p.id < q.after_id",
     "oldest": "AND p.id > q.after_id",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Caps:
-    """A conversation's caps on the view limits (None: no cap)."""
-    depth: int | None = None
-    branching: int | None = None
-    max_nodes: int | None = None
-    ancestors: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChainRow:
-    id: int
-    in_reply_to_id: int | None
-    conversation_id: int
-    depth: int
-    deleted: bool
-    counts: tuple[int, int, int]
-    caps: Caps = Caps()
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +226,8 @@ async def focal_chain(db: Database, focal_id: int, hops: int,
 def _chain_rows(rows) -> list[ChainRow]:
     return [ChainRow(r["id"], r["parent"], r["conv"], r["depth"], r["deleted"],
                      (r["replies_normal"], r["replies_low_quality"], r["replies_offensive"]),
-                     Caps(r["cap_depth"], r["cap_branching"], r["cap_max_nodes"],
-                          r["cap_ancestors"]))
+                     Caps(depth=r["cap_depth"], branching=r["cap_branching"],
+                          max_nodes=r["cap_max_nodes"], ancestors=r["cap_ancestors"]))
             for r in rows]
 
 

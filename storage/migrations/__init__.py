@@ -1,7 +1,9 @@
-"""Numbered SQL migrations (storage/migrations/NNNN_name.sql), applied at start-up.
+"""The schema: numbered SQL migrations (the NNNN_name.sql files of this package), and
+apply(), which runs the pending ones at start-up.
 
 Each migration runs in its own transaction; an advisory lock keeps two processes that
-start together from applying the same one twice.
+start together from applying the same one twice. May import: asyncpg and the standard
+library only (it runs before anything else exists).
 """
 from __future__ import annotations
 
