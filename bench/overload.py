@@ -59,7 +59,7 @@ import orjson  # noqa: E402
 
 from harness import stop_process, verdict  # noqa: E402
 from render_latency import _free_port, _percentile  # noqa: E402
-from service.settings import SETTINGS  # noqa: E402
+from service.core.settings import SETTINGS
 from storage import seeding  # noqa: E402
 from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres, set_scheduling  # noqa: E402
 

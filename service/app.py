@@ -12,18 +12,22 @@ from storage import migrations, section_updates
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
-from . import (admin_handlers, admission_middleware, conversation_limits_admin, handlers,
-               import_handlers, me_handlers, metrics, middlewares, post_handlers, protocol_errors,
-               rate_limit_admin, rate_limit_middleware, settings_admin)
-from .appkeys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
-from .conversation import Deps
-from .breakers import CircuitBreaker
-from .cursors import CursorCodec
-from .render_cache import Coalescer, ReadPath, RenderCache
-from .faults import Faults
-from .openapi import build_spec
-from .settings import Settings, section_thresholds
-from .viewer_cache import ViewerCache
+from service.api import me as me_handlers, ops as handlers, posts as post_handlers
+from service.api.admin import (accounts as admin_handlers,
+                               conversations as conversation_limits_admin,
+                               deny_list as rate_limit_admin, posts as import_handlers,
+                               settings as settings_admin)
+from service.core.settings import Settings, section_thresholds
+from service.http import (admission_middleware, metrics_middleware as metrics, middlewares,
+                          protocol_errors, rate_limit_middleware)
+from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
+from service.openapi.common import build_spec
+from service.pipeline.conversation import Deps
+from service.pipeline.cursors import CursorCodec
+from service.pipeline.viewer_cache import ViewerCache
+from service.resilience.breakers import CircuitBreaker
+from service.resilience.faults import Faults
+from service.resilience.render_cache import Coalescer, ReadPath, RenderCache
 
 log = logging.getLogger("arbor.app")
 

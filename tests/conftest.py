@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from service.app import create_app
-from service.settings import load_settings
+from service.core.settings import load_settings
 from storage import migrations
 from storage.db import Database
 from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from service.admission import (ADMIT, QUEUED, SHED, Admission, GradientLimit, LimitConfig,
-                               Priority)
-from service.admission_middleware import ADMISSION, classify
+from service.resilience.admission import (ADMIT, QUEUED, SHED, Admission, GradientLimit,
+                                          LimitConfig, Priority)
+from service.http.admission_middleware import ADMISSION, classify
 from service.app import create_app
 
 
@@ -246,7 +246,7 @@ def test_a_cancelled_waiter_leaves_and_a_granted_one_hands_its_slot_on():
 def test_retune_clamps_the_learned_limit_and_admits_waiters_a_larger_limit_allows():
     from dataclasses import replace
 
-    from service.admission import Params
+    from service.resilience.admission import Params
 
     adm, now = admission(2, queue_size=4), 0.0
     adm.try_acquire(Priority.NORMAL, now)
@@ -392,7 +392,7 @@ async def test_first_pages_get_through_a_burst_of_continuations(aiohttp_client, 
 
 
 async def test_limits_change_live_through_the_admin_api(aiohttp_client, settings, monkeypatch):
-    from service import admission_middleware
+    from service.http import admission_middleware
 
     monkeypatch.setattr(admission_middleware, "SETTINGS_CHECK_S", 0.0)
     client, app = await _app_client(aiohttp_client, settings)

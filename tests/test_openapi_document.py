@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from service.admission_middleware import EXEMPT_PATHS
+from service.http.admission_middleware import EXEMPT_PATHS
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 # The headers middlewares and the read path add (service/openapi.py documents them)

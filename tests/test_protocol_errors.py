@@ -8,7 +8,7 @@ import asyncio
 import orjson
 import pytest
 
-from service.protocol_errors import error_body
+from service.http.protocol_errors import error_body
 
 LONG = "A" * 9000  # aiohttp's limit on a request line or header line is 8190 bytes
 
@@ -79,7 +79,7 @@ async def test_an_error_escaping_the_middlewares_is_a_json_500(aiohttp_client):
     errors) raises: the same shape."""
     from aiohttp import web
 
-    from service import protocol_errors
+    from service.http import protocol_errors
 
     async def broken(request):
         raise RuntimeError("a bug")

@@ -1,0 +1,143 @@
+"""GET /metrics: Prometheus text format (prometheus-client), one registry per app.
+
+Request counts and latency by route and status come from a middleware; the event loop's lag
+from a sampling task (service/loop_lag.py); the state of the read path (render cache,
+coalescing, breakers), of admission and the process's involuntary context switches are read
+at scrape time.
+"""
+from __future__ import annotations
+
+import time
+from typing import AsyncIterator, Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from service.resilience import loop_lag
+
+_BREAKER_STATE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class Metrics:
+    def __init__(self, app: web.Application):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("arbor_http_requests", "HTTP requests answered.",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("arbor_http_request_duration_seconds",
+                                 "Time to answer an HTTP request.", ["route"],
+                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),
+                                 registry=self.registry)
+        self.loop_lag = Histogram("arbor_event_loop_lag_seconds",
+                                  "How late a timer fires on the event loop (sampled every "
+                                  "100 ms): what every request waits before its code runs.",
+                                  buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, .25, 1),
+                                  registry=self.registry)
+        self.registry.register(_StateCollector(app))
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector:
+    def __init__(self, app: web.Application):
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        from .admission_middleware import ADMISSION
+        from .keys import READS
+
+        reads = self.app.get(READS)
+        if reads is not None:
+            cache = reads.cache
+            yield GaugeMetricFamily("arbor_render_cache_bytes", "Bytes in the render cache.",
+                                    value=cache.bytes)
+            yield GaugeMetricFamily("arbor_render_cache_entries", "Entries in the render cache.",
+                                    value=len(cache))
+            outcomes = CounterMetricFamily("arbor_render_cache_lookups",
+                                           "Render cache lookups by outcome.", labels=["outcome"])
+            outcomes.add_metric(["hit"], cache.hits)
+            outcomes.add_metric(["miss"], cache.misses)
+            outcomes.add_metric(["stale"], cache.stale_served)
+            yield outcomes
+            yield CounterMetricFamily("arbor_coalesced_requests",
+                                      "Requests that shared another request's render.",
+                                      value=reads.coalescer.shared)
+            state = GaugeMetricFamily("arbor_breaker_state",
+                                      "Circuit breaker state: 0 closed, 1 half open, 2 open.",
+                                      labels=["dependency"])
+            for breaker in (reads.database, reads.ranking):
+                state.add_metric([breaker.name], _BREAKER_STATE[breaker.state])
+            yield state
+        switches = _involuntary_context_switches()
+        if switches is not None:
+            yield CounterMetricFamily(
+                "arbor_process_involuntary_context_switches",
+                "Times this process was preempted while it could run (Linux): growing by "
+                "hundreds per second under load, something else takes its CPU.",
+                value=switches)
+        admission = self.app.get(ADMISSION)
+        if admission is not None:
+            snap = admission.snapshot()
+            yield GaugeMetricFamily("arbor_admission_limit", "Adaptive concurrency limit.",
+                                    value=snap["limit"])
+            yield GaugeMetricFamily("arbor_admission_inflight", "Requests being served.",
+                                    value=snap["inflight"])
+            yield GaugeMetricFamily("arbor_admission_queued", "Requests waiting for a slot.",
+                                    value=snap["queued"])
+            shed = CounterMetricFamily("arbor_admission_shed", "Requests shed, by priority.",
+                                       labels=["priority"])
+            for priority, count in snap["shed"].items():
+                shed.add_metric([priority], count)
+            yield shed
+
+
+def _involuntary_context_switches() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("nonvoluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def install(app: web.Application) -> None:
+    app[METRICS] = Metrics(app)
+    app.router.add_get("/metrics", _serve)
+    app.cleanup_ctx.append(_loop_lag)
+
+
+async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
+    async with loop_lag.running(app[METRICS].loop_lag.observe):
+        yield
+
+
+async def _serve(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].text(),
+                        content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+@web.middleware
+async def record(request: web.Request, handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            route = request.match_info.route.resource
+            name = route.canonical if route is not None else "unmatched"
+            metrics.requests.labels(name, request.method, str(status)).inc()
+            metrics.latency.labels(name).observe(time.perf_counter() - started)
