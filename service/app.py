@@ -12,18 +12,14 @@ from storage import migrations, section_updates
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
-from service.api import me as me_handlers, ops as handlers, posts as post_handlers
-from service.api.admin import (accounts as admin_handlers,
-                               conversations as conversation_limits_admin,
-                               deny_list as rate_limit_admin, posts as import_handlers,
-                               settings as settings_admin)
+from service import api
 from service.core.settings import Settings, section_thresholds
-from service.http import (admission_middleware, metrics_middleware as metrics, middlewares,
-                          protocol_errors, rate_limit_middleware)
+from service.http import (admission_middleware, metrics_middleware, middlewares, protocol_errors,
+                          rate_limit_middleware)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from service.openapi.common import build_spec
-from service.pipeline.conversation import Deps
 from service.pipeline.cursors import CursorCodec
+from service.pipeline.deps import Deps
 from service.pipeline.viewer_cache import ViewerCache
 from service.resilience.breakers import CircuitBreaker
 from service.resilience.faults import Faults
@@ -38,7 +34,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     app = web.Application(middlewares=[rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
-                                        metrics.record,
+                                        metrics_middleware.record,
                                         middlewares.timing, middlewares.errors,
                                         middlewares.invalidate_on_write])
     # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
@@ -55,8 +51,9 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     app.cleanup_ctx.append(_viewer_cache)
     if seed_demo:
         app.on_startup.append(_seed_demo_if_empty)
-    _routes(app)
-    rate_limit_middleware.install(app)
+    app.router.add_routes(api.ROUTES)
+    metrics_middleware.install(app)
+    rate_limit_middleware.install(app)  # after the routes and the metrics registry
     return app
 
 
@@ -68,24 +65,6 @@ def read_path(s: Settings) -> ReadPath:
     cache = RenderCache(max_bytes=s.render_cache_bytes, fresh_ttl_s=s.render_cache_ttl_s,
                         stale_ttl_s=s.stale_ttl_s)
     return ReadPath(cache, Coalescer(), breaker("database"), breaker("ranking"), settings=s)
-
-
-def _routes(app: web.Application) -> None:
-    app.router.add_get("/v1/conversations/{post_id}", handlers.get_conversation)
-    app.router.add_get("/v1/conversations/{post_id}/replies", handlers.get_replies)
-    app.router.add_get("/v1/conversations/{post_id}/ancestors", handlers.get_ancestors)
-    app.router.add_get("/v1/posts/{post_id}/quotes", handlers.get_quotes)
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/readyz", handlers.readyz)
-    app.router.add_get("/openapi.json", handlers.openapi)
-    app.router.add_routes(me_handlers.ROUTES)
-    app.router.add_routes(admin_handlers.ROUTES)
-    app.router.add_routes(import_handlers.ROUTES)
-    app.router.add_routes(settings_admin.ROUTES)
-    app.router.add_routes(conversation_limits_admin.ROUTES)
-    app.router.add_routes(rate_limit_admin.ROUTES)
-    metrics.install(app)
-    app.router.add_routes(post_handlers.ROUTES)
 
 
 async def _embedded_postgres(app: web.Application) -> AsyncIterator[None]:

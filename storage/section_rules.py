@@ -14,7 +14,7 @@ from datetime import timedelta
 NORMAL, LOW_QUALITY, OFFENSIVE = 0, 1, 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Thresholds:
     spam: float = 0.7                 # spam label score at or over: low_quality
     abusive: float = 0.8              # abusive label score at or over: offensive

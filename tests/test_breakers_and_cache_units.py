@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from service.resilience.breakers import CLOSED, HALF_OPEN, OPEN, BreakerOpen, CircuitBreaker
-from service.http.cached_render import _conversations
+from service.http.cached_render import conversations_in as _conversations
 from service.resilience.render_cache import GLOBAL, Coalescer, RenderCache
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from service.resilience import rate_limit_rules as rules
 from service.resilience.rate_limit_rules import ClientState, NetworkSet, Window
-from service.resilience.rate_limit_store import LocalWindows, Store, limits_uri
+from service.core.rate_limit_syntax import limits_uri
+from service.resilience.rate_limit_store import LocalWindows, Store
 from service.core.settings import SettingsError, load_settings
 from service.resilience.top_clients import MisraGries, TopClients
 

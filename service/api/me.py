@@ -7,8 +7,6 @@ Every write drops the cached viewers it changes: the writer's, and for a block t
 """
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
 from storage import relation_queries, relation_writes
@@ -17,15 +15,10 @@ from storage.account_queries import AccountNotFound
 from service.core.errors import account_not_found, bad_request
 from service.http.auth import require_viewer
 from service.http.keys import DB, SETTINGS, VIEWERS
+from service.http.responses import json_response
 from service.inputs.bodies import json_object, require, take_text
 from service.inputs.pages import parse_account_page, parse_id, parse_word_page
-
-from .ops import json_response
-
-KINDS = ("follows", "blocks", "mutes")
-# At least one character that is neither a control character nor a space.
-WORD_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-_WORD = re.compile(WORD_PATTERN.removeprefix("^").removesuffix("$"))
+from service.inputs.relations import KINDS, parse_muted_word
 
 
 def _lister(kind: str):
@@ -58,13 +51,7 @@ def _writer(kind: str, write):
 
 
 def _word(raw: str, request: web.Request) -> str:
-    limit = request.app[SETTINGS].max_muted_word_length
-    if len(raw) > limit:
-        raise bad_request("invalid_field", f"word must be at most {limit} characters")
-    if not _WORD.fullmatch(raw):
-        raise bad_request("invalid_field",
-                          "word must have a character other than a space, and no control characters")
-    return relation_writes.normalize_muted_word(raw)
+    return parse_muted_word(raw, request.app[SETTINGS].max_muted_word_length)
 
 
 async def list_muted_words(request: web.Request) -> web.Response:
@@ -78,7 +65,7 @@ async def list_muted_words(request: web.Request) -> web.Response:
 
 async def add_muted_word(request: web.Request) -> web.Response:
     viewer = await require_viewer(request)
-    body = await json_object(request, ("word",))
+    body = json_object(await request.read(), ("word",))
     word = _word(require(take_text(body, "word", max_length=1 << 20), "word"), request)
     limit = request.app[SETTINGS].max_muted_words
     try:

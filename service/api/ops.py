@@ -1,124 +1,18 @@
-"""HTTP handlers: parse and validate input, call the pipeline, present. Nothing else."""
+"""/healthz, /readyz, /metrics and /openapi.json: for load balancers, SREs and clients.
+Never shed (service/http/admission_middleware.EXEMPT_PATHS); the first three are not rate
+limited either (service/resilience/rate_limit_rules.OPS_PATHS)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any
 
 import orjson
 from aiohttp import web
 
-from storage.rows import Viewer
-
-from service.core.errors import bad_request
 from service.http.admission_middleware import ADMISSION
-from service.http.auth import viewer_of
-from service.http.cached_render import serve
-from service.http.keys import DB, DEPS, READS, SETTINGS
-from service.http.rate_limit_middleware import RATE_LIMITS
-from service.inputs.query import parse_int, parse_post_id, parse_view_limits, reject_unknown
+from service.http.keys import DB, METRICS, RATE_LIMITS, READS, SETTINGS
+from service.http.responses import json_response
 from service.openapi.common import build_spec
-from service.pipeline import conversation, quotes
-from service.pipeline.cursors import AncestorsCursor, QuotesCursor, RepliesCursor
 from service.resilience.breakers import BreakerOpen
-
-
-def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body, option=orjson.OPT_UTC_Z),
-                        content_type="application/json")
-
-
-def _cursor_param(request: web.Request) -> str:
-    raw = request.query.get("cursor")
-    if raw is None:
-        raise bad_request("missing_parameter", "cursor is required")
-    return raw
-
-
-EXPANSION_SHARE = 0.7
-
-
-class _Seen:
-    """What a render found out that the cache key must depend on."""
-
-    def __init__(self) -> None:
-        self.deps: list = []
-
-    def __call__(self) -> tuple:
-        return tuple(self.deps)
-
-
-def _deadline(request: web.Request) -> float:
-    """When the tree must stop growing: most of the time budget, leaving the rest for
-    hydrating quotes and presenting."""
-    return time.monotonic() + EXPANSION_SHARE * request.app[SETTINGS].request_budget_ms / 1000
-
-
-async def _viewer(request: web.Request, seen: _Seen) -> Viewer:
-    viewer = await viewer_of(request)
-    seen.deps.append(("viewer", viewer.id))
-    return viewer
-
-
-async def get_conversation(request: web.Request) -> web.Response:
-    post_id = parse_post_id(request.match_info["post_id"])
-    limits = parse_view_limits(request.query, request.app[SETTINGS])
-    deps, seen = request.app[DEPS], _Seen()
-
-    async def render():
-        viewer = await _viewer(request, seen)
-        return await conversation.render_conversation(deps, post_id, limits, viewer,
-                                                      _deadline(request))
-    return await serve(request, request.app[READS], render, seen)
-
-
-async def get_replies(request: web.Request) -> web.Response:
-    post_id = parse_post_id(request.match_info["post_id"])
-    settings = request.app[SETTINGS]
-    reject_unknown(request.query, ("cursor", "max_nodes"))
-    max_nodes = parse_int(request.query, "max_nodes", settings.default_max_nodes, 1,
-                          settings.max_max_nodes)
-    raw = _cursor_param(request)
-    deps, seen = request.app[DEPS], _Seen()
-
-    async def render():
-        viewer = await _viewer(request, seen)
-        cursor = deps.cursors.decode(raw, RepliesCursor, viewer.id)
-        seen.deps.append(cursor.conversation)
-        return await conversation.render_replies_page(deps, post_id, cursor, max_nodes, viewer,
-                                                      _deadline(request))
-    return await serve(request, request.app[READS], render, seen)
-
-
-async def get_ancestors(request: web.Request) -> web.Response:
-    post_id = parse_post_id(request.match_info["post_id"])
-    reject_unknown(request.query, ("cursor",))
-    raw = _cursor_param(request)
-    deps, seen = request.app[DEPS], _Seen()
-
-    async def render():
-        viewer = await _viewer(request, seen)
-        cursor = deps.cursors.decode(raw, AncestorsCursor)
-        seen.deps.append(cursor.conversation)
-        return await conversation.render_ancestors_page(deps, post_id, cursor, viewer)
-    return await serve(request, request.app[READS], render, seen)
-
-
-async def get_quotes(request: web.Request) -> web.Response:
-    post_id = parse_post_id(request.match_info["post_id"])
-    reject_unknown(request.query, ("cursor", "limit"))
-    settings = request.app[SETTINGS]
-    limit = parse_int(request.query, "limit", min(20, settings.max_quotes_page), 1,
-                      settings.max_quotes_page)
-    raw = request.query.get("cursor")
-    deps, seen = request.app[DEPS], _Seen()
-
-    async def render():
-        viewer = await _viewer(request, seen)
-        cursor = deps.cursors.decode(raw, QuotesCursor, viewer.id) if raw is not None else None
-        seen.deps.append(("quotes", post_id))  # bumped by writes of posts quoting it
-        return await quotes.render_quotes(deps, post_id, cursor, limit, viewer)
-    return await serve(request, request.app[READS], render, seen)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -192,3 +86,17 @@ async def openapi(request: web.Request) -> web.Response:
     # Built from the live settings: its limits follow PATCH /v1/admin/settings.
     return web.Response(body=orjson.dumps(build_spec(request.app[SETTINGS])),
                         content_type="application/json")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].text(),
+                        content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+ROUTES = [
+    web.get("/healthz", healthz),
+    web.get("/readyz", readyz),
+    web.get("/openapi.json", openapi),
+    web.get("/metrics", metrics),
+]

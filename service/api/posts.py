@@ -1,9 +1,11 @@
-"""Writes: `POST /v1/posts` and `DELETE /v1/posts/{post_id}`, by the signed-in viewer.
+"""/v1/posts: a post's quotes (`GET /v1/posts/{post_id}/quotes`, through the read path like a
+conversation: service/http/cached_render.py, service/pipeline/quotes.py), and writes
+(`POST /v1/posts`, `DELETE /v1/posts/{post_id}`) by the signed-in viewer.
 
 A post the viewer may not see (missing, deleted, by an account that blocks them or that they
 block or mute, unavailable, protected and not followed, or with a muted word) is a 404
 identical to that of a post that does not exist, whether it is replied to, quoted or deleted.
-Each write runs in one transaction with its Idempotency-Key record (service/idempotency.py).
+Each write runs in one transaction with its Idempotency-Key record (service/http/idempotency.py).
 """
 from __future__ import annotations
 
@@ -17,13 +19,14 @@ from storage.rows import PostRow, Viewer
 from service.core.errors import ApiError, not_found
 from service.http import idempotency
 from service.http.auth import require_viewer
+from service.http.cached_render import Seen, render_viewer, serve
 from service.http.idempotency import Outcome
-from service.http.keys import DB, DEPS, SETTINGS
-from service.http.middlewares import CHANGED
+from service.http.keys import CHANGED, DB, DEPS, READS, SETTINGS
 from service.inputs.bodies import json_object
 from service.inputs.posts import FIELDS, NewPostInput, parse_new_post
-from service.inputs.query import parse_post_id
-from service.pipeline import presenters, visibility_rules as rules
+from service.inputs.query import parse_int, parse_post_id, reject_unknown
+from service.pipeline import presenters, quotes, visibility_rules as rules
+from service.pipeline.cursors import QuotesCursor
 
 
 def _visible_or_404(posts: dict[int, PostRow], post_id: int | None,
@@ -69,7 +72,7 @@ async def create_post(request: web.Request) -> web.Response:
     viewer = await require_viewer(request)
     key = idempotency.key_of(request)
     settings = request.app[SETTINGS]
-    body = await json_object(request, FIELDS)
+    body = json_object(await request.read(), FIELDS)
     new = parse_new_post(body, settings.max_post_length)
     response = await idempotency.run_write(
         request.app[DB], idempotency.keyed_request(request, viewer.id, key, body),
@@ -108,7 +111,25 @@ async def delete_post(request: web.Request) -> web.Response:
         request.app[SETTINGS].idempotency_ttl_s, _deleter(request, viewer, post_id))
 
 
+async def get_quotes(request: web.Request) -> web.Response:
+    post_id = parse_post_id(request.match_info["post_id"])
+    reject_unknown(request.query, ("cursor", "limit"))
+    settings = request.app[SETTINGS]
+    limit = parse_int(request.query, "limit", min(20, settings.max_quotes_page), 1,
+                      settings.max_quotes_page)
+    raw = request.query.get("cursor")
+    deps, seen = request.app[DEPS], Seen()
+
+    async def render():
+        viewer = await render_viewer(request, seen)
+        cursor = deps.cursors.decode(raw, QuotesCursor, viewer.id) if raw is not None else None
+        seen.deps.append(("quotes", post_id))  # bumped by writes of posts quoting it
+        return await quotes.render_quotes(deps, post_id, cursor, limit, viewer)
+    return await serve(request, request.app[READS], render, seen)
+
+
 ROUTES = [
+    web.get("/v1/posts/{post_id}/quotes", get_quotes),
     web.post("/v1/posts", create_post),
     web.delete("/v1/posts/{post_id}", delete_post),
 ]

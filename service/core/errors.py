@@ -1,10 +1,8 @@
-"""One error shape everywhere: {"error": {"code": "...", "message": "..."}}."""
+"""One error shape everywhere: {"error": {"code": "...", "message": "..."}}. ApiError is raised
+at any layer; service/http/middlewares.py answers it (service/http/responses.error_response)."""
 from __future__ import annotations
 
 from typing import Mapping
-
-import orjson
-from aiohttp import web
 
 
 class ApiError(Exception):
@@ -35,13 +33,3 @@ def account_not_found() -> ApiError:
 def unauthorized(message: str, realm: str = "arbor") -> ApiError:
     return ApiError(401, "unauthorized", message,
                     headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
-
-
-def error_response(status: int, code: str, message: str, *, retry_after: int | None = None,
-                   headers: Mapping[str, str] | None = None) -> web.Response:
-    headers = dict(headers or {})
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    return web.Response(status=status, body=body, content_type="application/json",
-                        headers=headers)

@@ -12,10 +12,10 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from service.resilience.rate_limit_rules import parse_rate
-from service.resilience.rate_limit_store import check_url
+from storage.section_rules import Thresholds
 
 from .clients import parse_networks
+from .rate_limit_syntax import check_url, parse_rate
 
 
 class SettingsError(ValueError):
@@ -418,7 +418,5 @@ def markdown_table() -> str:
 
 def section_thresholds(s: Settings):
     """The section rules' thresholds (storage/section_rules.py) from the settings."""
-    from storage.section_rules import Thresholds
-
     return Thresholds(spam=s.spam_threshold, abusive=s.abusive_threshold,
                       new_account_days=s.new_account_days, shunned_by=s.shunned_by_participants)

@@ -18,13 +18,8 @@ from storage.rows import ANONYMOUS, Viewer
 from service.core.clients import Client, client, client_address, parse_networks
 from service.core.errors import ApiError, unauthorized
 
-from .keys import DB, FAULTS, SETTINGS, VIEWERS
+from .keys import CLIENT, DB, DENY_LIST, FAULTS, SETTINGS, VIEWER, VIEWERS
 
-VIEWER = web.RequestKey("viewer", Viewer)
-CLIENT = web.RequestKey("client", Client)
-# The app's deny list (service/rate_limit_middleware.RateLimits, `deny_accounts`): an account
-# on it whose token this process did not know yet is refused here, once resolved.
-DENY_LIST = web.AppKey("deny_list", object)
 # RFC 6750 b64token, bounded so a huge header costs nothing.
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]{1,512}=*) *")
 _INVALID = "the bearer token is not valid"

@@ -18,13 +18,15 @@ import orjson
 from aiohttp import web
 
 from storage.account_tokens import hash_token
+from storage.rows import Viewer
 
-from service.core.errors import ApiError, error_response
+from service.core.errors import ApiError
 from service.resilience.breakers import BreakerOpen
 from service.resilience.failures import DATABASE_ERRORS
 from service.resilience.render_cache import ReadPath
 
-from .auth import bearer_token
+from .auth import bearer_token, viewer_of
+from .responses import error_response
 
 log = logging.getLogger("arbor.reads")
 Render = Callable[[], Awaitable[Any]]
@@ -42,13 +44,30 @@ def _key(request: web.Request) -> tuple:
 _CONVERSATION_ID = re.compile(rb'"conversation_id":"(\d+)"')
 
 
-def _conversations(body: bytes) -> set[int]:
+def conversations_in(body: bytes) -> set[int]:
     """Every conversation id a rendered body shows posts of (its own and quoted posts')."""
     return {int(m) for m in _CONVERSATION_ID.findall(body)}
 
 
 def _response(body: bytes, **headers: str) -> web.Response:
     return web.Response(body=body, content_type="application/json", headers=headers or None)
+
+
+class Seen:
+    """What a render found out that the cache key must depend on."""
+
+    def __init__(self) -> None:
+        self.deps: list = []
+
+    def __call__(self) -> tuple:
+        return tuple(self.deps)
+
+
+async def render_viewer(request: web.Request, seen: Seen) -> Viewer:
+    """The viewer of this request, as something the cached body depends on."""
+    viewer = await viewer_of(request)
+    seen.deps.append(("viewer", viewer.id))
+    return viewer
 
 
 async def serve(request: web.Request, read: ReadPath, render: Render,
@@ -96,7 +115,7 @@ async def _render_and_store(read: ReadPath, key: tuple, render: Render,
     degraded = (result.get("partial") or result.get("degraded")
                 or b'"temporarily_unavailable"' in body)
     if not degraded and read.cache.would_store(len(body)):
-        deps = tuple(sorted(_conversations(body) | set(extra_deps()), key=repr))
+        deps = tuple(sorted(conversations_in(body) | set(extra_deps()), key=repr))
         read.cache.put(key, body, deps, mark)
     return body
 

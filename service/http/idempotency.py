@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -24,15 +23,11 @@ from aiohttp import web
 from storage import idempotency_keys
 from storage.db import CountedConnection, Database
 
-from service.core.errors import ApiError, bad_request
+from service.core.errors import ApiError
+from service.inputs.idempotency import HEADER, REPLAYED_HEADER, parse_key
 
 log = logging.getLogger("arbor.idempotency")
 
-HEADER = "Idempotency-Key"
-REPLAYED_HEADER = "Idempotent-Replayed"
-# 1-200 printable ASCII characters, not starting or ending with a space (HTTP would trim it).
-KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]{0,198}[\x21-\x7e])?$"
-_KEY = re.compile(KEY_PATTERN.removeprefix("^").removesuffix("$"))
 # A transaction that PostgreSQL aborted for a conflict with another one wrote nothing: run it
 # again (with its key claim) a few times before answering 503.
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
@@ -64,14 +59,7 @@ class _KeyExpired(Exception):
 
 def key_of(request: web.Request) -> str | None:
     """The request's Idempotency-Key, None without one; 400 when malformed or repeated."""
-    values = request.headers.getall(HEADER, [])
-    if not values:
-        return None
-    if len(values) > 1 or not _KEY.fullmatch(values[0]):
-        raise bad_request("invalid_idempotency_key",
-                          "Idempotency-Key must be given once, as 1-200 printable ASCII "
-                          "characters (no leading or trailing space)")
-    return values[0]
+    return parse_key(request.headers.getall(HEADER, []))
 
 
 def keyed_request(request: web.Request, account_id: int, key: str | None,

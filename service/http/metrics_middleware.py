@@ -1,9 +1,10 @@
-"""GET /metrics: Prometheus text format (prometheus-client), one registry per app.
+"""What GET /metrics shows (service/api/ops.py serves it; the registry is
+service/core/metrics.py, one per app).
 
 Request counts and latency by route and status come from a middleware; the event loop's lag
-from a sampling task (service/loop_lag.py); the state of the read path (render cache,
-coalescing, breakers), of admission and the process's involuntary context switches are read
-at scrape time.
+from a sampling task (service/resilience/loop_lag.py); the state of the read path (render
+cache, coalescing, breakers), of admission and the process's involuntary context switches
+are read at scrape time.
 """
 from __future__ import annotations
 
@@ -11,32 +12,15 @@ import time
 from typing import AsyncIterator, Iterator
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from service.core.metrics import Metrics
 from service.resilience import loop_lag
 
+from .admission_middleware import ADMISSION
+from .keys import METRICS, READS
+
 _BREAKER_STATE = {"closed": 0, "half_open": 1, "open": 2}
-
-
-class Metrics:
-    def __init__(self, app: web.Application):
-        self.registry = CollectorRegistry()
-        self.requests = Counter("arbor_http_requests", "HTTP requests answered.",
-                                ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram("arbor_http_request_duration_seconds",
-                                 "Time to answer an HTTP request.", ["route"],
-                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),
-                                 registry=self.registry)
-        self.loop_lag = Histogram("arbor_event_loop_lag_seconds",
-                                  "How late a timer fires on the event loop (sampled every "
-                                  "100 ms): what every request waits before its code runs.",
-                                  buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, .25, 1),
-                                  registry=self.registry)
-        self.registry.register(_StateCollector(app))
-
-    def text(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 class _StateCollector:
@@ -44,9 +28,6 @@ class _StateCollector:
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
-        from .admission_middleware import ADMISSION
-        from .keys import READS
-
         reads = self.app.get(READS)
         if reads is not None:
             cache = reads.cache
@@ -103,24 +84,16 @@ def _involuntary_context_switches() -> int | None:
     return None
 
 
-METRICS = web.AppKey("metrics", Metrics)
-
-
 def install(app: web.Application) -> None:
-    app[METRICS] = Metrics(app)
-    app.router.add_get("/metrics", _serve)
+    """The app's registry, with the state read at scrape time and the loop-lag sampler."""
+    app[METRICS] = metrics = Metrics()
+    metrics.registry.register(_StateCollector(app))
     app.cleanup_ctx.append(_loop_lag)
 
 
 async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
     async with loop_lag.running(app[METRICS].loop_lag.observe):
         yield
-
-
-async def _serve(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[METRICS].text(),
-                        content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
 
 
 @web.middleware

@@ -9,13 +9,14 @@ from aiohttp.abc import AbstractAccessLogger
 
 from storage.db import start_query_stats
 
-from service.core.errors import ApiError, error_response
+from service.core.errors import ApiError
 from service.resilience.failures import DATABASE_ERRORS
 
+from .keys import CHANGED, DB_ROUND_TRIPS, READS
 from .protocol_errors import CLIENT_ERRORS, error_body
+from .responses import error_response
 
 log = logging.getLogger("arbor.http")
-DB_ROUND_TRIPS = web.RequestKey("db_round_trips", int)
 
 # Failures that mean "the database is unreachable or too slow", not "the request is wrong".
 DATABASE_UNAVAILABLE = DATABASE_ERRORS
@@ -82,9 +83,6 @@ class AccessLogger(AbstractAccessLogger):
                          response.body_length, time * 1000, request.get(DB_ROUND_TRIPS, 0))
 
 
-CHANGED = web.RequestKey("changed", list)
-
-
 @web.middleware
 async def invalidate_on_write(request: web.Request, handler) -> web.StreamResponse:
     """A write that succeeded makes cached reads it may affect stale: precisely, when its
@@ -92,8 +90,6 @@ async def invalidate_on_write(request: web.Request, handler) -> web.StreamRespon
     else everything (an account, label or relation change reaches many conversations)."""
     response = await handler(request)
     if request.method not in ("GET", "HEAD", "OPTIONS") and response.status < 400:
-        from .keys import READS
-
         reads = request.app.get(READS)
         if reads is not None:
             changed = request.get(CHANGED)

@@ -1,23 +1,24 @@
 """The first middleware: the deny list, then the per-client rate limits, then the rest.
 
-Order of a request here (each step O(1); the logic is service/rate_limit_rules.py and
-service/rate_limiter.py):
+Order of a request here (each step O(1); the logic is service/resilience/rate_limit_rules.py
+and service/resilience/rate_limiter.py):
   1. /healthz, /readyz, /metrics: passed on untouched (never denied, never limited,
      not counted);
   2. a request carrying the admin token: passed on (an SRE must be able to undo a deny);
-  3. the client (service/auth.client_of) on the deny list (its address in a denied address
-     or CIDR range, or its account): 403 `denied`, a body encoded once, nothing else done;
+  3. the client (service/http/auth.client_of) on the deny list (its address in a denied
+     address or CIDR range, or its account): 403 `denied`, a body encoded once, nothing else;
   4. rate limits off (`rate_limit_enabled`), or the client's address in
      `rate_limit_exempt`: passed on;
   5. the client over a budget: 429 `rate_limited` with Retry-After and RateLimit fields,
      before admission (a slot), the database or the viewer's relations are touched;
   6. otherwise the request runs; its answer decides the rest of its cost.
-Every request from steps 3-6 is counted for the top-clients report (service/top_clients.py).
+Every request from steps 3-6 is counted for the top-clients report
+(service/resilience/top_clients.py).
 
-State per app (RATE_LIMITS): the Store and Limiter, the top clients, and the overrides and
-deny list read from PostgreSQL at start-up and every `rate_limit_reload_s` (a change made
-through another process's admin API reaches this one within that), replaced at once in the
-process that made it.
+State per app (RATE_LIMITS: service/resilience/rate_limits.py): the Store and Limiter, the top
+clients, and the overrides and deny list read from PostgreSQL at start-up and every
+`rate_limit_reload_s` (a change made through another process's admin API reaches this one
+within that), replaced at once in the process that made it.
 """
 from __future__ import annotations
 
@@ -32,16 +33,12 @@ from aiohttp import web
 from prometheus_client import Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from storage import rate_limit_rows
-
 from service.resilience import rate_limit_rules as rules
-from service.resilience.rate_limit_rules import NetworkSet, Policy
-from service.resilience.rate_limit_store import Store
-from service.resilience.rate_limiter import Limiter, Refusal, Ticket
-from service.resilience.top_clients import TopClients
+from service.resilience.rate_limiter import Refusal, Ticket
+from service.resilience.rate_limits import RateLimits
 
-from .auth import DENY_LIST, client_of
-from .keys import DB, SETTINGS
+from .auth import client_of
+from .keys import DB, DENY_LIST, METRICS, RATE_LIMITS, SETTINGS
 
 log = logging.getLogger("arbor.rate_limits")
 
@@ -52,86 +49,6 @@ _ADMIN = "/v1/admin/"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # rate_limit_rules.classify, inlined
 
 
-class RateLimits:
-    """Everything the middleware needs, per app."""
-
-    def __init__(self, settings):
-        self.settings = settings
-        self.store = Store(settings.rate_limit_storage_url,
-                           timeout_s=settings.rate_limit_storage_timeout_ms / 1000,
-                           max_keys=4 * settings.rate_limit_max_clients)
-        self.limiter = Limiter(self.store, max_clients=settings.rate_limit_max_clients)
-        self.top = TopClients(settings.top_clients_size)
-        self.deny_networks = NetworkSet()
-        self.deny_accounts: frozenset[int] = frozenset()
-        self.deny_count = 0
-        self.overrides: dict[int, dict[str, str | None]] = {}
-        self.loaded_at: float | None = None
-        self._policies = None  # (the three rate settings, their policies): the defaults
-        self.warned_proxy = False  # said once: an exempt proxy that is not trusted
-        self._exempt_text: str | None = None
-        self._exempt: dict[str, bool] = {}
-        self.limited: Counter | None = None   # arbor_rate_limited_requests (route, reason)
-
-    # -- from PostgreSQL -----------------------------------------------------------------
-    def use(self, overrides: list[rate_limit_rows.Override],
-            entries: list[rate_limit_rows.DenyEntry]) -> None:
-        self.overrides = {o.account_id: o.rates for o in overrides}
-        self.deny_networks = NetworkSet(e.network for e in entries if e.network is not None)
-        self.deny_accounts = frozenset(e.account_id for e in entries
-                                       if e.account_id is not None)
-        self.deny_count = len(entries)
-        self.loaded_at = time.time()
-
-    async def reload(self, db) -> None:
-        self.use(await rate_limit_rows.overrides(db), await rate_limit_rows.deny_entries(db))
-
-    # -- per request ---------------------------------------------------------------------
-    def denied(self, client) -> bool:
-        return (client.account_id is not None and client.account_id in self.deny_accounts) \
-            or client.address in self.deny_networks
-
-    def policies(self, account_id: int | None) -> dict[str, Policy]:
-        """The budgets of a client: the settings', or its account's override."""
-        if account_id is not None and account_id in self.overrides:
-            return self.policies_for(self.overrides[account_id])
-        v = self.settings.values
-        found = self._policies
-        if found is None or found[0] is not v["rate_limit_read"] or \
-                found[1] is not v["rate_limit_write"] or found[2] is not v["rate_limit_not_found"]:
-            found = self._policies = (v["rate_limit_read"], v["rate_limit_write"],
-                                      v["rate_limit_not_found"], self.policies_for(None))
-        return found[3]
-
-    def exempt(self, address: str, values) -> bool:
-        """`address` in rate_limit_exempt (a verdict per address kept until the setting
-        changes, at most 4,096 of them)."""
-        text = values["rate_limit_exempt"]
-        if text is not self._exempt_text:
-            self._exempt_text, self._exempt = text, {}
-        found = self._exempt.get(address)
-        if found is None:
-            if len(self._exempt) >= 4096:
-                self._exempt.clear()
-            found = self._exempt[address] = address in rules.network_set(text)
-        return found
-
-    def policies_for(self, override: dict[str, str | None] | None) -> dict[str, Policy]:
-        s = self.settings
-        rates = {rules.READ: s.rate_limit_read, rules.WRITE: s.rate_limit_write,
-                 rules.NOT_FOUND: s.rate_limit_not_found}
-        if override:
-            rates.update({k: v for k, v in override.items() if v})
-        return {name: rules.policy(name, rate) for name, rate in rates.items()}
-
-    def snapshot(self) -> dict:
-        return {"enabled": self.settings.rate_limit_enabled, **self.store.snapshot(),
-                **self.limiter.snapshot(), "deny_list": self.deny_count,
-                "overrides": len(self.overrides),
-                "lists_loaded_at": self.loaded_at}
-
-
-RATE_LIMITS = web.AppKey("rate_limits", RateLimits)
 
 
 def _admin(request: web.Request) -> bool:
@@ -229,12 +146,11 @@ async def _add_headers(state: RateLimits, ticket: Ticket, response: web.StreamRe
 
 # -- wiring ----------------------------------------------------------------------------------
 def install(app: web.Application) -> None:
-    """The app's rate limits (after metrics.install: its counters join the app's registry)."""
-    from .metrics_middleware import METRICS
-
+    """The app's rate limits (after metrics_middleware.install: its counters join the app's
+    registry)."""
     state = app[RATE_LIMITS] = RateLimits(app[SETTINGS])
     # A token this process does not know yet is resolved after step 3 (its request counts
-    # against its address): service/auth.py refuses a denied account once it knows it.
+    # against its address): service/http/auth.py refuses a denied account once it knows it.
     app[DENY_LIST] = state
     registry = app[METRICS].registry
     state.limited = Counter("arbor_rate_limited_requests",

@@ -21,6 +21,11 @@ _ID = re.compile(ID_PATTERN.removeprefix("^").removesuffix("$"))
 _TEXT = re.compile(TEXT_PATTERN.removeprefix("^").removesuffix("$"))
 
 
+# A token's id: the hex SHA-256 of the token (storage/account_tokens.py).
+TOKEN_ID_PATTERN = r"^[0-9a-f]{64}$"
+_TOKEN_ID = re.compile(TOKEN_ID_PATTERN.removeprefix("^").removesuffix("$"))
+
+
 def parse_id(raw: str, name: str) -> int:
     if not _ID.fullmatch(raw or ""):
         raise bad_request("invalid_id", f"{name} must be a positive 64-bit integer in decimal, "
@@ -56,3 +61,10 @@ def parse_word_page(query: Mapping[str, str], s: Settings) -> Page:
 
 def _limit(query: Mapping[str, str], s: Settings) -> int:
     return parse_int(query, "limit", s.max_relations_page, 1, s.max_relations_page)
+
+
+def parse_token_id(raw: str) -> bytes:
+    """A token id of the admin API -> the token's hash."""
+    if not _TOKEN_ID.fullmatch(raw):
+        raise bad_request("invalid_id", "token_id must be 64 lower-case hex digits")
+    return bytes.fromhex(raw)

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Mapping
 
 from storage.thread_queries import SORTS
 
 from service.core.errors import bad_request
 from service.core.settings import Settings
+from service.pipeline.limits import ViewLimits
 
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 MAX_POST_ID = (1 << 63) - 1
@@ -51,15 +51,6 @@ def reject_unknown(query: Mapping[str, str], allowed: tuple[str, ...]) -> None:
     for name in allowed if getall else ():
         if len(getall(name, [])) > 1:
             raise bad_request("invalid_parameter", f"{name} is given more than once")
-
-
-@dataclass(frozen=True)
-class ViewLimits:
-    depth: int
-    branching: int
-    max_nodes: int
-    ancestors: int
-    sort: str
 
 
 CONVERSATION_PARAMS = ("depth", "branching", "max_nodes", "ancestors", "sort")

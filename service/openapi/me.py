@@ -10,11 +10,10 @@ from typing import Any
 from storage.account_queries import STATES
 from storage.label_writes import LABELS
 
-from service.api.admin.accounts import TOKEN_ID_PATTERN
-from service.api.me import KINDS, WORD_PATTERN
+from service.inputs.pages import ID_PATTERN, TOKEN_ID_PATTERN, word_cursor_max
+from service.inputs.relations import KINDS, WORD_PATTERN
 from service.core.settings import Settings
 from service.inputs.bodies import HANDLE_PATTERN, MAX_DISPLAY_NAME, MAX_LABEL, TEXT_PATTERN
-from service.inputs.pages import ID_PATTERN, word_cursor_max
 
 from .common import _error, _nullable, _obj, _ok, _ref
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.core.settings import Settings
-from service.http.idempotency import HEADER, KEY_PATTERN, REPLAYED_HEADER
+from service.inputs.idempotency import HEADER, KEY_PATTERN, REPLAYED_HEADER
 from service.inputs.posts import POST_TEXT_PATTERN
 
 from .common import _POST_ID, _error, _obj, _ref

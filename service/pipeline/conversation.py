@@ -9,57 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from storage import post_queries, thread_queries
-from storage.db import Database
-from storage.rows import ANONYMOUS, Caps, ChainRow, PostRow, Viewer
+from storage.rows import ANONYMOUS, ChainRow, PostRow, Viewer
 
 from service.core.errors import bad_request, not_found
-from service.core.settings import Settings
-from service.inputs.query import ViewLimits
-from service.resilience.breakers import CircuitBreaker
 from service.resilience.failures import DATABASE_ERRORS
-from service.resilience.faults import Faults
 
 from . import presenters, visibility_rules as rules
-from .cursors import AncestorsCursor, CursorCodec, RepliesCursor
+from .cursors import AncestorsCursor, RepliesCursor
+from .deps import Deps
+from .limits import ViewLimits, capped
 from .skeleton import NORMAL, ExpandSpec, RankingUnavailable, SkelNode, chronological, expand
 
 Json = dict[str, Any]
 log = logging.getLogger("arbor.conversation")
-
-
-@dataclass(frozen=True)
-class Deps:
-    """What the pipeline needs. Its tunables are read from the settings at each use, so an
-    SRE's change through the admin API applies to the next request."""
-    db: Database
-    cursors: CursorCodec
-    settings: Settings
-    faults: Faults = field(default_factory=Faults)
-    ranking: CircuitBreaker = field(default_factory=lambda: CircuitBreaker("ranking"))
-
-    @property
-    def quote_timeout_s(self) -> float:
-        return self.settings.quote_hydration_timeout_ms / 1000
-
-    @property
-    def head_limit(self) -> int:
-        return self.settings.promoted_replies_per_parent
-
-    @property
-    def refill_rounds(self) -> int:
-        return self.settings.visibility_refill_rounds
-
-    @property
-    def overfetch(self) -> int:
-        return self.settings.visibility_overfetch
-
-    @property
-    def head_window(self) -> int:
-        return self.settings.promotion_window
 
 
 async def _quoted(deps: Deps, posts: Iterable[PostRow], have: dict[int, PostRow],
@@ -86,9 +51,12 @@ async def _quoted(deps: Deps, posts: Iterable[PostRow], have: dict[int, PostRow]
 def _spec(deps: Deps, conversation_id: int, sort: str, depth: int, branching: int,
           max_nodes: int, viewer: Viewer, focal_author: int, deadline: float | None) -> ExpandSpec:
     filters = bool(viewer.blocks or viewer.blocked_by or viewer.mutes or viewer.muted_words)
-    return ExpandSpec(conversation_id, sort, depth, branching, max_nodes, viewer, focal_author,
-                      deps.head_limit, deps.refill_rounds, deps.overfetch if filters else 0,
-                      deps.head_window, deadline, deps.ranking, deps.faults.ranking)
+    return ExpandSpec(conversation_id=conversation_id, sort=sort, depth=depth,
+                      branching=branching, max_nodes=max_nodes, viewer=viewer,
+                      focal_author=focal_author, head_limit=deps.head_limit,
+                      refill_rounds=deps.refill_rounds,
+                      overfetch=deps.overfetch if filters else 0, head_window=deps.head_window,
+                      deadline=deadline, ranking=deps.ranking, ranking_fault=deps.faults.ranking)
 
 
 async def _expand(deps: Deps, spec: ExpandSpec, make_root, **kwargs):
@@ -103,17 +71,6 @@ async def _expand(deps: Deps, spec: ExpandSpec, make_root, **kwargs):
         if "head_posts" in kwargs:
             kwargs["head_posts"] = []  # make_root(restart=True) counts the head as shown
         return spec, root, await expand(deps.db, spec, root, **kwargs), ["ranking"]
-
-
-def capped(limits: ViewLimits, caps: Caps) -> ViewLimits:
-    """The view limits within the conversation's caps (set by SREs for a viral post): a
-    request asking for more gets the cap, and cursors reach the rest."""
-    def cap(value: int, limit: int | None) -> int:
-        return value if limit is None else min(value, limit)
-    return replace(limits, depth=cap(limits.depth, caps.depth),
-                   branching=cap(limits.branching, caps.branching),
-                   max_nodes=cap(limits.max_nodes, caps.max_nodes),
-                   ancestors=cap(limits.ancestors, caps.ancestors))
 
 
 def _ancestors_json(chain: list[ChainRow], shown: int, ctx: presenters.RenderContext,
@@ -161,9 +118,11 @@ async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
     spec, root, skel, degraded = await _expand(
         deps, spec, lambda restart=False: SkelNode(focal_id, focal_post, 0))
     quoted, quotes_failed = await _quoted(deps, [*posts.values(), *skel.posts], posts, viewer)
-    ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, focal.conversation_id,
-                                   spec.sort, limits.branching, limits.depth, viewer,
-                                   focal_post.author.id, quotes_failed, focal.caps.max_nodes)
+    ctx = presenters.RenderContext(
+        posts=posts, quoted=quoted, cursors=deps.cursors, focal_id=focal_id,
+        conversation_id=focal.conversation_id, sort=spec.sort, branching=limits.branching,
+        depth=limits.depth, viewer=viewer, focal_author=focal_post.author.id,
+        quotes_failed=quotes_failed, max_nodes_cap=focal.caps.max_nodes)
     return {
         "focal_id": str(focal_id),
         "ancestors": _ancestors_json(chain, shown, ctx, limits.ancestors),
@@ -203,9 +162,11 @@ async def render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
         return root
     spec, root, skel, _ = await _expand(deps, spec, make_root, head_posts=head_posts)
     quoted, quotes_failed = await _quoted(deps, skel.posts, posts, viewer)
-    ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, cursor.conversation,
-                                   spec.sort, cursor.branching, depth, viewer,
-                                   cursor.focal_author, quotes_failed, cursor.max_nodes)
+    ctx = presenters.RenderContext(
+        posts=posts, quoted=quoted, cursors=deps.cursors, focal_id=focal_id,
+        conversation_id=cursor.conversation, sort=spec.sort, branching=cursor.branching,
+        depth=depth, viewer=viewer, focal_author=cursor.focal_author,
+        quotes_failed=quotes_failed, max_nodes_cap=cursor.max_nodes)
     return presenters.page_json(skel, ctx)
 
 
@@ -218,8 +179,10 @@ async def render_ancestors_page(deps: Deps, focal_id: int, cursor: AncestorsCurs
     page, rest = chain[:cursor.page], chain[cursor.page:]
     posts = await post_queries.posts_by_id(deps.db, [row.id for row in page])
     quoted, quotes_failed = await _quoted(deps, posts.values(), posts, viewer)
-    ctx = presenters.RenderContext(posts, quoted, deps.cursors, focal_id, cursor.conversation,
-                                   "ranked", 1, 0, viewer, quotes_failed=quotes_failed)
+    ctx = presenters.RenderContext(
+        posts=posts, quoted=quoted, cursors=deps.cursors, focal_id=focal_id,
+        conversation_id=cursor.conversation, sort="ranked", branching=1, depth=0, viewer=viewer,
+        quotes_failed=quotes_failed)
     next_cursor, omitted = None, 0
     if rest:
         omitted = rest[0].depth

@@ -22,7 +22,7 @@ VERSION = 1
 _MAX_LEN = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RepliesCursor:
     """The rest of `parent`'s replies in `section`, after keyset `after` (None: from the start).
     `focal` is the conversation view it came from; `depth` the subtree depth under each item."""
@@ -43,7 +43,7 @@ class RepliesCursor:
     max_nodes: int | None = None    # the conversation's cap when it was issued (SRE limits)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AncestorsCursor:
     """Ancestors of `focal` from `start` upwards (the root excluded: it is always shown)."""
     focal: int
@@ -52,7 +52,7 @@ class AncestorsCursor:
     page: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class QuotesCursor:
     """The quotes of `quoted` with ids below `before`, for `viewer`."""
     quoted: int

@@ -13,13 +13,13 @@ from storage.thread_queries import SECTIONS
 
 from . import visibility_rules as rules
 from .cursors import CursorCodec, RepliesCursor
-from .skeleton import NORMAL, Skeleton, SkelNode
+from .skeleton import Skeleton, SkelNode
 
 Json = dict[str, Any]
 TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RenderContext:
     posts: dict[int, PostRow]      # ancestors, the focal post, continuation heads
     quoted: dict[int, PostRow]     # first-level quoted posts

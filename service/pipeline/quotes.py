@@ -15,8 +15,8 @@ from storage.rows import Viewer
 from service.core.errors import bad_request, not_found
 
 from . import presenters, visibility_rules as rules
-from .conversation import Deps
 from .cursors import QuotesCursor
+from .deps import Deps
 
 Json = dict[str, Any]
 
@@ -43,8 +43,10 @@ async def render_quotes(deps: Deps, post_id: int, cursor: QuotesCursor | None, l
         more = taken < len(rows) or len(rows) == fetch
         if not more or len(items) == limit:
             break
-    ctx = presenters.RenderContext({post_id: quoted}, {}, deps.cursors, post_id,
-                                   quoted.conversation_id, "newest", limit, 0, viewer)
+    ctx = presenters.RenderContext(
+        posts={post_id: quoted}, quoted={}, cursors=deps.cursors, focal_id=post_id,
+        conversation_id=quoted.conversation_id, sort="newest", branching=limit, depth=0,
+        viewer=viewer)
     next_cursor = deps.cursors.encode(QuotesCursor(quoted=post_id, before=before, viewer=viewer.id)) \
         if more and before is not None else None
     return {"items": [presenters.post_json(p, presenters.quote_json(p, ctx, nested=False), None)

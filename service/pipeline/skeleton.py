@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 
 from storage import thread_queries as q
 from storage.db import Database
@@ -32,7 +32,7 @@ from . import visibility_rules as rules
 NORMAL = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExpandSpec:
     conversation_id: int
     sort: str
@@ -59,6 +59,7 @@ class SkelNode:
     id: int
     post: PostRow | None
     level: int                     # 0 for the view's root, 1 for its replies, ...
+    _: KW_ONLY                     # the rest by name (three call sites)
     verdict: str | None = None     # None: shown; else the tombstone reason
     section: int = NORMAL          # the list this node's children come from
     children: list["SkelNode"] | None = None  # None: not expanded
@@ -204,7 +205,7 @@ class _Level:
         return False
 
     def _child(self, node: SkelNode, post: PostRow, verdict: str | None) -> None:
-        child = SkelNode(post.id, post, node.level + 1, verdict)
+        child = SkelNode(post.id, post, node.level + 1, verdict=verdict)
         node.children.append(child)
         self.want[node.id] -= 1
         self.budget -= 1

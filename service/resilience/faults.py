@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Faults:
     quote_hydration: BaseException | None = None  # raised instead of loading quoted posts
     ranking: BaseException | None = None          # raised by score-ordered lookups

@@ -30,6 +30,9 @@ from functools import lru_cache
 
 import limits
 
+from service.core.clients import parse_networks
+from service.core.rate_limit_syntax import parse_rate
+
 READ, WRITE, NOT_FOUND = "read", "write", "not_found"
 BUDGETS = (READ, WRITE, NOT_FOUND)
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -56,21 +59,6 @@ class Policy:
 
 
 @lru_cache(maxsize=1024)
-def parse_rate(text: str) -> limits.RateLimitItem:
-    """`"3000/5minutes"`, `"3000 per 5 minutes"`, `"60 per hour"` -> a limits item; ValueError
-    naming the problem for anything else (one rate, at least 1 per at least 1 second)."""
-    try:
-        items = limits.parse_many(text)
-    except ValueError:
-        items = []
-    if len(items) != 1:
-        raise ValueError(f"{text!r} is not a rate such as '3000/5minutes' or '60 per hour'")
-    item = items[0]
-    if item.amount < 1:
-        raise ValueError(f"{text!r}: the amount must be at least 1")
-    return item
-
-
 @lru_cache(maxsize=1024)
 def policy(name: str, text: str) -> Policy:
     return Policy(name, parse_rate(text))
@@ -157,8 +145,6 @@ def _parse_address(text: str):
 @lru_cache(maxsize=64)
 def network_set(text: str) -> NetworkSet:
     """A comma-separated setting (`rate_limit_exempt`) as a NetworkSet (parsed once)."""
-    from service.core.clients import parse_networks
-
     return NetworkSet(parse_networks(text))
 
 

@@ -33,13 +33,12 @@ import limits
 from limits.aio.storage import Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+from service.core.rate_limit_syntax import limits_uri
+
 from .breakers import BreakerOpen, CircuitBreaker
 from .rate_limit_rules import Policy, Window
 
 log = logging.getLogger("arbor.rate_limits")
-SCHEMES = {"redis": "async+redis", "rediss": "async+rediss", "valkey": "async+redis",
-           "valkeys": "async+rediss", "unix": "async+redis+unix"}
-
 
 class LocalWindows:
     """limits' sliding window counter, restated for one process: per (client, rate) the
@@ -96,20 +95,6 @@ class LocalWindows:
         if entry is None:
             return Window(0, 0.0, 0, left + expiry)
         return Window(entry[2], left if entry[2] else 0.0, entry[1], left + expiry)
-
-
-def limits_uri(url: str) -> str:
-    """`redis://host:6379/0` (or rediss, valkey, unix) -> the URI limits expects."""
-    parts = urlsplit(url)
-    if parts.scheme not in SCHEMES:
-        raise ValueError(f"{url!r}: the scheme must be one of {', '.join(sorted(SCHEMES))}")
-    return SCHEMES[parts.scheme] + url[len(parts.scheme):]
-
-
-def check_url(url: str) -> None:
-    """Settings check: empty (in process) or a Redis URL."""
-    if url:
-        limits_uri(url)
 
 
 def _redis_storage(url: str, timeout_s: float) -> tuple[Storage, object]:

@@ -11,33 +11,12 @@ from aiohttp import web
 from storage import conversation_limits as store
 from storage.rows import Caps
 
-from service.api.ops import json_response
 from service.core.errors import bad_request, not_found
 from service.http.auth import require_admin
-from service.http.keys import DB, READS
-from service.http.middlewares import CHANGED
+from service.http.keys import CHANGED, DB
+from service.http.responses import json_response
+from service.inputs.caps import RANGES, parse_caps
 from service.inputs.query import parse_post_id
-
-RANGES = {"depth": (0, 100), "branching": (1, 1000), "max_nodes": (1, 10_000),
-          "ancestors": (1, 1000)}
-
-
-def parse_caps(body: object) -> Caps:
-    if not isinstance(body, dict) or not set(body) <= set(RANGES):
-        raise bad_request("invalid_body", f"the body must be an object with any of "
-                                          f"{', '.join(RANGES)} (integers, or null for no cap)")
-    values = {}
-    for name, value in body.items():
-        lo, hi = RANGES[name]
-        if isinstance(value, float) and value.is_integer():  # JSON's 3.0 is the integer 3
-            value = int(value)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or not lo <= value <= hi):
-            raise bad_request("invalid_parameter", f"{name} must be an integer between {lo} "
-                                                   f"and {hi}, or null")
-        values[name] = value
-    return Caps(**values)
-
 
 def _json(conversation_id: int, caps: Caps) -> dict:
     return {"conversation_id": str(conversation_id),

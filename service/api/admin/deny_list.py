@@ -1,95 +1,27 @@
-"""The admin API of the rate limits (admin token): per-account overrides, the deny list, and
-the top clients of the last minutes.
+"""/v1/admin/deny_list: addresses, CIDR ranges and accounts refused with 403 `denied` before
+anything else (service/http/rate_limit_middleware.py).
 
-Overrides and the deny list are kept in PostgreSQL (they survive restarts); a change applies
-at once in the process that made it and within `rate_limit_reload_s` in the others.
+The list is kept in PostgreSQL (it survives restarts); a change applies at once in the
+process that made it and within `rate_limit_reload_s` in the others.
 """
 from __future__ import annotations
 
 import ipaddress
 import logging
-import time
 from typing import Any
 
 from aiohttp import web
 
 from storage import rate_limit_rows as rows
 
-from service.api.ops import json_response
-from service.core.errors import ApiError, account_not_found, bad_request
+from service.core.errors import ApiError, bad_request
 from service.http.auth import require_admin
-from service.http.keys import DB
-from service.http.rate_limit_middleware import RATE_LIMITS
+from service.http.keys import DB, RATE_LIMITS
+from service.http.responses import json_response
 from service.inputs.bodies import MAX_LABEL, json_object, take_text
 from service.inputs.pages import parse_id
-from service.inputs.query import parse_int, reject_unknown
-from service.resilience import rate_limit_rules as rules
-from service.resilience.top_clients import BUCKETS
 
 log = logging.getLogger("arbor.rate_limits")
-
-
-def _limits_json(state, account_id: int, override: rows.Override | None) -> dict[str, Any]:
-    effective = state.policies_for(override.rates if override else None)
-    return {"account_id": str(account_id),
-            "effective": {name: {"quota": p.quota, "window_s": p.window_s}
-                          for name, p in effective.items()},
-            "override": None if override is None else {
-                **{name: override.rates.get(name) for name in rules.BUDGETS},
-                "note": override.note, "updated_at": override.updated_at}}
-
-
-async def _account(request: web.Request) -> int:
-    require_admin(request)
-    account_id = parse_id(request.match_info["account_id"], "account_id")
-    if await request.app[DB].fetchval("SELECT 1 FROM accounts WHERE id = $1",
-                                      account_id) is None:
-        raise account_not_found()
-    return account_id
-
-
-async def get_account_limits(request: web.Request) -> web.Response:
-    account_id = await _account(request)
-    override = await rows.override(request.app[DB], account_id)
-    return json_response(_limits_json(request.app[RATE_LIMITS], account_id, override))
-
-
-async def put_account_limits(request: web.Request) -> web.Response:
-    account_id = await _account(request)
-    body = await json_object(request, (*rules.BUDGETS, "note"))
-    rates: dict[str, str | None] = {}
-    for name in rules.BUDGETS:
-        value = body.get(name)
-        if value is not None:
-            if not isinstance(value, str):
-                raise bad_request("invalid_field", f"{name} must be a rate such as "
-                                                   f"'30000/5minutes', or null")
-            try:
-                rules.parse_rate(value)
-            except ValueError as e:
-                raise bad_request("invalid_field", f"{name}: {e}") from None
-        rates[name] = value
-    note = take_text(body, "note", max_length=MAX_LABEL) or ""
-    db, state = request.app[DB], request.app[RATE_LIMITS]
-    try:
-        override = await rows.set_override(db, account_id, rates, note)
-    except rows.AccountMissing:
-        raise account_not_found() from None
-    await state.reload(db)
-    log.warning("rate limits of account %s set through the admin API from %s: %s (%s)",
-                account_id, request.remote,
-                ", ".join(f"{k}={v or 'default'}" for k, v in rates.items()), note)
-    return json_response(_limits_json(state, account_id, override))
-
-
-async def delete_account_limits(request: web.Request) -> web.Response:
-    account_id = await _account(request)
-    db = request.app[DB]
-    if await rows.clear_override(db, account_id):
-        log.warning("rate limits of account %s back to the defaults (admin API, from %s)",
-                    account_id, request.remote)
-    await request.app[RATE_LIMITS].reload(db)
-    return web.Response(status=204)
 
 
 def _entry_json(e: rows.DenyEntry) -> dict[str, Any]:
@@ -106,7 +38,7 @@ async def list_deny(request: web.Request) -> web.Response:
 
 async def add_deny(request: web.Request) -> web.Response:
     require_admin(request)
-    body = await json_object(request, ("network", "account_id", "note"))
+    body = json_object(await request.read(), ("network", "account_id", "note"))
     network, account_id = body.get("network"), body.get("account_id")
     if ("network" in body) == ("account_id" in body):
         raise bad_request("invalid_field", "give exactly one of network (an address or CIDR "
@@ -148,20 +80,8 @@ async def delete_deny(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def top_clients(request: web.Request) -> web.Response:
-    require_admin(request)
-    reject_unknown(request.query, ("minutes", "limit"))
-    minutes = parse_int(request.query, "minutes", 5, 1, BUCKETS)
-    limit = parse_int(request.query, "limit", 20, 1, 1000)
-    return json_response(request.app[RATE_LIMITS].top.top(time.time(), minutes, limit))
-
-
 ROUTES = [
-    web.get("/v1/admin/accounts/{account_id}/rate_limits", get_account_limits),
-    web.put("/v1/admin/accounts/{account_id}/rate_limits", put_account_limits),
-    web.delete("/v1/admin/accounts/{account_id}/rate_limits", delete_account_limits),
     web.get("/v1/admin/deny_list", list_deny),
     web.post("/v1/admin/deny_list", add_deny),
     web.delete("/v1/admin/deny_list/{entry_id}", delete_deny),
-    web.get("/v1/admin/top_clients", top_clients),
 ]

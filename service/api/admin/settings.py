@@ -11,7 +11,7 @@ import logging
 import orjson
 from aiohttp import web
 
-from service.api.ops import json_response
+from service.http.responses import json_response
 from service.core.errors import bad_request
 from service.core.settings import SettingsError
 from service.http.auth import require_admin

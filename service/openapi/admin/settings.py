@@ -83,7 +83,7 @@ def settings_paths() -> Json:
 
 
 def conversation_limits_paths() -> Json:
-    from service.api.admin.conversations import RANGES
+    from service.inputs.caps import RANGES
     from service.openapi.common import _POST_ID
 
     caps = {"type": "object", "additionalProperties": False, "properties": {
