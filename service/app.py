@@ -8,7 +8,7 @@ from typing import AsyncIterator
 import orjson
 from aiohttp import web
 
-from storage import migrations, section_updates
+from storage import migrations, section_updates, seeding
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
@@ -17,13 +17,14 @@ from service.core.settings import Settings, section_thresholds
 from service.http import (admission_middleware, metrics_middleware, middlewares, protocol_errors,
                           rate_limit_middleware)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
-from service.openapi.common import build_spec
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
 from service.pipeline.viewer_cache import ViewerCache
 from service.resilience.breakers import CircuitBreaker
 from service.resilience.faults import Faults
 from service.resilience.render_cache import Coalescer, ReadPath, RenderCache
+
+from .openapi import build_spec
 
 log = logging.getLogger("arbor.app")
 
@@ -104,8 +105,6 @@ async def _viewer_cache(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _seed_demo_if_empty(app: web.Application) -> None:
-    from storage import seeding
-
     db = app[DB]
     if await db.fetchval("SELECT EXISTS (SELECT 1 FROM posts)"):
         log.info("database has posts; not seeding the demo")

@@ -11,7 +11,7 @@ from aiohttp import web
 from service.http.admission_middleware import ADMISSION
 from service.http.keys import DB, METRICS, RATE_LIMITS, READS, SETTINGS
 from service.http.responses import json_response
-from service.openapi.common import build_spec
+from service.openapi import build_spec
 from service.resilience.breakers import BreakerOpen
 
 

@@ -20,6 +20,8 @@ from storage.rows import AccountRow
 
 from service.inputs.bodies import HANDLE_PATTERN, TEXT_PATTERN
 
+from .common import settings_of, with_database
+
 
 class CliError(Exception):
     """A problem to print as `arbor: ...` with exit status 1."""
@@ -83,12 +85,10 @@ def _suspend(args: argparse.Namespace) -> Callable[[Database], Awaitable[str]]:
 
 def _runner(build: Callable[[argparse.Namespace], Callable[[Database], Awaitable[str]]]):
     def run(args: argparse.Namespace) -> int:
-        from .arbor import _settings, _with_database
-
-        settings = _settings(args)
+        settings = settings_of(args)
         try:
             work = build(args)
-            out = _with_database(settings, lambda dsn: asyncio.run(_on_database(dsn, work)))
+            out = with_database(settings, lambda dsn: asyncio.run(_on_database(dsn, work)))
         except CliError as e:
             print(f"arbor: {e}", file=sys.stderr)
             return 1

@@ -1,4 +1,5 @@
-"""The `arbor` command: serve, seed, migrate, settings, accounts."""
+"""The `arbor` command: its parser and main; serve, seed, migrate and settings here, the
+other subcommands in their own modules (accounts.py, import_posts.py, repair.py)."""
 from __future__ import annotations
 
 import argparse
@@ -6,43 +7,26 @@ import asyncio
 import logging
 import sys
 
+import asyncpg
 import orjson
 from aiohttp import web
 
-from service.core import logs
-from service.core.settings import SettingsError, load_settings, markdown_table, parse_assignments
-from service.http import gc_tuning
+from storage import migrations, seeding
 
-from . import accounts as account_cli, import_posts as import_cli, repair as repair_cli
+from service.app import create_app
+from service.core import logs
+from service.core.settings import SettingsError, markdown_table
+from service.http import gc_tuning
+from service.http.middlewares import AccessLogger
+
+from . import accounts, import_posts, repair
+from .common import settings_of, with_database
 
 log = logging.getLogger("arbor.cli")
 
 
-def _settings(args: argparse.Namespace):
-    return load_settings(overrides=parse_assignments(args.setting or []))
-
-
-def _with_database(settings, fn):
-    """Run fn(dsn) against settings.database_url, or the embedded server (started and stopped
-    around the call when this process started it)."""
-    if settings.database_url:
-        return fn(settings.database_url)
-    from storage.embedded import EmbeddedPostgres
-
-    server = EmbeddedPostgres(settings.data_dir)
-    dsn = server.start()
-    try:
-        return fn(dsn)
-    finally:
-        if server.started_here:
-            server.stop()
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    from service.app import create_app
-    from service.http.middlewares import AccessLogger
-
-    settings = _settings(args)
+    settings = settings_of(args)
     logs.configure(settings.log_level)
     if settings.sources.get("cursor_secret") == "generated":
         log.warning("cursor_secret is not set: using a random key; cursors will not survive a "
@@ -58,21 +42,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from storage import seeding
-
-    settings = _settings(args)
+    settings = settings_of(args)
     logs.configure(settings.log_level)
-    report = _with_database(settings,
+    report = with_database(settings,
                             lambda dsn: asyncio.run(seeding.seed_dsn(dsn, args.preset)))
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    import asyncpg
-
-    from storage import migrations
-
     async def run(dsn: str) -> list[int]:
         con = await asyncpg.connect(dsn)
         try:
@@ -80,9 +58,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         finally:
             await con.close()
 
-    settings = _settings(args)
+    settings = settings_of(args)
     logs.configure(settings.log_level)
-    applied = _with_database(settings, lambda dsn: asyncio.run(run(dsn)))
+    applied = with_database(settings, lambda dsn: asyncio.run(run(dsn)))
     print(f"applied: {applied or 'nothing (up to date)'}")
     return 0
 
@@ -91,7 +69,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
     if args.markdown:
         print(markdown_table())
         return 0
-    for row in _settings(args).public():
+    for row in settings_of(args).public():
         print(f"{row['name']:<26} {str(row['value']):<20} ({row['source']})  {row['help']}")
     return 0
 
@@ -115,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("migrate", cmd_migrate, "apply pending migrations")
     settings = command("settings", cmd_settings, "list every setting and its current value")
     settings.add_argument("--markdown", action="store_true", help="print the README table")
-    account_cli.register(sub, command)
-    import_cli.register(sub, command)
-    repair_cli.register(sub, command)
+    accounts.register(sub, command)
+    import_posts.register(sub, command)
+    repair.register(sub, command)
     return parser
 
 

@@ -1,6 +1,6 @@
 """`arbor import FILE`: posts from another system as JSON lines, in any order.
 
-One post per line (the fields of service/import_items.py); `-` reads standard input. Bad
+One post per line (the fields of service/inputs/import_items.py); `-` reads standard input. Bad
 lines are reported with their line number and skipped; the rest are imported, a transaction
 each, through the same path as the admin bulk endpoint. Prints a JSON report with the rate.
 """
@@ -19,6 +19,8 @@ from storage.db import Database
 from storage.ingestion import UnknownAuthor, ingest_one
 
 from service.inputs.import_items import ItemError, parse_item
+
+from .common import settings_of, with_database
 
 MAX_REPORTED_ERRORS = 100
 
@@ -61,11 +63,9 @@ async def _run(dsn: str, path: str, max_text: int) -> dict[str, Any]:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .arbor import _settings, _with_database
-
-    settings = _settings(args)
+    settings = settings_of(args)
     try:
-        report = _with_database(settings, lambda dsn: asyncio.run(
+        report = with_database(settings, lambda dsn: asyncio.run(
             _run(dsn, args.file, settings.max_post_length)))
     except OSError as e:
         print(f"arbor: cannot read {args.file}: {e.strerror}", file=sys.stderr)

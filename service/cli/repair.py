@@ -14,6 +14,10 @@ import orjson
 from storage import migrations, repair, section_updates
 from storage.db import Database
 
+from service.core.settings import section_thresholds
+
+from .common import settings_of, with_database
+
 # A recount under a post with a million replies reads a million index entries: allow it more
 # than the service's per-statement timeout.
 STATEMENT_TIMEOUT_MS = 120_000
@@ -31,14 +35,11 @@ async def _run(dsn: str, chunk: int, dry_run: bool) -> dict[str, Any]:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    from .arbor import _settings, _with_database
-    from service.core.settings import section_thresholds
-
-    settings = _settings(args)
+    settings = settings_of(args)
     # a moved reply's section is recomputed with the service's thresholds
     section_updates.configure(section_thresholds(settings))
     try:
-        report = _with_database(settings, lambda dsn: asyncio.run(
+        report = with_database(settings, lambda dsn: asyncio.run(
             _run(dsn, args.chunk, args.dry_run)))
     except repair.RepairRunning as e:
         print(f"arbor: {e}", file=sys.stderr)

@@ -98,6 +98,7 @@ class LocalWindows:
 
 
 def _redis_storage(url: str, timeout_s: float) -> tuple[Storage, object]:
+    # Imported only when a shared store is configured: most processes never load redis.
     import redis.asyncio
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
