@@ -14,8 +14,8 @@ from storage.embedded import EmbeddedPostgres
 
 from service import api
 from service.core.settings import Settings, section_thresholds
-from service.http import (admission_middleware, metrics_middleware, middlewares, protocol_errors,
-                          rate_limit_middleware)
+from service.http import (admission_middleware, coherence, metrics_middleware, middlewares,
+                          protocol_errors, rate_limit_middleware)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
@@ -50,6 +50,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
         app.cleanup_ctx.append(_embedded_postgres)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_viewer_cache)
+    coherence.install(app)  # other processes' writes drop this one's cached renders
     if seed_demo:
         app.on_startup.append(_seed_demo_if_empty)
     app.router.add_routes(api.ROUTES)

@@ -4,10 +4,12 @@ limited either (service/resilience/rate_limit_rules.OPS_PATHS)."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import orjson
 from aiohttp import web
 
+from service.http import coherence
 from service.http.admission_middleware import ADMISSION
 from service.http.keys import DB, METRICS, RATE_LIMITS, READS, SETTINGS
 from service.http.responses import json_response
@@ -16,7 +18,7 @@ from service.resilience.breakers import BreakerOpen
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def _database_answers(app: web.Application) -> bool:
@@ -77,6 +79,11 @@ async def readyz(request: web.Request) -> web.Response:
         details["rate_limits"] = limits.snapshot()
         if limits.store.shared_up is False:
             degraded.append("rate_limit_store")  # limits kept per process: still serving
+    down, feed = coherence.degraded(app)
+    if feed is not None:
+        details["cache_notifications"] = feed
+        if down:  # other processes' writes show within the caches' TTLs: still serving
+            degraded.append("cache_notifications")
     status = 503 if "database" in degraded else 200
     return json_response({"status": "degraded" if degraded else "ok", "degraded": degraded,
                           "details": details}, status=status)

@@ -90,6 +90,14 @@ SETTINGS: tuple[Setting, ...] = (
       "proxies in front of the service: only a request from one of them may name its client "
       "with `Forwarded` / `X-Forwarded-For` (read right to left, skipping trusted hops). "
       "Empty: the peer's address is the client's.", check=parse_networks),
+    S("workers", int, 0, "Processes `arbor serve` runs on the one port (SO_REUSEPORT), under a "
+      "supervisor that starts the embedded PostgreSQL once and shares one cursor secret; "
+      "`--workers N` sets it. 0: one per CPU. 1: one process, no supervisor. Admission, "
+      "caches and (without `rate_limit_storage_url`) rate limits are per process.",
+      min=0, max=256),
+    S("worker_shutdown_timeout_s", float, 10.0, "On SIGTERM each worker stops accepting and "
+      "gets this long to finish its requests in flight (workers stop one after the other).",
+      min=0, max=600),
     # Database
     S("database_url", str, "", "PostgreSQL DSN. Empty: start the embedded PostgreSQL under data_dir "
       "(also read from DATABASE_URL).", secret=True),
@@ -272,6 +280,16 @@ SETTINGS: tuple[Setting, ...] = (
     S("top_clients_size", int, 1000, "Counters per measure and minute of the top-clients "
       "report (`GET /v1/admin/top_clients`): memory is bounded by 3 x 10 x this.", min=10,
       max=100_000),
+    # Scale-out: cache coherence across processes (storage/change_feed.py), read replicas
+    S("cache_notifications_enabled", bool, True, "LISTEN on PostgreSQL's `arbor_changes` "
+      "channel (every write NOTIFYs from its transaction) and drop the cached renders and "
+      "viewers a write by any process changed. Off, or while the channel is down (/readyz "
+      "`cache_notifications`), other processes' writes show within the caches' TTLs."),
+    S("cache_notifications_keepalive_s", float, 5.0, "How often the listening connection is "
+      "checked with `SELECT 1` (a silent network finds out within this plus "
+      "db_connect_timeout_s), in s.", min=0.1, max=3600),
+    S("cache_notifications_max_backoff_s", float, 10.0, "Longest wait between attempts to "
+      "listen again (from 0.1 s, doubling), in s.", min=0.1, max=3600),
 )
 del S
 

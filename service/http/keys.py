@@ -6,6 +6,7 @@ May import only the types of the values (lower layers, storage) and aiohttp.
 """
 from aiohttp import web
 
+from storage.change_feed import ChangeFeed
 from storage.db import Database
 from storage.rows import Viewer
 
@@ -32,6 +33,8 @@ RATE_LIMITS = web.AppKey("rate_limits", RateLimits)
 # The app's deny list (RateLimits.deny_accounts): an account on it whose token this process
 # did not know yet is refused by service/http/auth.viewer_of, once resolved.
 DENY_LIST = web.AppKey("deny_list", object)
+# Other processes' writes, as notices (service/http/coherence.py)
+CHANGE_FEED = web.AppKey("change_feed", ChangeFeed)
 
 # A request's
 VIEWER = web.RequestKey("viewer", Viewer)

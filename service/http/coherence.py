@@ -1,0 +1,88 @@
+"""Caches coherent across processes and hosts: the app's change feed (storage/change_feed.py)
+applied to this process's render cache and viewer cache (service/pipeline/change_notices.py).
+
+A write through any process NOTIFYs from its own transaction; every process (the writer too)
+drops what it changed when the notice arrives, typically well under a millisecond after the
+commit. While the channel is down, other processes' writes show within the caches' TTLs
+(render_cache_ttl_s, viewer_cache_ttl_s); /readyz lists `cache_notifications` (still 200:
+serving slightly stale is better than not serving); on reconnecting, everything cached is
+treated as stale (notices sent meanwhile are lost).
+
+Metrics: arbor_cache_notifications_up, arbor_cache_notifications_received_total,
+arbor_cache_notifications_failures_total.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Iterator
+
+from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from storage.change_feed import ChangeFeed
+
+from service.pipeline import change_notices
+
+from .keys import CHANGE_FEED, DB, DSN, METRICS, RATE_LIMITS, READS, SETTINGS, VIEWERS
+
+
+def install(app: web.Application) -> None:
+    """After the database and viewer cache contexts (it needs both)."""
+    if app[SETTINGS].cache_notifications_enabled:
+        app.cleanup_ctx.append(_change_feed)
+
+
+async def _change_feed(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    versions = app[READS].cache.versions
+    reloading: set[asyncio.Task] = set()
+
+    def reload_rate_limits() -> None:
+        limits = app.get(RATE_LIMITS)
+        if limits is not None:
+            task = asyncio.create_task(limits.reload(app[DB]))
+            reloading.add(task)
+            task.add_done_callback(reloading.discard)
+
+    def on_change(payload: str) -> None:
+        change_notices.apply(payload, versions, app.get(VIEWERS), reload_rate_limits)
+
+    def on_reset() -> None:
+        change_notices.reset(versions, app.get(VIEWERS))
+
+    feed = ChangeFeed(app[DSN], on_change, on_reset,
+                      keepalive_s=s.cache_notifications_keepalive_s,
+                      connect_timeout=s.db_connect_timeout_s,
+                      max_backoff_s=s.cache_notifications_max_backoff_s)
+    app[CHANGE_FEED] = feed
+    metrics = app.get(METRICS)
+    if metrics is not None:
+        metrics.registry.register(_Collector(feed))
+    task = asyncio.create_task(feed.run(), name="arbor-change-feed")
+    yield
+    task.cancel()
+    await asyncio.gather(task, *reloading, return_exceptions=True)
+
+
+class _Collector:
+    def __init__(self, feed: ChangeFeed):
+        self.feed = feed
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("arbor_cache_notifications_up", "1 while this process listens "
+                                "for other processes' writes (else caches rely on TTLs).",
+                                value=1 if self.feed.up else 0)
+        yield CounterMetricFamily("arbor_cache_notifications_received",
+                                  "Change notices received (each invalidates cached renders "
+                                  "or viewers).", value=self.feed.received)
+        yield CounterMetricFamily("arbor_cache_notifications_failures",
+                                  "Times the listening connection was lost or could not be "
+                                  "opened.", value=self.feed.failures)
+
+
+def degraded(app: web.Application) -> tuple[bool, dict | None]:
+    """For /readyz: whether the channel is down, and its figures (None when it is off)."""
+    feed = app.get(CHANGE_FEED)
+    if feed is None:
+        return False, None
+    return not feed.up, feed.snapshot()
