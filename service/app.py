@@ -37,7 +37,8 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
                                         # shed requests are counted by admission itself
                                         metrics_middleware.record,
                                         middlewares.timing, middlewares.errors,
-                                        middlewares.invalidate_on_write])
+                                        middlewares.invalidate_on_write,
+                                        coherence.propagate_writes])
     # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
     settings = Settings(dict(settings.values), dict(settings.sources), settings.started)
     app[SETTINGS] = settings

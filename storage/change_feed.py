@@ -16,7 +16,9 @@ event loop, once per notification (a statement sends at most two).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import time
 from typing import Callable
 
@@ -42,12 +44,25 @@ class ChangeFeed:
         self.last_error: str | None = None
         self.down_since: float | None = time.monotonic()
         self._con: asyncpg.Connection | None = None
+        self.listening = asyncio.Event()  # set from the first LISTEN on (wait_up)
+        self._lock = asyncio.Lock()  # one statement at a time on the listening connection
+        self._fences: dict[str, asyncio.Future] = {}
+        self._fence_ids = itertools.count(1)
 
     def snapshot(self) -> dict:
         return {"up": self.up, "received": self.received, "connects": self.connects,
                 "failures": self.failures, "last_error": self.last_error,
                 "down_for_s": (round(time.monotonic() - self.down_since, 3)
                                if self.down_since is not None else None)}
+
+    async def wait_up(self, timeout: float) -> bool:
+        """Whether it listens within `timeout` (a process starting waits for it, so that it
+        serves nothing cached before it hears of writes)."""
+        try:
+            await asyncio.wait_for(self.listening.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
     async def run(self) -> None:
         backoff = self.backoff_s
@@ -83,19 +98,48 @@ class ChangeFeed:
                                    self.connect_timeout)
             self.connects += 1
             self.up, self.down_since, self.last_error = True, None, None
+            self.listening.set()
             log.info("change feed: listening on %s", CHANNEL)
             self.on_reset()  # whatever was sent while nobody listened is lost
             while not lost.is_set():
                 try:
                     await asyncio.wait_for(lost.wait(), self.keepalive_s)
                 except asyncio.TimeoutError:
-                    await asyncio.wait_for(con.fetchval("SELECT 1"), self.connect_timeout)
+                    async with self._lock:
+                        await asyncio.wait_for(con.fetchval("SELECT 1"), self.connect_timeout)
             self.last_error = "connection closed"
         finally:
             self._con = None
             con.terminate()
 
+    async def fence(self, timeout: float) -> bool:
+        """Send a notice of our own and wait until it comes back: every notice committed
+        before it (this process's last write's) has then been delivered through PostgreSQL's
+        one ordered queue to this listener, and to the others' at the same moment. False
+        when not listening or past `timeout`. One round trip on the listening connection."""
+        con = self._con
+        if not self.up or con is None:
+            return False
+        token = f"f:{os.getpid()}:{next(self._fence_ids)}"
+        back = asyncio.get_running_loop().create_future()
+        self._fences[token] = back
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._lock:
+                    await con.execute(f"SELECT pg_notify('{CHANNEL}', $1)", token)
+                await back
+            return True
+        except (asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            return False
+        finally:
+            self._fences.pop(token, None)
+
     def _notified(self, _con, _pid: int, _channel: str, payload: str) -> None:
+        if payload.startswith("f:"):  # a fence: ours is awaited, others' mean nothing here
+            back = self._fences.get(payload)
+            if back is not None and not back.done():
+                back.set_result(None)
+            return
         self.received += 1
         try:
             self.on_change(payload)

@@ -285,6 +285,10 @@ SETTINGS: tuple[Setting, ...] = (
       "channel (every write NOTIFYs from its transaction) and drop the cached renders and "
       "viewers a write by any process changed. Off, or while the channel is down (/readyz "
       "`cache_notifications`), other processes' writes show within the caches' TTLs."),
+    S("cache_notifications_fence_ms", int, 100, "How long a write's answer waits for its "
+      "change notice to come back through this process's listening connection (then every "
+      "process has been sent it), in ms; past it the write answers anyway. 0: do not wait.",
+      min=0, max=10_000),
     S("cache_notifications_keepalive_s", float, 5.0, "How often the listening connection is "
       "checked with `SELECT 1` (a silent network finds out within this plus "
       "db_connect_timeout_s), in s.", min=0.1, max=3600),
@@ -303,7 +307,7 @@ LIVE = frozenset({
     "max_max_nodes", "default_ancestors", "max_ancestors",
     "promoted_replies_per_parent", "promotion_window", "visibility_refill_rounds",
     "visibility_overfetch", "quote_hydration_timeout_ms", "max_quotes_page",
-    "render_cache_ttl_s", "stale_ttl_s", "request_budget_ms",
+    "render_cache_ttl_s", "stale_ttl_s", "request_budget_ms", "cache_notifications_fence_ms",
     "max_post_length", "import_max_batch", "max_relations_page", "trusted_proxies",
     # load shedding: picked up within a second (service/admission_middleware.py)
     "concurrency_limit_min", "concurrency_limit_max", "admission_queue_size",

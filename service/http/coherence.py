@@ -8,28 +8,51 @@ commit. While the channel is down, other processes' writes show within the cache
 serving slightly stale is better than not serving); on reconnecting, everything cached is
 treated as stale (notices sent meanwhile are lost).
 
+Live settings changed through one process's admin API reach the others the same way
+(broadcast_settings: a `s:<json>` notice, applied with the same validation).
+
 Metrics: arbor_cache_notifications_up, arbor_cache_notifications_received_total,
 arbor_cache_notifications_failures_total.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import AsyncIterator, Iterator
 
+import orjson
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from storage.change_feed import ChangeFeed
+from storage.change_feed import CHANNEL, ChangeFeed
 
+from service.core.settings import SettingsError
 from service.pipeline import change_notices
 
 from .keys import CHANGE_FEED, DB, DSN, METRICS, RATE_LIMITS, READS, SETTINGS, VIEWERS
+
+log = logging.getLogger("arbor.coherence")
 
 
 def install(app: web.Application) -> None:
     """After the database and viewer cache contexts (it needs both)."""
     if app[SETTINGS].cache_notifications_enabled:
         app.cleanup_ctx.append(_change_feed)
+
+
+@web.middleware
+async def propagate_writes(request: web.Request, handler) -> web.StreamResponse:
+    """A write that succeeded answers once its change notice has gone round (ChangeFeed.
+    fence, bounded by cache_notifications_fence_ms): a client that reads next through another
+    process finds that process told already. Past the bound it answers anyway (the TTLs are
+    then the bound on what others serve)."""
+    response = await handler(request)
+    if request.method not in ("GET", "HEAD", "OPTIONS") and response.status < 400:
+        feed = request.app.get(CHANGE_FEED)
+        wait_ms = request.app[SETTINGS].cache_notifications_fence_ms
+        if feed is not None and wait_ms > 0:
+            await feed.fence(wait_ms / 1000)
+    return response
 
 
 async def _change_feed(app: web.Application) -> AsyncIterator[None]:
@@ -45,7 +68,10 @@ async def _change_feed(app: web.Application) -> AsyncIterator[None]:
             task.add_done_callback(reloading.discard)
 
     def on_change(payload: str) -> None:
-        change_notices.apply(payload, versions, app.get(VIEWERS), reload_rate_limits)
+        if payload.startswith(SETTINGS_PREFIX):
+            _apply_settings(app, payload[len(SETTINGS_PREFIX):])
+        else:
+            change_notices.apply(payload, versions, app.get(VIEWERS), reload_rate_limits)
 
     def on_reset() -> None:
         change_notices.reset(versions, app.get(VIEWERS))
@@ -59,6 +85,7 @@ async def _change_feed(app: web.Application) -> AsyncIterator[None]:
     if metrics is not None:
         metrics.registry.register(_Collector(feed))
     task = asyncio.create_task(feed.run(), name="arbor-change-feed")
+    await feed.wait_up(s.db_connect_timeout_s)  # else it starts degraded, and keeps trying
     yield
     task.cancel()
     await asyncio.gather(task, *reloading, return_exceptions=True)
@@ -78,6 +105,40 @@ class _Collector:
         yield CounterMetricFamily("arbor_cache_notifications_failures",
                                   "Times the listening connection was lost or could not be "
                                   "opened.", value=self.feed.failures)
+
+
+SETTINGS_PREFIX = "s:"
+_MAX_PAYLOAD = 7900  # NOTIFY's limit is 8000 bytes
+
+
+async def broadcast_settings(app: web.Application, changes: dict) -> None:
+    """A live-settings change made through this process, for every other process: they apply
+    the same change (validated the same way; this one applies its own notice again, which
+    changes nothing). Not persisted, like the change itself."""
+    if CHANGE_FEED not in app:
+        return
+    payload = SETTINGS_PREFIX + orjson.dumps(changes).decode()
+    if len(payload.encode()) > _MAX_PAYLOAD:
+        log.warning("settings change too large to broadcast (%d bytes): this process only",
+                    len(payload))
+        return
+    try:
+        await app[DB].execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+    except Exception as e:  # noqa: BLE001 - applied here; the others keep their values
+        log.warning("settings change not broadcast to other processes: %s: %s",
+                    type(e).__name__, e)
+
+
+def _apply_settings(app: web.Application, body: str) -> None:
+    try:
+        changed = app[SETTINGS].apply_live(orjson.loads(body))
+    except (SettingsError, ValueError) as e:
+        log.warning("settings change from another process not applied: %s", e)
+        return
+    app[READS].retune()
+    if changed:
+        log.warning("settings changed through another process's admin API: %s",
+                    ", ".join(f"{k}={v}" for k, v in changed.items()))
 
 
 def degraded(app: web.Application) -> tuple[bool, dict | None]:
