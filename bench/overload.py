@@ -416,7 +416,7 @@ def _start_service(dsn: str, port: int, settings: list[str]) -> subprocess.Popen
     for pair in [f"database_url={dsn}", f"port={port}", "log_level=ERROR",
                  "cursor_secret=overload-bench", *settings]:
         cmd += ["--setting", pair]
-    return subprocess.Popen(cmd, cwd=ROOT)
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "ARBOR_WORKERS": "1"})
 
 
 async def _wait_healthy(pool: Pool, proc: subprocess.Popen) -> None:
