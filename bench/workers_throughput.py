@@ -4,8 +4,8 @@
 
 Seeds (or reuses) the `bench` preset, starts `arbor serve --workers 1` and `--workers 2` on
 the same database (access log off, admission off: this measures capacity, not shedding), and
-drives the 1M-reply conversation at default limits with the closed-loop load generator of
-bench/cached_throughput.py, in interleaved rounds: uncached (render_cache_ttl_s=0, set live:
+drives the 1M-reply conversation at default limits with a closed-loop load generator (one
+process, --concurrency connections), in interleaved rounds: uncached (render_cache_ttl_s=0, set live:
 with two workers the change reaches both through the change feed) then cached
 (render_cache_ttl_s=3600), one service after the other, the order alternating. Prints req/s
 per round, the best of each, the ratios (targets: uncached >= 1.6x, cached >= 1.8x) and the
@@ -21,6 +21,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import aiohttp  # noqa: E402
 
-from cached_throughput import _drive  # noqa: E402
 from harness import DATA_DIR, bench_database, free_port, stop_process, verdict  # noqa: E402
 from harness import wait_healthy  # noqa: E402
 
@@ -90,6 +90,27 @@ def uptime() -> str:
     return Path("/proc/loadavg").read_text().split(" ")[0:3].__str__()
 
 
+async def _drive(urls: list[str], seconds: float, concurrency: int) -> tuple[float, int, int]:
+    """Closed loop over `urls` in turn: each connection sends its next request when the last
+    one is answered."""
+    ok = bad = 0
+    stop = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def worker(w: int):
+            nonlocal ok, bad
+            n = w
+            while time.perf_counter() < stop:
+                async with session.get(urls[n % len(urls)]) as resp:
+                    await resp.read()
+                    ok, bad = (ok + 1, bad) if resp.status == 200 else (ok, bad + 1)
+                n += concurrency
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return ok / elapsed, ok, bad
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=6)
@@ -109,16 +130,21 @@ def main(argv=None) -> int:
             assert len(pids[2]) == 2, pids
             path = f"/v1/conversations/{report['roots']['replies_1m']}"
             for mode, ttl in (("uncached", 0), ("cached", 3600)):
+                # Uncached: 200 different keys (the root has no ancestors, so `ancestors`
+                # changes the key, not the work), else concurrent misses for one key would
+                # share one render (the coalescer) and this would not measure renders.
+                paths = ([f"{path}?ancestors={a}" for a in range(1, 201)]
+                         if mode == "uncached" else [path])
                 for n, (base, _) in services.items():
                     asyncio.run(_set_ttl(base, ttl, pids[n]))
-                    asyncio.run(_drive(f"{base}{path}", 1.0, args.concurrency))  # warm
+                    asyncio.run(_drive([base + p for p in paths], 1.0, args.concurrency))
                 for r in range(args.rounds):
                     order = (1, 2) if r % 2 == 0 else (2, 1)
                     for n in order:
                         base = services[n][0]
                         before = cpu_s(pids[n])
-                        rps, ok, bad = asyncio.run(_drive(f"{base}{path}", args.seconds,
-                                                          args.concurrency))
+                        rps, ok, bad = asyncio.run(_drive([base + p for p in paths],
+                                                          args.seconds, args.concurrency))
                         used = cpu_s(pids[n]) - before
                         rates.setdefault((mode, n), []).append(rps)
                         cpu.setdefault((mode, n), []).append(used / max(ok, 1) * 1000)

@@ -15,7 +15,7 @@ from storage.embedded import EmbeddedPostgres
 from service import api
 from service.core.settings import Settings, section_thresholds
 from service.http import (admission_middleware, coherence, metrics_middleware, middlewares,
-                          protocol_errors, rate_limit_middleware)
+                          protocol_errors, rate_limit_middleware, replica_routing)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
@@ -37,6 +37,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
                                         # shed requests are counted by admission itself
                                         metrics_middleware.record,
                                         middlewares.timing, middlewares.errors,
+                                        replica_routing.route,  # reads to a replica
                                         middlewares.invalidate_on_write,
                                         coherence.propagate_writes])
     # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
@@ -50,6 +51,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     else:
         app.cleanup_ctx.append(_embedded_postgres)
     app.cleanup_ctx.append(_database)
+    replica_routing.install(app)  # replica_urls: reads to replicas, LSN-sticky per viewer
     app.cleanup_ctx.append(_viewer_cache)
     coherence.install(app)  # other processes' writes drop this one's cached renders
     if seed_demo:

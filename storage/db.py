@@ -32,6 +32,8 @@ from typing import Any, AsyncIterator
 
 import asyncpg
 
+from .replicas import read_pool
+
 
 @dataclass
 class QueryStats:
@@ -105,6 +107,7 @@ class Database:
         self.acquire_timeout = acquire_timeout
         self.queries_executed = 0  # every statement on every connection (asyncpg query logger)
         self.query_log: list[str] | None = None  # set to a list to record statements (tests)
+        self.replicas = None  # storage.replicas.Replicas, when replica_urls are set
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10,
@@ -117,6 +120,7 @@ class Database:
         db = cls.__new__(cls)
         db.queries_executed = 0
         db.query_log = None
+        db.replicas = None
         db.acquire_timeout = acquire_timeout
         if command_timeout is None and statement_timeout_ms > 0:
             command_timeout = statement_timeout_ms / 1000 + COMMAND_TIMEOUT_MARGIN_S
@@ -154,8 +158,30 @@ class Database:
             self.pool.terminate()
 
     def acquire(self):
-        """`pool.acquire()` bounded by the acquire timeout (which also bounds the release)."""
-        return self.pool.acquire(timeout=self.acquire_timeout)
+        """`pool.acquire()` bounded by the acquire timeout (which also bounds the release):
+        of the read replica storage/replicas.py routed this task's reads to, if any (falling
+        back to the primary when it cannot give a connection), else of the primary."""
+        pool = read_pool.get()
+        if pool is None:
+            return self.pool.acquire(timeout=self.acquire_timeout)
+        return self._acquire_replica(pool)
+
+    @asynccontextmanager
+    async def _acquire_replica(self, pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            con = await pool.acquire(timeout=self.acquire_timeout)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+                asyncpg.InterfaceError, asyncpg.CannotConnectNowError):
+            if self.replicas is not None:
+                self.replicas.failed(pool)
+            read_pool.set(None)  # the rest of this request reads the primary
+            async with self.pool.acquire(timeout=self.acquire_timeout) as con:
+                yield con
+            return
+        try:
+            yield con
+        finally:
+            await pool.release(con, timeout=self.acquire_timeout)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[CountedConnection]:
@@ -164,7 +190,8 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[CountedConnection]:
-        async with self.acquire() as con:
+        """Always on the primary (a write), whatever the task's reads are routed to."""
+        async with self.pool.acquire(timeout=self.acquire_timeout) as con:
             async with con.transaction():
                 yield CountedConnection(con)
 

@@ -9,7 +9,7 @@ import os
 import orjson
 from aiohttp import web
 
-from service.http import coherence
+from service.http import coherence, replica_routing
 from service.http.admission_middleware import ADMISSION
 from service.http.keys import DB, METRICS, RATE_LIMITS, READS, SETTINGS
 from service.http.responses import json_response
@@ -84,6 +84,11 @@ async def readyz(request: web.Request) -> web.Response:
         details["cache_notifications"] = feed
         if down:  # other processes' writes show within the caches' TTLs: still serving
             degraded.append("cache_notifications")
+    lagging, replicas = replica_routing.degraded(app)
+    if replicas is not None:
+        details["replicas"] = replicas
+        if lagging:  # its reads go to the other replicas or the primary: still serving
+            degraded.append("replicas")
     status = 503 if "database" in degraded else 200
     return json_response({"status": "degraded" if degraded else "ok", "degraded": degraded,
                           "details": details}, status=status)

@@ -289,6 +289,20 @@ SETTINGS: tuple[Setting, ...] = (
       "change notice to come back through this process's listening connection (then every "
       "process has been sent it), in ms; past it the write answers anyway. 0: do not wait.",
       min=0, max=10_000),
+    S("replica_urls", str, "", "Read replicas (streaming standbys of database_url), as "
+      "PostgreSQL DSNs separated by spaces. Reads (GET) go to one that is up, lags at most "
+      "replica_max_lag_ms and has replayed the viewer's last write; everything else to the "
+      "primary. Empty: every query on the primary.", secret=True),
+    S("replica_max_lag_ms", int, 1000, "A replica lagging more than this is skipped (its "
+      "lag: arbor_replica_lag_seconds).", min=1, max=3_600_000),
+    S("replica_sticky_s", float, 60.0, "How long a viewer's reads stay where their last write "
+      "is visible (the primary's WAL position after it is kept this long, at least twice "
+      "replica_max_lag_ms), in s.", min=0.1, max=86_400),
+    S("replica_poll_ms", int, 200, "How often each replica's replayed position and lag are "
+      "read (a dead replica is skipped from its first failed poll or read), in ms.",
+      min=10, max=60_000),
+    S("replica_pool_max", int, 10, "Most connections each replica's pool opens.", min=1,
+      max=200),
     S("cache_notifications_keepalive_s", float, 5.0, "How often the listening connection is "
       "checked with `SELECT 1` (a silent network finds out within this plus "
       "db_connect_timeout_s), in s.", min=0.1, max=3600),

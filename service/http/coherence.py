@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import AsyncIterator, Iterator
 
 import orjson
@@ -29,7 +30,8 @@ from storage.change_feed import CHANNEL, ChangeFeed
 from service.core.settings import SettingsError
 from service.pipeline import change_notices
 
-from .keys import CHANGE_FEED, DB, DSN, METRICS, RATE_LIMITS, READS, SETTINGS, VIEWERS
+from .keys import (CHANGE_FEED, DB, DSN, METRICS, RATE_LIMITS, READS, REPLICAS, SETTINGS,
+                   VIEWERS)
 
 log = logging.getLogger("arbor.coherence")
 
@@ -72,6 +74,13 @@ async def _change_feed(app: web.Application) -> AsyncIterator[None]:
             _apply_settings(app, payload[len(SETTINGS_PREFIX):])
         else:
             change_notices.apply(payload, versions, app.get(VIEWERS), reload_rate_limits)
+            replicas = app.get(REPLICAS)
+            if replicas is not None:
+                # A render read from a replica that had not replayed this write yet may be
+                # cached after the notice: drop it again once any usable replica has it.
+                asyncio.get_running_loop().call_later(
+                    replicas.max_lag_s, change_notices.apply, payload, versions,
+                    app.get(VIEWERS), None)
 
     def on_reset() -> None:
         change_notices.reset(versions, app.get(VIEWERS))
@@ -117,7 +126,7 @@ async def broadcast_settings(app: web.Application, changes: dict) -> None:
     changes nothing). Not persisted, like the change itself."""
     if CHANGE_FEED not in app:
         return
-    payload = SETTINGS_PREFIX + orjson.dumps(changes).decode()
+    payload = f"{SETTINGS_PREFIX}{os.getpid()}:{orjson.dumps(changes).decode()}"
     if len(payload.encode()) > _MAX_PAYLOAD:
         log.warning("settings change too large to broadcast (%d bytes): this process only",
                     len(payload))
@@ -130,6 +139,9 @@ async def broadcast_settings(app: web.Application, changes: dict) -> None:
 
 
 def _apply_settings(app: web.Application, body: str) -> None:
+    sender, _, body = body.partition(":")
+    if sender == str(os.getpid()):
+        return  # this process's own change, applied already
     try:
         changed = app[SETTINGS].apply_live(orjson.loads(body))
     except (SettingsError, ValueError) as e:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from storage.change_feed import ChangeFeed
 from storage.db import Database
+from storage.replicas import Replicas
 from storage.rows import Viewer
 
 from service.core.clients import Client
@@ -35,6 +36,8 @@ RATE_LIMITS = web.AppKey("rate_limits", RateLimits)
 DENY_LIST = web.AppKey("deny_list", object)
 # Other processes' writes, as notices (service/http/coherence.py)
 CHANGE_FEED = web.AppKey("change_feed", ChangeFeed)
+# Read replicas (service/http/replica_routing.py)
+REPLICAS = web.AppKey("replicas", Replicas)
 
 # A request's
 VIEWER = web.RequestKey("viewer", Viewer)
