@@ -5,8 +5,9 @@
 Seeds (or reuses) the `bench` preset, starts `arbor serve --workers 1` and `--workers 2` on
 the same database (access log off, admission off: this measures capacity, not shedding), and
 drives the 1M-reply conversation at default limits with a closed-loop load generator (one
-process, --concurrency connections), in interleaved rounds: uncached (render_cache_ttl_s=0, set live:
-with two workers the change reaches both through the change feed) then cached
+process, --concurrency connections), in interleaved rounds: uncached (render_cache_ttl_s=0,
+set live: with two workers the change reaches both through the change feed; 200 distinct
+keys, so that the coalescer cannot share renders) then cached
 (render_cache_ttl_s=3600), one service after the other, the order alternating. Prints req/s
 per round, the best of each, the ratios (targets: uncached >= 1.6x, cached >= 1.8x) and the
 workers' CPU time per request (from /proc), with `uptime` load before and after.

@@ -183,7 +183,8 @@ class Replicas:
     async def position_after_write(self) -> int:
         """The primary's WAL insert position now, after a write committed: past the write's
         commit record even with synchronous_commit off (the flushed position may not be)."""
-        return parse_lsn(await self.primary.pool.fetchval("SELECT pg_current_wal_insert_lsn()::text"))
+        return parse_lsn(await self.primary.pool.fetchval(
+            "SELECT pg_current_wal_insert_lsn()::text"))
 
     def snapshot(self) -> dict:
         return {"max_lag_s": self.max_lag_s, "primary_reads": self.primary_reads,

@@ -60,6 +60,9 @@ async def test_a_reply_through_a_is_seen_through_b_on_the_next_read(aiohttp_clie
         body = await seen.json()
         assert new_id in ids_in(body), f"round {round_}: b served what it had cached"
         assert body["focal"]["counts"]["replies"] == round_ + 1
+    feed_a = a.server.app[CHANGE_FEED]
+    assert b.server.app[CHANGE_FEED].origin in feed_a.live_peers()
+    assert feed_a.fences_incomplete == 0  # each write waited for b's confirmation
 
 
 async def test_a_block_through_a_hides_the_author_through_b(aiohttp_client, settings, world):
@@ -178,7 +181,7 @@ async def test_notices_from_bulk_statements_are_bounded(pg_dsn, world):
     got: list[str] = []
     con = await asyncpg.connect(pg_dsn)
     try:
-        await con.add_listener("arbor_changes", lambda *args: got.append(args[-1]))
+        await con.add_listener("arbor.changes", lambda *args: got.append(args[-1]))
         writer = await asyncpg.connect(pg_dsn)
         try:
             await writer.execute("UPDATE posts SET text = text WHERE id = ANY($1::bigint[])",

@@ -281,20 +281,20 @@ SETTINGS: tuple[Setting, ...] = (
       "report (`GET /v1/admin/top_clients`): memory is bounded by 3 x 10 x this.", min=10,
       max=100_000),
     # Scale-out: cache coherence across processes (storage/change_feed.py), read replicas
-    S("cache_notifications_enabled", bool, True, "LISTEN on PostgreSQL's `arbor_changes` "
+    S("cache_notifications_enabled", bool, True, "LISTEN on PostgreSQL's `arbor.changes` "
       "channel (every write NOTIFYs from its transaction) and drop the cached renders and "
       "viewers a write by any process changed. Off, or while the channel is down (/readyz "
       "`cache_notifications`), other processes' writes show within the caches' TTLs."),
-    S("cache_notifications_fence_ms", int, 100, "How long a write's answer waits for its "
-      "change notice to come back through this process's listening connection (then every "
-      "process has been sent it), in ms; past it the write answers anyway. 0: do not wait.",
-      min=0, max=10_000),
+    S("cache_notifications_fence_ms", int, 100, "How long a write's answer waits for every "
+      "listening process to confirm it applied the write's change notice, in ms; past it the "
+      "write answers anyway (arbor_cache_notifications_fences_incomplete_total). 0: do not "
+      "wait (other processes see the write a moment later).", min=0, max=10_000),
     S("replica_urls", str, "", "Read replicas (streaming standbys of database_url), as "
       "PostgreSQL DSNs separated by spaces. Reads (GET) go to one that is up, lags at most "
       "replica_max_lag_ms and has replayed the viewer's last write; everything else to the "
       "primary. Empty: every query on the primary.", secret=True),
     S("replica_max_lag_ms", int, 1000, "A replica lagging more than this is skipped (its "
-      "lag: arbor_replica_lag_seconds).", min=1, max=3_600_000),
+      "lag is a metric, in the `arbor_replica_*` family).", min=1, max=3_600_000),
     S("replica_sticky_s", float, 60.0, "How long a viewer's reads stay where their last write "
       "is visible (the primary's WAL position after it is kept this long, at least twice "
       "replica_max_lag_ms), in s.", min=0.1, max=86_400),

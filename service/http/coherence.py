@@ -3,7 +3,8 @@ applied to this process's render cache and viewer cache (service/pipeline/change
 
 A write through any process NOTIFYs from its own transaction; every process (the writer too)
 drops what it changed when the notice arrives, typically well under a millisecond after the
-commit. While the channel is down, other processes' writes show within the caches' TTLs
+commit; the write's answer waits until every listening process has confirmed it
+(propagate_writes), so the client's next read, wherever it goes, sees the write. While the channel is down, other processes' writes show within the caches' TTLs
 (render_cache_ttl_s, viewer_cache_ttl_s); /readyz lists `cache_notifications` (still 200:
 serving slightly stale is better than not serving); on reconnecting, everything cached is
 treated as stale (notices sent meanwhile are lost).
@@ -12,13 +13,13 @@ Live settings changed through one process's admin API reach the others the same 
 (broadcast_settings: a `s:<json>` notice, applied with the same validation).
 
 Metrics: arbor_cache_notifications_up, arbor_cache_notifications_received_total,
-arbor_cache_notifications_failures_total.
+arbor_cache_notifications_failures_total, arbor_cache_notifications_peers,
+arbor_cache_notifications_fences_incomplete_total.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import AsyncIterator, Iterator
 
 import orjson
@@ -44,10 +45,10 @@ def install(app: web.Application) -> None:
 
 @web.middleware
 async def propagate_writes(request: web.Request, handler) -> web.StreamResponse:
-    """A write that succeeded answers once its change notice has gone round (ChangeFeed.
-    fence, bounded by cache_notifications_fence_ms): a client that reads next through another
-    process finds that process told already. Past the bound it answers anyway (the TTLs are
-    then the bound on what others serve)."""
+    """A write that succeeded answers once every listening process has confirmed that it
+    applied the write's notice (ChangeFeed.fence, bounded by cache_notifications_fence_ms):
+    a client that reads next through any other process finds it told. Past the bound it
+    answers anyway (counted; the TTLs are then the bound on what others serve)."""
     response = await handler(request)
     if request.method not in ("GET", "HEAD", "OPTIONS") and response.status < 400:
         feed = request.app.get(CHANGE_FEED)
@@ -96,6 +97,7 @@ async def _change_feed(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(feed.run(), name="arbor-change-feed")
     await feed.wait_up(s.db_connect_timeout_s)  # else it starts degraded, and keeps trying
     yield
+    await feed.close()
     task.cancel()
     await asyncio.gather(task, *reloading, return_exceptions=True)
 
@@ -114,6 +116,13 @@ class _Collector:
         yield CounterMetricFamily("arbor_cache_notifications_failures",
                                   "Times the listening connection was lost or could not be "
                                   "opened.", value=self.feed.failures)
+        yield GaugeMetricFamily("arbor_cache_notifications_peers", "Other processes listening "
+                                "(heard within 3 x cache_notifications_keepalive_s).",
+                                value=len(self.feed.live_peers()))
+        yield CounterMetricFamily("arbor_cache_notifications_fences_incomplete",
+                                  "Writes that answered before every process confirmed its "
+                                  "notice (cache_notifications_fence_ms ran out).",
+                                  value=self.feed.fences_incomplete)
 
 
 SETTINGS_PREFIX = "s:"
@@ -126,7 +135,7 @@ async def broadcast_settings(app: web.Application, changes: dict) -> None:
     changes nothing). Not persisted, like the change itself."""
     if CHANGE_FEED not in app:
         return
-    payload = f"{SETTINGS_PREFIX}{os.getpid()}:{orjson.dumps(changes).decode()}"
+    payload = f"{SETTINGS_PREFIX}{app[CHANGE_FEED].origin}:{orjson.dumps(changes).decode()}"
     if len(payload.encode()) > _MAX_PAYLOAD:
         log.warning("settings change too large to broadcast (%d bytes): this process only",
                     len(payload))
@@ -140,8 +149,8 @@ async def broadcast_settings(app: web.Application, changes: dict) -> None:
 
 def _apply_settings(app: web.Application, body: str) -> None:
     sender, _, body = body.partition(":")
-    if sender == str(os.getpid()):
-        return  # this process's own change, applied already
+    if sender == app[CHANGE_FEED].origin:
+        return  # this app's own change, applied already
     try:
         changed = app[SETTINGS].apply_live(orjson.loads(body))
     except (SettingsError, ValueError) as e:

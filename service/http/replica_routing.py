@@ -8,8 +8,9 @@ replicas are configured). What the read path caches from a replica is dropped ag
 replica_max_lag_ms after each change notice (service/http/coherence.py), so that a render
 cached from a replica that had not yet replayed a write does not outlive the lag bound.
 
-Metrics: arbor_replica_up, arbor_replica_lag_seconds, arbor_replica_reads_total (by replica),
-arbor_primary_reads_total (reads that found no usable replica).
+Metrics: arbor_replica_count (configured), and with replicas arbor_replica_up,
+arbor_replica_lag_seconds, arbor_replica_reads_total (by replica) and
+arbor_replica_primary_reads_total (reads that found no usable replica).
 """
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ def install(app: web.Application) -> None:
     """After the database context."""
     if app[SETTINGS].replica_urls.split():
         app.cleanup_ctx.append(_replicas)
+    else:
+        app.on_startup.append(_no_replicas)
+
+
+async def _no_replicas(app: web.Application) -> None:
+    metrics = app.get(METRICS)
+    if metrics is not None:
+        metrics.registry.register(_Collector(None))
 
 
 async def _replicas(app: web.Application) -> AsyncIterator[None]:
@@ -87,10 +96,15 @@ async def route(request: web.Request, handler) -> web.StreamResponse:
 
 
 class _Collector:
-    def __init__(self, replicas: Replicas):
+    def __init__(self, replicas: Replicas | None):
         self.replicas = replicas
 
     def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("arbor_replica_count", "Read replicas configured "
+                                "(replica_urls).",
+                                value=len(self.replicas.replicas) if self.replicas else 0)
+        if self.replicas is None:
+            return
         up = GaugeMetricFamily("arbor_replica_up", "1 while a replica answers its polls.",
                                labels=["replica"])
         lag = GaugeMetricFamily("arbor_replica_lag_seconds", "How far a replica's replay is "
@@ -106,9 +120,9 @@ class _Collector:
         yield up
         yield lag
         yield reads
-        yield CounterMetricFamily("arbor_primary_reads", "Requests routed for replicas whose "
-                                  "reads went to the primary (none usable, or none had "
-                                  "replayed the viewer's last write).",
+        yield CounterMetricFamily("arbor_replica_primary_reads", "Requests routed for "
+                                  "replicas whose reads went to the primary (none usable, "
+                                  "or none had replayed the viewer's last write).",
                                   value=self.replicas.primary_reads)
 
 

@@ -1,5 +1,5 @@
 -- Cache coherence across processes and hosts (storage/change_feed.py): every write that can
--- change a cached render or a cached viewer sends a NOTIFY on channel arbor_changes from the
+-- change a cached render or a cached viewer sends a NOTIFY on channel arbor.changes from the
 -- write's own transaction (delivered at commit, never for a rolled-back write), whatever wrote
 -- it: the API, an import, a repair, SQL by hand.
 --
@@ -18,9 +18,9 @@ CREATE FUNCTION arbor_notify_ids(kind text, ids text[]) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     IF cardinality(ids) > 100 THEN
-        PERFORM pg_notify('arbor_changes', '*');
+        PERFORM pg_notify('arbor.changes', '*');
     ELSIF cardinality(ids) > 0 THEN
-        PERFORM pg_notify('arbor_changes', kind || ':' || array_to_string(ids, ','));
+        PERFORM pg_notify('arbor.changes', kind || ':' || array_to_string(ids, ','));
     END IF;
 END $$;
 
@@ -83,7 +83,7 @@ END $$;
 
 CREATE FUNCTION arbor_notify_rate_limits() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('arbor_changes', 'r');
+    PERFORM pg_notify('arbor.changes', 'r');
     RETURN NULL;
 END $$;
 
