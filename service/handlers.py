@@ -143,10 +143,10 @@ async def readyz(request: web.Request) -> web.Response:
                                "hits": reads.cache.hits, "misses": reads.cache.misses,
                                "stale_served": reads.cache.stale_served,
                                "coalesced": reads.coalescer.shared}
-    admission = app.get(ADMISSION)
-    if admission is not None:
-        details["admission"] = admission.snapshot()
-        if admission.inflight >= admission.capacity:
+    gate = app.get(ADMISSION)
+    if gate is not None:
+        details["admission"] = gate.snapshot()
+        if gate.controller.overloaded:   # a standing queue: shedding
             degraded.append("overloaded")
     status = 503 if "database" in degraded else 200
     return json_response({"status": "degraded" if degraded else "ok", "degraded": degraded,
