@@ -7,50 +7,62 @@ drive it with a fake clock; service/admission_middleware.py classifies, admits a
 Why this signal. In one asyncio process requests share the CPU: any concurrency raises every
 request's latency, so a latency gradient reads honest load as overload (the adaptive limit
 this replaces shed 3-10% of a Locust run at a few percent of capacity). What does mean
-overload is a queue that does not drain. After Facebook's "Fail at Scale" (controlled delay
-on the request queue) and folly's Codel:
+overload is a queue that does not drain. After Facebook's "Fail at Scale" (controlled delay on
+the request queue) and folly's Codel:
 
   * At most `concurrency` requests run at once: enough to keep the event loop and the database
     busy, not adapted by latency. A request that finds every slot taken waits in the queue.
-  * The signal is the wait so far of the oldest waiter (0 when nobody waits). Above `target_s`
-    without a break for `interval_s`, the queue has not drained once in a whole interval: a
-    standing queue, **overloaded**. A burst below capacity drains within the interval and is
-    only delayed. The overload ends when the oldest wait falls to half the target: the queue
-    drained. (The oldest waiter, not the last one served: with fair queuing a sparse client's
-    request is served at once past a greedy client's backlog.)
-  * Not overloaded: a request may wait up to the generous `queue_timeout_s` (a newcomer
-    expected to wait longer, or finding `queue_size` waiters, is refused at once).
+  * The target is `target_s`, or the time between two departures (a slot's mean holding time
+    over the slots, an exponential average over ~20 requests) when that is longer: a queue
+    of one waits that long.
+  * Overloaded (a standing queue) when the oldest waiter's wait has been above the target
+    without a break for `interval_s`, or at once when more work is queued than drains in
+    target + interval (a burst that cannot drain within the interval is standing whatever
+    comes next). Not overloaded again until the oldest wait has stayed at or below the
+    target for an interval (0 when nobody waits). A burst below capacity drains within the
+    interval and is only delayed.
+  * Not overloaded: a request may wait up to the generous `queue_timeout_s`; a newcomer
+    expected to wait longer, or finding `queue_size` waiters, is refused at once.
   * Overloaded: a newcomer expected to wait more than 2 x target is refused at once (the cheap
-    503: no waiting, no work) and a waiter is shed after 4 x target (it should have had a slot
-    by 2 x target: a stall, or the backlog of the interval before the overload was seen). The
-    queue then holds about 2 x target of work: every freed slot goes straight to a waiter
-    (full goodput), the oldest wait stays above the target while the overload lasts, and
-    admitted requests wait about 2 x target. Requests of a lower priority than one shed in
-    the last interval are refused at once too (they could only wait to be overtaken), unless
-    their client is sparse (below).
-  * Expected wait = (requests ahead + 1) x the mean time a request holds a slot (an
-    exponential average over about the last 20) / `concurrency`.
+    503: no waiting, no work; a newcomer with a turn in the new list, below, may expect up to
+    4 x target); a waiter is shed after 4 x target (a stall). When the overload begins, the
+    backlog is trimmed to its newest 2 x target of work (the oldest would mostly time out,
+    having waited longest already: the useful part of adaptive LIFO; serving newest first for
+    as long as the overload lasts made the oldest waiters time out, slow 503s). The queue then
+    holds about 2 x target of work: every freed slot goes straight to a waiter (full goodput)
+    and the oldest wait stays above the target while the overload lasts. Requests of a lower
+    priority than one shed in the last interval are refused at once (they could only wait to
+    be overtaken), unless they have a turn in the new list.
+  * Expected wait = (requests served before it + 1) x the time between departures.
 
 Priorities: first pages (HIGH), then writes and everything else (NORMAL), then continuation
 pages and quote lists (LOW). Ops endpoints are not classified here at all.
 
-Fairness, after fq_codel. A client is a `service.clients.Client` key (account, else
-address). Each client has a FIFO lane per priority. A client with nothing queued is *sparse*:
-its request goes to a "new" lane, served before every backlogged ("old") lane; old lanes are
-served by priority, round robin between clients within a priority, one request per turn. So a
-polite client's request waits for about one departure whatever a greedy client has queued,
-and among many sparse clients (a crowd) priorities hold. When the service must shed (a full
-queue, a newcomer expected to wait too long, or, overloaded, more than 2 x target of work
-queued), the victim is the client holding the most requests (in flight + queued): when that
-is not the newcomer's own client, its newest, least important waiter is shed (`evicted`) and
-the newcomer waits; of its own client only a less important waiter; else the newcomer is
-refused. Per-client state exists only while a client has requests in flight or queued.
+Fairness, after fq_codel. A client is a `service.clients.Client` key (account, else address).
+Each client has a FIFO lane per priority. A client with nothing queued is *sparse*: its
+request gets a lane in the "new" list, served before every backlogged ("old") lane (a
+client's turn in the new list goes to its most important request); old lanes are served by
+priority, round robin between clients within a priority, one request per turn. So a polite
+client's request waits for about one departure whatever a greedy client has queued, and
+among many sparse clients (a crowd) priorities hold. While overloaded, no client holds more
+than its share of the slots: `concurrency` over the distinct clients that came in this
+interval and the last (estimated from a fixed 1,024-bit bitmap of hashed keys: no per-client
+state), at least one; a slot may then stay free for a client that comes back, since polite
+clients' requests are short and sparse, and each of them would otherwise run beside a greedy
+client's requests on every slot. When the service must shed (a full queue, or a newcomer
+expected to wait too long), the victim is the client holding the most requests (in flight +
+queued): when that is not the newcomer's own client, its newest, least important waiter is
+shed (`evicted`) and the newcomer waits; of its own client only a less important waiter; else
+the newcomer is refused. Per-client state exists only while a client has requests in flight
+or queued.
 
-Costs: O(1) amortized per arrival, departure, cancellation and timeout; memory O(waiters +
-clients in flight), waiters <= queue_size.
+Costs: O(1) amortized per arrival, departure, cancellation and timeout, except that a grant
+while overloaded may pass over the lanes of clients holding their share (at most the lanes
+waiting, <= queue_size); memory O(waiters + clients in flight), waiters <= queue_size.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -84,14 +96,17 @@ WAIT_FACTOR = 2.0
 TIMEOUT_FACTOR = 4.0
 # The mean time a request holds a slot: an exponential average, this weight per request.
 _RTT_WEIGHT = 0.05
+# Bits of the bitmap that estimates how many distinct clients came recently (slot_share);
+# linear counting is within a few percent up to about this many clients.
+_SEEN_BITS = 1024
 
 
 @dataclass(frozen=True)
 class Params:
     """Everything the settings say about admission."""
-    concurrency: int = 4
-    target_s: float = 0.010
-    interval_s: float = 0.1
+    concurrency: int = 4          # defaults as in service/settings.py
+    target_s: float = 0.020
+    interval_s: float = 0.2
     queue_timeout_s: float = 1.0
     queue_size: int = 1000
 
@@ -179,6 +194,8 @@ class Admission:
         self._since: float | None = None
         self._last_watch = 0.0
         self._shed_at = [-1e18, -1e18, -1e18]    # last shed while overloaded, by priority
+        self._seen = self._seen_before = 0       # bitmaps of hashed client keys
+        self._seen_until = 0.0
 
     # -- settings ------------------------------------------------------------------------
     def retune(self, params: Params, now: float) -> None:
@@ -269,6 +286,7 @@ class Admission:
         settled. (SHED, reason): answer 503 now. Making room may shed another waiter
         (take_settled)."""
         self._watch(now)
+        self._see(client, now)
         decision, detail = self._arrive(priority, client, now)
         self._watch(now)
         return decision, detail
@@ -276,7 +294,7 @@ class Admission:
     def _arrive(self, priority: Priority, client: str,
                 now: float) -> tuple[str, Waiter | str | None]:
         p = self.params
-        if self.inflight < p.concurrency:
+        if self.inflight < p.concurrency and self._may_run(client):
             self._admit(priority, client)
             return ADMIT, None
         if p.queue_size <= 0 or p.queue_timeout_s <= 0:
@@ -298,13 +316,39 @@ class Admission:
             if victim is None:
                 return SHED, self._refuse(priority, reason, now)
             self._shed_waiter(victim, EVICTED, now)
-        waiter = self._enqueue(priority, client, new_turn, now)
-        if reason is None and self.overloaded and self._queue_work() > self.wait_limit():
-            # a newcomer went ahead of a backlog: keep the queue at its overload size
-            victim = self._victim(priority, client, others_only=True)
-            if victim is not None:
-                self._shed_waiter(victim, EVICTED, now)
-        return QUEUED, waiter
+        return QUEUED, self._enqueue(priority, client, new_turn, now)
+
+    def slot_share(self) -> int:
+        """The most slots one client may hold: while overloaded, an equal share among the
+        clients seen in the last one or two intervals (at least one slot); else all of them
+        (nobody is being shed: no need to hold capacity back)."""
+        c = self.params.concurrency
+        if not self.overloaded:
+            return c
+        return max(1, c // max(1, round(self.recent_clients())))
+
+    def recent_clients(self) -> float:
+        """Distinct clients that came in this interval and the last (an estimate: linear
+        counting over a fixed bitmap, so no state per client)."""
+        zeros = _SEEN_BITS - (self._seen | self._seen_before).bit_count()
+        if zeros == 0:
+            return float(_SEEN_BITS)
+        return -_SEEN_BITS * math.log(zeros / _SEEN_BITS)
+
+    def _see(self, client: str, now: float) -> None:
+        self._rotate(now)
+        self._seen |= 1 << (hash(client) & (_SEEN_BITS - 1))
+
+    def _rotate(self, now: float) -> None:
+        if now >= self._seen_until:
+            fresh = now >= self._seen_until + self.params.interval_s
+            self._seen_before = 0 if fresh else self._seen
+            self._seen = 0
+            self._seen_until = now + self.params.interval_s
+
+    def _may_run(self, client: str) -> bool:
+        c = self.clients.get(client)
+        return c is None or c.inflight < self.slot_share()
 
     def _refuse(self, priority: Priority, reason: str, now: float) -> str:
         self.counters.shed[reason][priority] += 1
@@ -312,16 +356,15 @@ class Admission:
             self._shed_at[priority] = now
         return reason
 
-    def _victim(self, priority: Priority, client: str, *,
-                others_only: bool = False) -> Waiter | None:
+    def _victim(self, priority: Priority, client: str) -> Waiter | None:
         """Whom to shed so that this newcomer can wait: the newest, least important waiter of
         the client holding the most (in flight + queued) when that is not the newcomer's own;
         of its own client only a less important one. None: refuse the newcomer."""
-        own = self.weight_of(client) + (0 if others_only else 1)
+        own = self.weight_of(client) + 1
         if self._max_weight > own:
             heavy = next(iter(self._by_weight[self._max_weight]))
             return self._newest_least_important(heavy, Priority.HIGH)
-        if not others_only and priority < Priority.LOW:
+        if priority < Priority.LOW:
             return self._newest_least_important(client, Priority(priority + 1))
         return None
 
@@ -380,6 +423,7 @@ class Admission:
         cancelled, no sample). Freed slots go to waiters (take_settled)."""
         if rtt is not None:
             self.rtt = rtt if self.rtt is None else self.rtt + (rtt - self.rtt) * _RTT_WEIGHT
+        self._rotate(now)
         self.inflight -= 1
         c = self.clients.get(client)
         if c is not None:
@@ -402,6 +446,7 @@ class Admission:
 
     def tick(self, now: float) -> None:
         """The timer: the overload signal moves on, waiters past their timeout are shed."""
+        self._rotate(now)
         self._watch(now)
         self._expire(now)
         self._grant(now)
@@ -420,14 +465,21 @@ class Admission:
 
     def _next_waiter(self) -> Waiter | None:
         """New lanes by priority, then old lanes by priority, round robin within one; one
-        request per turn, first in first out within a lane."""
+        request per turn, first in first out within a lane; a client holding its share of
+        the slots (slot_share) waits its turn. None: nobody may have the slot now."""
+        share = self.slot_share()
         for lists in (self._new, self._old):
             for p in PRIORITIES:
                 rr = lists[p]
-                while rr:
+                skipped = 0
+                while len(rr) > skipped:
                     lane = rr.popleft()
                     if lane.dead or (lists is self._new and not lane.new):
                         continue                   # retired, or demoted to the old list
+                    if self.clients[lane.client].inflight >= share:
+                        rr.append(lane)            # at its share: the next lane's turn
+                        skipped += 1
+                        continue
                     while lane.waiters[0].state != WAITING:
                         lane.waiters.popleft()
                     w = lane.waiters[0]
@@ -545,6 +597,7 @@ class Admission:
                 self._shed_waiter(self._oldest(), TIMEOUT, now)
         else:
             self.overloaded_since = None
+            self._grant(now)    # shares no longer hold anybody back
 
     # -- per-client bookkeeping ----------------------------------------------------------
     def _client(self, key: str) -> _Client:
@@ -589,6 +642,8 @@ class Admission:
             "queued": self.queued,
             "peak_queued": self.peak_queued,
             "clients": len(self.clients),
+            "recent_clients": round(self.recent_clients(), 1),
+            "slot_share": self.slot_share(),
             "oldest_wait_ms": round(self.oldest_wait * 1e3, 3),
             "target_ms": round(p.target_s * 1e3, 3),
             "effective_target_ms": round(self.target() * 1e3, 3),

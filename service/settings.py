@@ -180,23 +180,22 @@ SETTINGS: tuple[Setting, ...] = (
       "and response replayed); after that the same key starts a new request.", min=60,
       max=30 * 86_400),
     # Load shedding (service/admission.py)
-    S("admission_enabled", bool, True, "Shed load: run at most `concurrency_limit` requests at "
-      "once, queue the rest (first pages of conversations first, each client in its own lane, "
-      "sparse clients first), and answer with 503 `overloaded` and `Retry-After: 1` at once only "
-      "under a standing queue (overload) or a full queue, heaviest clients first. `/healthz`, "
-      "`/readyz`, `/metrics` and `/openapi.json` are never limited."),
+    S("admission_enabled", bool, True, "Shed load (service/admission.py): serve at most "
+      "`concurrency_limit` requests at once and queue the rest (by priority, each client in its "
+      "own lane); answer 503 `overloaded` with `Retry-After: 1` only while the queue stands "
+      "(overload) or when it is full, heaviest clients first. `/healthz`, `/readyz`, `/metrics` "
+      "and `/openapi.json` are never limited."),
     S("concurrency_limit", int, 4, "Requests served at once; the rest wait in the admission "
-      "queue. Enough to keep the event loop and the database busy (more only adds latency: "
-      "requests in flight share one CPU); not adapted by latency.", min=1, max=100_000),
-    S("admission_target_ms", int, 10, "Queueing delay that means overload: when the oldest "
-      "waiter's wait stays above it for `admission_interval_ms`, the queue is standing. Then "
-      "a request expected to wait more than twice it is refused at once, one that waited four "
-      "times it is shed; the overload ends when the oldest wait is back under half of it.",
-      min=1, max=60_000),
-    S("admission_interval_ms", int, 100, "How long the queueing delay must stay above "
-      "`admission_target_ms` to mean overload; a burst that drains within it is only delayed.",
-      min=1, max=60_000),
-    S("admission_queue_size", int, 1000, "Most requests waiting for a slot (memory bound); "
+      "queue. Enough to keep the event loop and the database busy: more only adds latency "
+      "(requests in flight share one CPU). Not adapted by latency.", min=1, max=100_000),
+    S("admission_target_ms", int, 20, "Queueing delay that means overload when the oldest "
+      "waiter's wait stays above it for `admission_interval_ms` (the target is at least the time "
+      "between two departures). While overloaded, a request expected to wait more than twice it "
+      "is refused at once, and one that has waited four times it is shed.", min=1, max=60_000),
+    S("admission_interval_ms", int, 200, "How long the oldest wait must stay above "
+      "`admission_target_ms` to mean overload, and at or below it to end one; a burst that "
+      "drains within it is only delayed.", min=1, max=60_000),
+    S("admission_queue_size", int, 1000, "Most requests waiting for a slot (a memory bound); "
       "when full, the client holding the most requests gives up its newest. 0: no queue, "
       "refuse at once.", min=0, max=1_000_000),
     S("admission_queue_timeout_ms", int, 1000, "Longest wait for a slot when not overloaded "

@@ -264,7 +264,7 @@ def test_backlogged_clients_are_served_round_robin():
     assert served == [a1, b1, a2, b2, a3, b3]
 
 
-def test_overloaded_the_heaviest_client_gives_way_to_a_polite_one():
+def test_overloaded_a_polite_client_waits_ahead_of_the_greedy_backlog():
     a = adm()
     now = overload(a)                          # "a" holds 2 slots and 2 waiters
     greedy = list(a._by_arrival)
@@ -272,14 +272,40 @@ def test_overloaded_the_heaviest_client_gives_way_to_a_polite_one():
         greedy.append(queue(a, now, "a"))
     assert a.try_acquire(H, "a", now) == (SHED, OVERLOADED)   # its own newcomer: refused
     assert serve_one(a, "a", now + MS) == [greedy[0]]          # its lane's new turn
-    greedy.append(queue(a, now + MS, "a"))                      # back to the limit
-    d, polite = a.try_acquire(H, "polite", now + MS)
-    assert d == QUEUED
-    # the polite request went ahead of the backlog, so the greedy client's newest gave way
-    assert greedy[-1].state == SHED_STATE and greedy[-1].reason == EVICTED
-    assert a.take_settled() == [greedy[-1]]
+    d, polite = a.try_acquire(L, "polite", now + MS)           # even a continuation
+    assert d == QUEUED and a.take_settled() == []
+    # served at the next departure; then one slot each (two clients, two slots)
     assert serve_one(a, "a", now + 2 * MS) == [polite]
-    assert all(w.state == "waiting" for w in greedy[1:-1])
+    assert serve_one(a, "a", now + 3 * MS) == [greedy[1]] and a.inflight == 2
+    assert all(w.state == "waiting" for w in greedy[2:])
+
+
+def test_overloaded_a_client_holds_at_most_its_share_of_the_slots():
+    a = adm(concurrency=4)
+    assert a.slot_share() == 4                 # not overloaded: anybody may use them all
+    now = overload(a)                          # "a": 4 in flight, 2 waiting
+    assert a.slot_share() == 4                 # overloaded, but "a" is the only client
+    p = queue(a, now, "p")
+    assert a.recent_clients() == pytest.approx(2, abs=0.01) and a.slot_share() == 2
+    assert serve_one(a, "a", now + MS) == [p]  # "a" holds 3 > 2
+    assert serve_one(a, "a", now + 2 * MS) == []   # "a" holds 2: the slot stays free
+    assert a.try_acquire(H, "a", now + 2 * MS)[0] != ADMIT
+    assert a.try_acquire(H, "q", now + 2 * MS)[0] == ADMIT   # a third client's may
+    assert a.slot_share() == 1
+    # clients not seen for two intervals no longer count
+    a.tick(now + 0.25)
+    assert a.recent_clients() == 0
+
+
+def test_the_share_counts_clients_seen_recently_not_only_those_in_flight():
+    a = adm(concurrency=8)
+    for i in range(4):                         # four clients came and went
+        assert a.try_acquire(N, f"c{i}", 0.0)[0] == ADMIT
+        a.release(f"c{i}", MS, 0.001)
+    assert a.clients == {}                     # no state kept for them...
+    assert a.recent_clients() == pytest.approx(4, abs=0.05)   # ...but they are counted
+    a.overloaded = True
+    assert a.slot_share() == 2
 
 
 def test_when_the_queue_is_full_the_victim_is_the_heaviest_clients_newest_least_important():

@@ -1,0 +1,158 @@
+"""Fair shedding: polite clients next to one greedy client, side by side with the polite
+clients alone.
+
+    python bench/fair_shedding.py [--rounds 3] [--seconds 6] [--polite 20]
+                                  [--polite-share 0.5] [--greedy-shares 20]
+                                  [--server-setting NAME=VALUE ...]
+
+Starts the service like bench/overload.py (render caches off, the `bench` preset, workload and
+client from bench/loadgen.py) with `trusted_proxies=127.0.0.1`, so that every simulated client
+has its own identity through `X-Forwarded-For` (10.1.0.<n> polite, 10.9.9.9 greedy). Measures
+the peak (closed loop, 16 clients, no think time); a fair share is the peak over the number of
+clients (polite + 1). Then --rounds rounds of:
+
+  * the polite clients alone: each an open loop (Poisson) at --polite-share of a fair share;
+  * the same, next to the greedy client: an open loop at --greedy-shares fair shares.
+
+Targets (exit status 1 when one fails): with the greedy client there, every polite request
+succeeds and the polite clients' 200 p99 is at most 1.5x theirs alone (same rounds). What the
+greedy client got is printed by status: 503 from load shedding; a per-client rate limit in
+front of admission turns its excess into 429.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import loadgen as lg  # noqa: E402
+from harness import free_port, stop_process, verdict  # noqa: E402
+from storage import seeding  # noqa: E402
+from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres  # noqa: E402
+
+P99_RATIO_TARGET = 1.5
+GREEDY = "10.9.9.9"
+
+
+def _xff(address: str) -> bytes:
+    return f"X-Forwarded-For: {address}\r\n".encode()
+
+
+async def _phase(pool, work, polite: int, polite_rate: float, greedy_rate: float,
+                 seconds: float, seed: int) -> list:
+    out: list = []
+    loops = [lg.open_loop(pool, work, polite_rate, seconds, client=f"10.1.0.{n}",
+                          headers=_xff(f"10.1.0.{n}"), seed=seed * 100 + n, out=out)
+             for n in range(1, polite + 1)]
+    if greedy_rate:
+        loops.append(lg.open_loop(pool, work, greedy_rate, seconds, client=GREEDY,
+                                  headers=_xff(GREEDY), seed=seed * 100, out=out))
+    await asyncio.gather(*loops)
+    await asyncio.sleep(0.5)
+    return out
+
+
+async def run(args, port: int, proc, dsn: str, roots: dict, postmaster: int | None) -> int:
+    pool = lg.Pool("127.0.0.1", port)
+    await lg.wait_healthy(pool, proc)
+    work = await lg.workload(dsn, roots, port)
+    meter = lg.CpuMeter(proc.pid, postmaster)
+    await lg.sequential(pool, work, 100)
+    peak = lg.summary(await lg.closed_loop(pool, work, 16, 0.0, args.seconds),
+                      args.seconds)["goodput"]
+    share = peak / (args.polite + 1)
+    polite_rate, greedy_rate = args.polite_share * share, args.greedy_shares * share
+    print(f"peak (closed loop, 16 clients, no think time): {peak:.0f}/s; a fair share of "
+          f"{args.polite + 1} clients: {share:.1f}/s")
+    print(f"{args.polite} polite clients at {polite_rate:.1f}/s each ({args.polite_share:g} of "
+          f"a share, {args.polite * polite_rate:.0f}/s in all); the greedy one at "
+          f"{greedy_rate:.0f}/s ({args.greedy_shares:g} shares, "
+          f"{greedy_rate / peak:.0%} of the peak); offered with it: "
+          f"{(args.polite * polite_rate + greedy_rate) / peak:.0%} of the peak\n")
+    print(f"{'round':>5} {'phase':<14} {'polite ok':>10} {'polite p50':>10} {'polite p99':>10} "
+          f"{'greedy 200/s':>12} {'greedy by status':<26} {'srv':>5} {'other':>5}")
+    alone_all, mixed_all, greedy_all = [], [], []
+    p99s: dict[str, list] = {"alone": [], "with greedy": []}
+    for i in range(args.rounds):
+        for name, g in (("alone", 0.0), ("with greedy", greedy_rate)):
+            c0 = meter.read()
+            res = await _phase(pool, work, args.polite, polite_rate, g, args.seconds, i + 1)
+            cpu = lg.CpuMeter.rates(c0, meter.read())
+            polite = [r for r in res if r.client != GREEDY]
+            greedy = [r for r in res if r.client == GREEDY]
+            (alone_all if not g else mixed_all).extend(polite)
+            greedy_all.extend(greedy)
+            ok = [r.latency for r in polite if r.status == 200]
+            p99s[name].append(lg.ms(ok, 99))
+            statuses = dict(sorted(Counter(r.status for r in greedy).items()))
+            print(f"{i + 1:>5} {name:<14} {len(ok) / max(1, len(polite)):>10.2%} "
+                  f"{lg.ms(ok, 50):>10.2f} {lg.ms(ok, 99):>10.2f} "
+                  f"{sum(r.status == 200 for r in greedy) / args.seconds:>12.0f} "
+                  f"{str(statuses or ''):<26} {cpu['server']:>5.2f} {cpu['other']:>5.2f}")
+    pool.close()
+
+    def stats(rs: list) -> tuple[float, float, float, Counter]:
+        ok = [r.latency for r in rs if r.status == 200]
+        return (len(ok) / max(1, len(rs)), lg.ms(ok, 50), lg.ms(ok, 99),
+                Counter(r.status for r in rs))
+
+    a_ok, a50, a99, _ = stats(alone_all)
+    m_ok, m50, m99, m_status = stats(mixed_all)
+    g_ok, g50, g99, g_status = stats(greedy_all)
+    ratio = m99 / a99
+    print(f"\nall rounds: polite alone: {a_ok:.2%} ok, p50 {a50:.2f} ms, p99 {a99:.2f} ms "
+          f"(by round {min(p99s['alone']):.1f}-{max(p99s['alone']):.1f})")
+    print(f"            polite with the greedy client: {m_ok:.2%} ok "
+          f"{dict(m_status)}, p50 {m50:.2f} ms, p99 {m99:.2f} ms "
+          f"(by round {min(p99s['with greedy']):.1f}-{max(p99s['with greedy']):.1f}) = "
+          f"{ratio:.2f}x alone")
+    print(f"            the greedy client: {dict(sorted(g_status.items()))}; its 200s: p50 "
+          f"{g50:.2f} ms, p99 {g99:.2f} ms; {g_status[200] / (args.rounds * args.seconds):.0f} "
+          f"200s/s = {g_status[200] / (args.rounds * args.seconds) / peak:.0%} of the peak")
+    return verdict([
+        (m_ok == 1.0, f"polite success with the greedy client {m_ok:.2%} == 100%"),
+        (ratio <= P99_RATIO_TARGET, f"polite p99 with the greedy client {m99:.2f} ms <= "
+                                    f"{P99_RATIO_TARGET:g}x alone ({a99:.2f} ms)"),
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=6.0, help="per phase")
+    parser.add_argument("--polite", type=int, default=20, help="polite clients")
+    parser.add_argument("--polite-share", type=float, default=0.5,
+                        help="each polite client's rate, in fair shares")
+    parser.add_argument("--greedy-shares", type=float, default=20.0,
+                        help="the greedy client's rate, in fair shares")
+    parser.add_argument("--server-setting", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--data-dir", default=str(ROOT / ".arbor" / "bench-pgdata"))
+    args = parser.parse_args(argv)
+
+    server = EmbeddedPostgres(args.data_dir, FAST_UNSAFE_OPTIONS)
+    dsn = server.start()
+    proc = None
+    try:
+        report = asyncio.run(seeding.seed_dsn(dsn, "bench"))
+        settings = lg.cache_off_settings() + ["trusted_proxies=127.0.0.1"] + args.server_setting
+        print(f"service settings: {' '.join(settings)}")
+        port = free_port()
+        proc = lg.start_service(dsn, port, settings)
+        return asyncio.run(run(args, port, proc, dsn, report["roots"],
+                               lg.postmaster_pid(args.data_dir)))
+    finally:
+        stop_process(proc)
+        if server.started_here:
+            server.stop()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
