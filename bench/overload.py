@@ -53,6 +53,7 @@ GOODPUT_TARGET = 0.90
 SHED_P99_TARGET_MS = 5.0
 ADMITTED_P99_RATIO_TARGET = 1.5
 STEADY_AFTER_S = 1.0
+QUIET_OTHER_CORES = 0.25   # a phase is "quiet" when processes not ours used less than this
 
 
 @dataclass
@@ -231,6 +232,19 @@ def _report(args, phases: dict, plan: list, peak0: float, pool) -> int:
           f"{cpu['other']:.2f}; generator lag p99 {st['lag_p99']:.2f} ms, read delay p99 "
           f"{st['read_delay_p99']:.2f} ms; {pool.kernel_timestamps:,} answers timed by the "
           f"kernel")
+    print(f"\nquiet rounds only (other processes < {QUIET_OTHER_CORES:g} cores during the phase; "
+          f"in the others the machine's capacity of the moment is unknown):")
+    for name, _, _ in plan:
+        ph = phases[name]
+        quiet = [(part, c) for part, c in zip(ph.parts, ph.cpu) if c["other"] < QUIET_OTHER_CORES]
+        if not quiet:
+            print(f"  {name:<24} no quiet round")
+            continue
+        rs = [r for part, _ in quiet for r in part]
+        q = lg.summary(rs, len(quiet) * (ph.seconds / len(ph.parts)))
+        print(f"  {name:<24} {len(quiet)} of {len(ph.parts)}: offered {q['offered']:.0f}/s, "
+              f"goodput {q['goodput']:.0f}/s, 503s {q['shed']}, 200 p50 {q['ok_p50']:.2f} ms, "
+              f"p99 {q['ok_p99']:.2f} ms, 503 p99 {q['shed_p99']:.2f} ms")
     others = [name for name in rows if rows[name]["other"]]
     closed = [name for name, _, _ in plan if name.startswith("closed ")]
     checks = [(rows["Poisson 50%"]["shed"] == 0,

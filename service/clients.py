@@ -50,6 +50,9 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     return tuple(out)
 
 
+# Parsing an address costs microseconds, and every request (a refused one too) parses its
+# peer's two or three times; the same few addresses come again and again. Bounded.
+@lru_cache(maxsize=4096)
 def _address(text: str | None) -> Address | None:
     if not text:
         return None
@@ -107,6 +110,7 @@ def client_address(peer: str | None, forwarded: list[str], x_forwarded_for: list
     return str(addr)
 
 
+@lru_cache(maxsize=4096)
 def address_key(address: str) -> str:
     """The budget an address draws on: itself (IPv4), its /64 (IPv6)."""
     addr = _address(address)
