@@ -116,6 +116,33 @@ def test_a_stall_with_no_departures_is_seen_by_the_timer():
     assert not a.overloaded
 
 
+def test_more_work_queued_than_drains_within_the_interval_is_overload_at_once():
+    a = adm()
+    fill(a, 0.0)
+    ws = [a.try_acquire(H, "a", 0.0)[1] for _ in range(56)]   # 56 x 2 ms = 112 ms of work
+    assert a.overloaded                        # > target + interval (110 ms): standing now
+    # and the burst is cut to its newest 2 x target of work (10 waiters), at once: the rest
+    # would have waited up to 112 ms to be served late
+    settled = a.take_settled()
+    assert len(settled) == 46 and all(w.reason == TIMEOUT for w in settled)
+    assert [w.state for w in ws[-10:]] == ["waiting"] * 10 and a.queued == 10
+
+
+def test_when_the_overload_begins_the_backlog_is_cut_to_its_newest_work():
+    a = adm()
+    fill(a, 0.0)
+    old = queue(a, 0.0)
+    young = [queue(a, 0.105) for _ in range(29)]   # 60 ms of work in all: not standing yet
+    assert not a.overloaded
+    a.tick(a.next_deadline())                 # the oldest wait above the target for 100 ms
+    assert a.overloaded
+    assert old.reason == TIMEOUT               # waited 110 ms > 4 x target
+    assert [w.reason for w in young[:19]] == [TIMEOUT] * 19   # the oldest of the rest
+    assert all(w.state == "waiting" for w in young[19:])      # the newest 20 ms are served
+    a.take_settled()
+    assert serve_one(a, "a", 0.111) == [young[19]]
+
+
 def test_the_overload_ends_once_the_queue_stayed_under_the_target_for_an_interval():
     a = adm()
     now = overload(a)                  # waiters since 80 and 100 ms
