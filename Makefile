@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean test-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/arbor serve --demo
 
-test: $(STAMP)
+# The rate-limit tests start a real Redis server (tests/redis_server.py): Debian's package.
+test-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	    echo "installing redis-server (apt-get) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+
+test: $(STAMP) test-deps
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

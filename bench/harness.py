@@ -57,14 +57,16 @@ def bench_database(data_dir: str = DATA_DIR) -> Iterator[tuple[str, dict]]:
 
 
 @contextmanager
-def arbor_service(dsn: str, *settings: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """(base URL, process) of `arbor serve` against dsn, healthy; settings are NAME=VALUE."""
+def arbor_service(dsn: str, *settings: str, root: Path = ROOT
+                  ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """(base URL, process) of `arbor serve` against dsn, healthy; settings are NAME=VALUE.
+    `root`: the checkout whose code runs (another worktree, to compare side by side)."""
     port = free_port()
     cmd = [sys.executable, "-m", "service.cli", "serve", "--setting", f"database_url={dsn}",
            "--setting", f"port={port}", "--setting", "log_level=WARNING"]
     for setting in settings:
         cmd += ["--setting", setting]
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+    proc = subprocess.Popen(cmd, cwd=root)
     base = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(_healthy(base, proc))

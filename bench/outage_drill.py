@@ -18,7 +18,8 @@ seconds, starts it again and keeps the load on until every answer has been a fre
 `degraded: ["stale"]`) for --settle seconds (at most --max-recovery seconds). Prints, for the
 outage: the share of hot requests answered 200 (and how many stale), the p50/p99 latency of
 the cold requests' 503s; for the recovery, measured from PostgreSQL being ready again: the first
-fresh 200, and the last answer that was not one (after which all were).
+fresh 200, the first `/readyz` 200 (polled every 0.1 s throughout), and the last answer that was
+not a fresh 200 (after which all were).
 
 Targets: hot 200 share 100 % during the outage (needs stale serving), cold 503 p99 <= 50 ms,
 first fresh success <= 10 s and full recovery <= 10 s after PostgreSQL is back. Exit status 1
@@ -131,6 +132,7 @@ class Drill:
         self.hot, self.cold = hot, cold
         self.results: list[Result] = []
         self.marks: dict[str, float] = {}
+        self.readyz: list[tuple[float, int]] = []  # (answered at, status), polled every 0.1 s
 
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
@@ -143,11 +145,23 @@ class Drill:
                     if resp.status != 200:
                         raise SystemExit(f"warming {post_id}: {resp.status}")
             load = asyncio.ensure_future(self._load(session))
+            ready = asyncio.ensure_future(self._poll_readyz(session))
             try:
                 await self._outage()
             finally:
                 self.marks["load_end"] = time.monotonic()
                 await load
+                await ready
+
+    async def _poll_readyz(self, session: aiohttp.ClientSession) -> None:
+        while "load_end" not in self.marks:
+            try:
+                async with session.get(f"{self.base}/readyz") as resp:
+                    await resp.read()
+                    self.readyz.append((time.monotonic(), resp.status))
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                self.readyz.append((time.monotonic(), 0))
+            await asyncio.sleep(0.1)
 
     async def _load(self, session: aiohttp.ClientSession) -> None:
         interval = 1.0 / self.args.rate
@@ -246,6 +260,9 @@ def _report(drill: Drill) -> int:
     print("\nrecovery (PostgreSQL ready = pg_ctl start returned):")
     print(f"  first fresh 200:         {since(first_fresh)}")
     print(f"  first cold 200:          {since(first_cold)}")
+    ready_again = min((t for t, status in drill.readyz if t >= m["ready"] and status == 200),
+                      default=None)
+    print(f"  /readyz 200 again:       {since(ready_again)}")
     print(f"  last answer not a fresh 200: {since(last_bad) if not_fresh else 'none'}"
           f"{'' if recovered else '  (NOT recovered by the end of the drill)'}")
     errors = [r for r in results if r.status not in (200, 503)]

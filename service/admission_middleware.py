@@ -15,7 +15,7 @@ import asyncio
 import orjson
 from aiohttp import web
 
-from .admission import (GRANTED, QUEUED, SHED, Admission, Priority, from_settings,
+from .admission import (GRANTED, QUEUED, REASONS, SHED, Admission, Priority, from_settings,
                         params_from_settings)
 from .appkeys import SETTINGS
 from .auth import client_of
@@ -40,8 +40,10 @@ class Gate:
     """One app's admission: the controller, its timer, and shed counts by (reason, route)
     (routes are the app's canonical routes: bounded, never a client)."""
 
-    def __init__(self, controller: Admission):
+    def __init__(self, controller: Admission, app: web.Application):
         self.controller = controller
+        self._app = app
+        self._series: list[tuple[str, str]] | None = None
         self.shed_by_route: dict[tuple[str, str], int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -51,6 +53,17 @@ class Gate:
         route = resource.canonical if resource is not None else "unmatched"
         key = (reason, route)
         self.shed_by_route[key] = self.shed_by_route.get(key, 0) + 1
+
+    def series(self) -> list[tuple[str, str]]:
+        """Every (reason, route) of arbor_admission_shed_total, exported from zero: the
+        reasons times the app's routes that admission limits (a fixed, small set), and any
+        other seen ("unmatched")."""
+        if self._series is None:
+            routes = sorted({r.canonical for r in self._app.router.resources()
+                             if r.canonical not in EXEMPT_PATHS})
+            self._series = [(reason, route) for reason in REASONS for route in routes]
+        known = set(self._series)
+        return self._series + sorted(k for k in self.shed_by_route if k not in known)
 
     def settle(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wake the waiters the controller granted or shed, and keep its timer armed."""
@@ -88,7 +101,7 @@ def install(app: web.Application) -> None:
     """Create the app's admission gate from its settings (none when disabled)."""
     settings = app[SETTINGS]
     if settings.admission_enabled:
-        app[ADMISSION] = Gate(from_settings(settings))
+        app[ADMISSION] = Gate(from_settings(settings), app)
 
 
 def _maybe_retune(app: web.Application, gate: Gate, now: float) -> None:

@@ -13,7 +13,8 @@ from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
 from . import (admin_handlers, admission_middleware, conversation_limits_admin, handlers,
-               import_handlers, me_handlers, metrics, middlewares, post_handlers, settings_admin)
+               import_handlers, me_handlers, metrics, middlewares, post_handlers, protocol_errors,
+               rate_limit_admin, rate_limit_middleware, settings_admin)
 from .appkeys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from .conversation import Deps
 from .breakers import CircuitBreaker
@@ -29,13 +30,15 @@ log = logging.getLogger("arbor.app")
 
 def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
-    app = web.Application(middlewares=[admission_middleware.admission,  # first: sheds cheaply
+    protocol_errors.install()  # errors raised before the handlers: JSON too
+    app = web.Application(middlewares=[rate_limit_middleware.rate_limits,  # deny, 429
+                                        admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
                                         metrics.record,
                                         middlewares.timing, middlewares.errors,
                                         middlewares.invalidate_on_write])
     # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
-    settings = Settings(dict(settings.values), dict(settings.sources))
+    settings = Settings(dict(settings.values), dict(settings.sources), settings.started)
     app[SETTINGS] = settings
     admission_middleware.install(app)
     app[FAULTS] = faults or Faults()
@@ -49,6 +52,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     if seed_demo:
         app.on_startup.append(_seed_demo_if_empty)
     _routes(app)
+    rate_limit_middleware.install(app)
     return app
 
 
@@ -75,6 +79,7 @@ def _routes(app: web.Application) -> None:
     app.router.add_routes(import_handlers.ROUTES)
     app.router.add_routes(settings_admin.ROUTES)
     app.router.add_routes(conversation_limits_admin.ROUTES)
+    app.router.add_routes(rate_limit_admin.ROUTES)
     metrics.install(app)
     app.router.add_routes(post_handlers.ROUTES)
 

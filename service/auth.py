@@ -21,6 +21,9 @@ from .viewer import ANONYMOUS, Viewer
 
 VIEWER = web.RequestKey("viewer", Viewer)
 CLIENT = web.RequestKey("client", Client)
+# The app's deny list (service/rate_limit_middleware.RateLimits, `deny_accounts`): an account
+# on it whose token this process did not know yet is refused here, once resolved.
+DENY_LIST = web.AppKey("deny_list", object)
 # RFC 6750 b64token, bounded so a huge header costs nothing.
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]{1,512}=*) *")
 _INVALID = "the bearer token is not valid"
@@ -45,16 +48,16 @@ def client_of(request: web.Request) -> Client:
     if found is not None:
         return found
     headers = request.headers
-    address = client_address(request.remote, headers.getall("Forwarded", []),
-                             headers.getall("X-Forwarded-For", []),
-                             parse_networks(request.app[SETTINGS].trusted_proxies))
+    address = client_address(request.remote, tuple(headers.getall("Forwarded", ())),
+                             tuple(headers.getall("X-Forwarded-For", ())),
+                             parse_networks(request.app[SETTINGS].values["trusted_proxies"]))
     account_id = None
     values = headers.getall("Authorization", ())
-    if len(values) == 1:
-        match = _BEARER.fullmatch(values[0])
+    if values:
+        match = _BEARER.fullmatch(values[0]) if len(values) == 1 else None
         if match is not None and VIEWERS in request.app:
-            account_id = request.app[VIEWERS].account_of(hash_token(match.group(1)))
-    found = request[CLIENT] = client(address, account_id)
+            account_id = request.app[VIEWERS].client_of(hash_token(match.group(1)))
+    found = request[CLIENT] = client(address, account_id, token=bool(values))
     return found
 
 
@@ -63,6 +66,9 @@ async def viewer_of(request: web.Request) -> Viewer:
     viewer = request.get(VIEWER)
     if viewer is None:
         viewer = await viewer_for_token(request.app, bearer_token(request))
+        deny = request.app.get(DENY_LIST)
+        if deny is not None and viewer.id is not None and viewer.id in deny.deny_accounts:
+            raise ApiError(403, "denied", "requests from this client are refused")
         request[VIEWER] = viewer
     return viewer
 

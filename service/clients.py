@@ -3,11 +3,15 @@ its address. Pure logic over a few request facts; `client_of()` is the request a
 
 A client is
   * `a:<account id>` when the request's bearer token is one this process already knows to be
-    valid (the viewer cache holds it): telling costs no database work;
-  * otherwise `ip:<address>`: anonymous requests, and tokens not (yet) resolved. An unknown or
-    made-up token is charged to its address, so minting random tokens buys no fresh budget.
-    IPv6 addresses are grouped by /64: one host or one subscriber usually holds a whole /64,
-    and keying single addresses would let it rotate through 2**64 of them.
+    valid (the viewer cache saw it valid within the hour): telling costs no database work;
+  * `ip:<address>`: anonymous requests. IPv6 addresses are grouped by /64: one host or one
+    subscriber usually holds a whole /64, and keying single addresses would let it rotate
+    through 2**64 of them;
+  * `ip:<address>#token`: requests with a token not (yet) resolved. One budget per address,
+    whatever the token, so minting random tokens buys no fresh budget; apart from the
+    address's anonymous one, so that anonymous traffic that spent an address's budget (a
+    shared NAT) does not keep a signed-in user behind it from its first request, the one
+    that makes its token known.
 
 The address is the peer's, unless the peer is a trusted proxy (setting `trusted_proxies`:
 addresses and CIDR ranges, comma-separated). Then the forwarding headers are read right to
@@ -50,9 +54,6 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     return tuple(out)
 
 
-# Parsing an address costs microseconds, and every request (a refused one too) parses its
-# peer's two or three times; the same few addresses come again and again. Bounded.
-@lru_cache(maxsize=4096)
 def _address(text: str | None) -> Address | None:
     if not text:
         return None
@@ -88,9 +89,19 @@ def _forwarded_for(values: Iterable[str]) -> list[str]:
     return hops
 
 
-def client_address(peer: str | None, forwarded: list[str], x_forwarded_for: list[str],
+# A client sends the same peer and forwarding headers request after request: the answer is
+# cached (bounded), so that parsing addresses (ipaddress: ~2 us each, three a request behind
+# a proxy) is paid once per client, not per request. Headers that vary (made up per request)
+# only miss the cache.
+def client_address(peer: str | None, forwarded: Iterable[str], x_forwarded_for: Iterable[str],
                    trusted: tuple[Network, ...]) -> str:
     """The client's address as a string (see the module docstring); `-` when unknown."""
+    return _client_address(peer, tuple(forwarded), tuple(x_forwarded_for), trusted)
+
+
+@lru_cache(maxsize=8192)
+def _client_address(peer: str | None, forwarded: tuple[str, ...],
+                    x_forwarded_for: tuple[str, ...], trusted: tuple[Network, ...]) -> str:
     addr = _address(peer)
     if addr is None:
         return peer or "-"
@@ -110,7 +121,7 @@ def client_address(peer: str | None, forwarded: list[str], x_forwarded_for: list
     return str(addr)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=8192)
 def address_key(address: str) -> str:
     """The budget an address draws on: itself (IPv4), its /64 (IPv6)."""
     addr = _address(address)
@@ -122,7 +133,9 @@ def address_key(address: str) -> str:
     return f"ip:{address}"
 
 
-def client(address: str, account_id: int | None) -> Client:
+def client(address: str, account_id: int | None, token: bool = False) -> Client:
     if account_id is not None:
         return Client(f"a:{account_id}", address, account_id)
+    if token:
+        return Client(address_key(address) + "#token", address, None)
     return Client(address_key(address), address, None)

@@ -3,7 +3,7 @@
 Round trips per render: the ancestor chain (1), one per tree level (<= depth; a level also
 brings its posts), the ancestors' posts (1) and the quoted posts (<= 1): at most depth + 3,
 whatever the size of the conversation. Visibility rules that hide rows can add refill
-fetches (at most `visibility_refill_rounds` per level).
+rounds (at most `visibility_refill_rounds` per level, one or two queries each).
 """
 from __future__ import annotations
 
@@ -141,8 +141,11 @@ async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
                               viewer: Viewer = ANONYMOUS, deadline: float | None = None) -> Json:
     # The chain walks `ancestors` hops: the root plus the nearest ancestors-1 are shown, and
     # the last hop, when it is not the root, is where the omitted gap starts.
-    chain = await thread_queries.chain_up(deps.db, focal_id, limits.ancestors)
-    if not chain or chain[0].deleted:
+    # The first round trip decides whether this viewer may see the focal post, before any
+    # other work: a hidden post's 404 then costs what a missing id's does (same query, no
+    # rows, same code path), so that time cannot tell them apart (thread_queries._FOCAL_CHAIN_SQL).
+    chain = await thread_queries.focal_chain(deps.db, focal_id, limits.ancestors, viewer.id)
+    if not chain:
         raise not_found()
     focal = chain[0]
     limits = capped(limits, focal.caps)

@@ -11,12 +11,14 @@ from aiohttp import web
 from . import conversation, quotes
 from .admission_middleware import ADMISSION
 from .auth import viewer_of
+from .breakers import BreakerOpen
 from .cached_render import serve
 from .appkeys import DB, DEPS, READS, SETTINGS
 from .cursors import AncestorsCursor, QuotesCursor, RepliesCursor
 from .errors import bad_request
 from .openapi import build_spec
 from .params import parse_int, parse_post_id, parse_view_limits, reject_unknown
+from .rate_limit_middleware import RATE_LIMITS
 from .viewer import Viewer
 
 
@@ -122,16 +124,43 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
+async def _database_answers(app: web.Application) -> bool:
+    """SELECT 1 within 0.5 s. While the database breaker is open, this check is also its
+    probe once the backoff allows one: an instance that a load balancer took out of rotation
+    gets no other traffic, and would otherwise never see the breaker close (and never be
+    ready again)."""
+    breaker = app[READS].database
+    probe = False
+    if breaker.state != "closed":
+        try:
+            breaker.before()
+            probe = True
+        except BreakerOpen:
+            pass
+    try:
+        await asyncio.wait_for(app[DB].fetchval("SELECT 1"), timeout=0.5)
+    except Exception:  # any failure to answer means not ready
+        if probe:
+            breaker.failure()
+        return False
+    except BaseException:  # cancelled: says nothing of the database
+        if probe:
+            breaker.release()
+        raise
+    if probe:
+        breaker.success()
+    return True
+
+
 async def readyz(request: web.Request) -> web.Response:
     """Which parts are degraded, and the figures behind it. 503 while the database does not
-    answer (cached conversations are still served, flagged stale); 200 otherwise, even when
-    ranking is down (chronological order) or requests are being shed."""
+    answer or its breaker is open (cached conversations are still served, flagged stale); 200
+    otherwise, even when ranking is down (chronological order), requests are being shed, or
+    the shared rate-limit store is down (limits are then kept per process)."""
     app = request.app
     reads = app[READS]
     degraded, details = [], {}
-    try:
-        await asyncio.wait_for(app[DB].fetchval("SELECT 1"), timeout=0.5)
-    except Exception:  # any failure to answer means not ready; the reason is in the body
+    if not await _database_answers(app):
         degraded.append("database")
     if reads.database.state != "closed" and "database" not in degraded:
         degraded.append("database")
@@ -148,6 +177,11 @@ async def readyz(request: web.Request) -> web.Response:
         details["admission"] = gate.snapshot()
         if gate.controller.overloaded:   # a standing queue: shedding
             degraded.append("overloaded")
+    limits = app.get(RATE_LIMITS)
+    if limits is not None:
+        details["rate_limits"] = limits.snapshot()
+        if limits.store.shared_up is False:
+            degraded.append("rate_limit_store")  # limits kept per process: still serving
     status = 503 if "database" in degraded else 200
     return json_response({"status": "degraded" if degraded else "ok", "degraded": degraded,
                           "details": details}, status=status)

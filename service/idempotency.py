@@ -5,8 +5,9 @@ One transaction holds the key's record and the write: the key is claimed first, 
 its answer is stored, and all of it commits together (or none of it does, so a failed write
 leaves no record and can be retried with the same key). A retry with the same key and the same
 request (method, path and canonical body) gets the stored status and body again, with
-`Idempotent-Replayed: true`; the same key with another request is a 422. Keys are per account
-and expire after `idempotency_ttl_s`.
+`Idempotent-Replayed: true`; the same key with another request is a 422. A retry that arrives
+while the first request runs waits for it to commit (the claim blocks on the key's row), so
+there is no "in progress" answer. Keys are per account and expire after `idempotency_ttl_s`.
 """
 from __future__ import annotations
 
@@ -57,6 +58,10 @@ class KeyedRequest:
 Write = Callable[[_Counted], Awaitable[Outcome]]
 
 
+class _KeyExpired(Exception):
+    """The key's record went between the claim and the read: claim it again."""
+
+
 def key_of(request: web.Request) -> str | None:
     """The request's Idempotency-Key, None without one; 400 when malformed or repeated."""
     values = request.headers.getall(HEADER, [])
@@ -89,9 +94,10 @@ def _response(status: int, body: bytes, replayed: bool = False) -> web.Response:
 async def _replay(tx: _Counted, req: KeyedRequest) -> web.Response:
     assert req.key is not None
     prior = await idempotency_keys.stored(tx, req.account_id, req.key)
-    if prior is None or prior.status is None:  # swept or rolled back meanwhile: rare
-        raise ApiError(409, "idempotency_key_in_use",
-                       "a request with this Idempotency-Key is in progress; retry")
+    if prior is None or prior.status is None:
+        # The claim waited for the key's first request to commit; its row can only have gone
+        # since if it expired in between (and another write swept it): the key is new again.
+        raise _KeyExpired()
     if prior.request_hash != req.request_hash:
         raise ApiError(422, "idempotency_key_reused",
                        "this Idempotency-Key was used for a different request; use a new key")
@@ -118,5 +124,8 @@ async def run_write(db: Database, req: KeyedRequest, ttl_s: float, write: Write)
         except _RETRYABLE as e:
             log.warning("write aborted by a conflict (%s), attempt %d of %d: %s",
                         type(e).__name__, attempt, ATTEMPTS, req.path)
+        except _KeyExpired:
+            log.info("idempotency key expired while claimed, attempt %d of %d: %s",
+                     attempt, ATTEMPTS, req.path)
     raise ApiError(503, "write_conflict", "the write conflicted with others; retry",
                    retry_after=1)

@@ -105,5 +105,7 @@ ROUTES = [
                    _writer(kind, relation_writes.remove_relation)))),
     web.get("/v1/me/muted_words", list_muted_words),
     web.post("/v1/me/muted_words", add_muted_word),
-    web.delete("/v1/me/muted_words/{word}", remove_muted_word),
+    # Any character but "/" (which arrives encoded, as %2F): aiohttp's default pattern also
+    # excludes { and }, so a muted "{spoiler}" could be added but not removed.
+    web.delete("/v1/me/muted_words/{word:[^/]+}", remove_muted_word),
 ]

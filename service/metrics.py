@@ -112,8 +112,9 @@ def _admission_metrics(gate) -> Iterator[Metric]:
     shed = CounterMetricFamily("arbor_admission_shed",
                                "Requests answered 503 overloaded, by reason and route.",
                                labels=["reason", "route"])
-    for (reason, route), n in sorted(gate.shed_by_route.items()):
-        shed.add_metric([reason, route], n)
+    counts = gate.shed_by_route
+    for reason, route in gate.series():
+        shed.add_metric([reason, route], counts.get((reason, route), 0))
     yield shed
 
 

@@ -10,6 +10,7 @@ from aiohttp.abc import AbstractAccessLogger
 from storage.db import start_query_stats
 
 from .errors import ApiError, error_response
+from .protocol_errors import CLIENT_ERRORS, error_body
 from .resilience import DATABASE_ERRORS
 
 log = logging.getLogger("arbor.http")
@@ -37,6 +38,9 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         if "Allow" in e.headers:  # RFC 9110: a 405 lists the methods that are allowed
             response.headers["Allow"] = e.headers["Allow"]
         return response
+    except CLIENT_ERRORS as e:  # a body that does not decode, found while reading it
+        code, message = error_body(400, e)
+        return error_response(400, code, message)
     except DATABASE_UNAVAILABLE as e:
         log.warning("database unavailable: %s: %s path=%s", type(e).__name__, e, request.path)
         return error_response(503, "database_unavailable",

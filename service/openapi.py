@@ -26,7 +26,19 @@ def _nullable(schema: Json) -> Json:
 
 
 def _schemas() -> Json:
-    section_ref = _obj({"count": {"type": "integer", "minimum": 1}, "cursor": {"type": "string"}})
+    section_ref = _obj({
+        "count": {"type": "integer", "minimum": 1,
+                  "description": "Replies left in this list for the viewer: exactly what the "
+                                 "cursor's pages reach when `exact`, else an upper bound."},
+        "exact": {"type": "boolean",
+                  "description": "True when the view read the rest of the list to its end. "
+                                 "False: `count` comes from stored counters (never a count at "
+                                 "request time), with the replies lifted out of or into the list "
+                                 "for this viewer already moved, and it still includes the "
+                                 "replies this viewer's rules will hide (blocked, muted, "
+                                 "unavailable or protected authors, muted words, tombstones with "
+                                 "nothing visible below). A section's count is always a bound."},
+        "cursor": {"type": "string"}})
     return {
         "Error": _obj({"error": _obj({"code": {"type": "string"}, "message": {"type": "string"}})}),
         "Author": _obj({"id": _ID, "handle": {"type": "string"}, "display_name": {"type": "string"}}),
@@ -62,7 +74,8 @@ def _schemas() -> Json:
         "Health": _obj({"status": {"type": "string"}}),
         "Ready": _obj({"status": {"enum": ["ok", "degraded"]},
                        "degraded": {"type": "array", "items": {
-                           "enum": ["database", "ranking", "overloaded"]}},
+                           "enum": ["database", "ranking", "overloaded",
+                                    "rate_limit_store"]}},
                        "details": {"type": "object"}}),
     }
 
@@ -97,9 +110,53 @@ _THREAD_ERRORS = {"401": _error("The bearer token is not valid."),
                                 "service is shedding load (`overloaded`); see Retry-After.")}
 
 
+# Response headers the service sends, documented on every operation by _with_headers.
+_SERVER_TIMING = {"description": "Database time and round trips of this request "
+                                 "(`db;dur=…;desc=\"round_trips=N\", total;dur=…`). Not on 404s, "
+                                 "whose round-trip count would tell a hidden post from a missing "
+                                 "one, nor on shed 503s.",
+                  "schema": {"type": "string"}}
+_RETRY_AFTER = {"description": "Seconds to wait before retrying.", "required": True,
+                "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+_READ_HEADERS = {
+    "Arbor-Cache": {"description": "`hit`: served from the render cache without reading the "
+                                   "database; `miss`: rendered now; `stale`: the database is "
+                                   "unavailable and this is an older copy.",
+                    "required": True, "schema": {"enum": ["hit", "miss", "stale"]}},
+    "Arbor-Degraded": {"description": "`stale` when the answer is an older copy (the body's "
+                                      "`degraded` says so too).",
+                       "schema": {"enum": ["stale"]}},
+    "Age": {"description": "With `Arbor-Degraded: stale`: the copy's age in seconds.",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+}
+# Reads that go through the render cache (service/cached_render.py)
+_CACHED_READS = ("/v1/conversations/{post_id}", "/v1/conversations/{post_id}/replies",
+                 "/v1/conversations/{post_id}/ancestors", "/v1/posts/{post_id}/quotes")
+
+
+def _with_headers(paths: Json) -> Json:
+    """Add the headers that middlewares and the read path send to every response they send
+    them on (an operation's own header entries win)."""
+    for path, operations in paths.items():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                headers = response.setdefault("headers", {})
+                if status != "404":
+                    headers.setdefault("Server-Timing", _SERVER_TIMING)
+                if status in ("429", "503") and path != "/readyz":
+                    headers.setdefault("Retry-After", _RETRY_AFTER)
+                if status == "200" and path in _CACHED_READS:
+                    for name, header in _READ_HEADERS.items():
+                        headers.setdefault(name, header)
+                if not headers:
+                    del response["headers"]
+    return paths
+
+
 def build_spec(s: Settings) -> Json:
     from .openapi_post_writes import post_write_paths, post_write_schemas
     from .openapi_posts import post_paths, post_schemas
+    from .openapi_rate_limits import add_rate_limit_answers, rate_limit_paths, rate_limit_schemas
     from .openapi_viewers import security_schemes, viewer_paths, viewer_schemas
 
     conversation_params = [
@@ -113,12 +170,12 @@ def build_spec(s: Settings) -> Json:
         {"name": "sort", "in": "query", "required": False, "description": "Order of replies.",
          "schema": {"enum": ["ranked", "newest", "oldest"], "default": "ranked"}},
     ]
-    return {
+    spec = {
         "openapi": "3.1.0",
         "info": {"title": "Arbor", "version": "1",
                  "description": "Reply-thread rendering: ancestors, the focal post, and a bounded "
                                 "tree of replies with cursors for everything cut."},
-        "paths": {
+        "paths": _with_headers({
             "/v1/conversations/{post_id}": {"get": {
                 "operationId": "getConversation", "security": _OPTIONAL_VIEWER, "summary": "A conversation around a post.",
                 "parameters": conversation_params,
@@ -148,8 +205,11 @@ def build_spec(s: Settings) -> Json:
             **viewer_paths(s),
             **post_paths(s),
             **post_write_paths(s),
-        },
+        }),
         "components": {"schemas": {**_schemas(), **viewer_schemas(s), **post_schemas(s),
-                                   **post_write_schemas(s)},
+                                   **post_write_schemas(s), **rate_limit_schemas()},
                        "securitySchemes": security_schemes()},
     }
+    spec["paths"].update(_with_headers(rate_limit_paths()))
+    add_rate_limit_answers(spec["paths"])
+    return spec

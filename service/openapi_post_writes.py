@@ -29,7 +29,6 @@ _WRITE_ERRORS = {
     "400": _error("Invalid body, id or Idempotency-Key; the message names it."),
     "401": _error("No valid bearer token."),
     "404": _error("No such post, or not visible to the viewer."),
-    "409": _error("A request with this Idempotency-Key is still in progress; retry."),
     "422": _error("The Idempotency-Key was used for a different request."),
     "503": _error("Database unavailable or the write conflicted; see Retry-After."),
 }
@@ -57,7 +56,10 @@ def post_write_paths(s: Settings) -> Json:
                 "examples": {"root": {"value": {"text": "Hello, Arbor"}}}}}},
             "responses": {
                 "201": {"description": "The post, as a conversation shows it.",
-                        "headers": _REPLAYED,
+                        "headers": {**_REPLAYED, "Location": {
+                            "description": "The post's conversation view "
+                                           "(`/v1/conversations/{id}`), also on a replay.",
+                            "required": True, "schema": {"type": "string"}}},
                         "content": {"application/json": {"schema": _ref("Post")}}},
                 **_WRITE_ERRORS}}},
         "/v1/posts/{post_id}": {"delete": {

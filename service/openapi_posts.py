@@ -55,9 +55,13 @@ def settings_paths() -> Json:
                "content": {"application/json": {"schema": _obj({"settings": {
                    "type": "array", "items": row}})}}}
     errors = {"401": _error("No admin token, or a wrong one."),
-              "403": _error("The admin API is disabled (admin_token is not set).")}
+              "403": _error("The admin API is disabled (admin_token is not set)."),
+              "503": _error("The service is shedding load (`overloaded`); see Retry-After.")}
+    # null restores a setting as the process was configured (environment, --setting, else
+    # its default)
     change = {"type": "object", "minProperties": 1, "additionalProperties": False,
-              "properties": {name: _setting_schema(name) for name in sorted(LIVE)}}
+              "properties": {name: {"oneOf": [_setting_schema(name), {"type": "null"}]}
+                             for name in sorted(LIVE)}}
     return {"/metrics": {"get": {
         "operationId": "metrics", "summary": "Prometheus metrics (text format).",
         "responses": {"200": {"description": "Metrics.", "content": {
@@ -67,6 +71,8 @@ def settings_paths() -> Json:
                 "security": [{"adminBearer": []}], "responses": {"200": listing, **errors}},
         "patch": {"operationId": "changeSettings",
                   "summary": "Change live settings; applies to the next request, not persisted.",
+                  "description": "A value of null restores the setting as the process was "
+                                 "configured (environment or --setting, else its default).",
                   "security": [{"adminBearer": []}],
                   "requestBody": {"required": True,
                                   "content": {"application/json": {"schema": change}}},
@@ -89,7 +95,9 @@ def conversation_limits_paths() -> Json:
           "content": {"application/json": {"schema": shown}}}
     errors = {"400": _error("Invalid body."), "401": _error("No admin token, or a wrong one."),
               "403": _error("The admin API is disabled (admin_token is not set)."),
-              "404": _error("No such post.")}
+              "404": _error("No such post."),
+              "503": _error("The database is unavailable (`database_unavailable`) or the "
+                            "service is shedding load (`overloaded`); see Retry-After.")}
     common = {"security": [{"adminBearer": []}], "parameters": [_POST_ID]}
     return {"/v1/admin/conversations/{post_id}/limits": {
         "get": {"operationId": "getConversationLimits", "summary": "A conversation's caps.",

@@ -70,9 +70,17 @@ async def create_post(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     body = await json_object(request, FIELDS)
     new = parse_new_post(body, settings.max_post_length)
-    return await idempotency.run_write(
+    response = await idempotency.run_write(
         request.app[DB], idempotency.keyed_request(request, viewer.id, key, body),
         settings.idempotency_ttl_s, _creator(request, viewer, new))
+    if response.status == 201:  # fresh or replayed: the body names the post
+        response.headers["Location"] = location(orjson.loads(response.body)["id"])
+    return response
+
+
+def location(post_id: str) -> str:
+    """Where a created post is served: its conversation view, focused on it."""
+    return f"/v1/conversations/{post_id}"
 
 
 def _deleter(request: web.Request, viewer: Viewer, post_id: int):

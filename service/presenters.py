@@ -127,16 +127,19 @@ def replies_json(node: SkelNode, ctx: RenderContext, *, with_sections: bool) -> 
     items = [j for j in (tree_node(c, ctx) for c in node.children or ()) if j is not None]
     more = None
     if node.more:
-        more = {"count": max(1, node.total() - node.consumed),
+        count, exact = node.rest()
+        more = {"count": count, "exact": exact,
                 "cursor": replies_cursor(node, node.section, ctx, after=node.after,
                                          consumed=node.consumed, head_shown=node.head_shown)}
     sections: Json = {"low_quality": None, "offensive": None}
     if with_sections:
         for i in (1, 2):
+            # The stored count less the replies lifted out of it for this viewer (the head):
+            # an upper bound, since no row of a section is read by the view.
             count = node.counts[i] - node.head_from[i]
             if count > 0:
                 sections[SECTIONS[i]] = {
-                    "count": count,
+                    "count": count, "exact": False,
                     "cursor": replies_cursor(node, i, ctx, after=None, consumed=0,
                                              head_shown=len(node.head))}
     return {"items": items, "more": more, "sections": sections}

@@ -6,12 +6,15 @@ environment (ARBOR_<NAME>) and from `arbor serve --setting NAME=VALUE`, printed 
 """
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .clients import parse_networks
+from .rate_limit_rules import parse_rate
+from .rate_limit_store import check_url
 
 
 class SettingsError(ValueError):
@@ -57,13 +60,22 @@ def _coerce(setting: Setting, raw: Any) -> Any:
             return False
         raise SettingsError(f"setting {setting.name}: {raw!r} is not a boolean (use true or false)")
     if setting.type in (int, float):
-        if isinstance(raw, bool):
-            raise SettingsError(f"setting {setting.name}: {raw!r} is not a number")
+        kind = "an integer" if setting.type is int else "a number"
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise SettingsError(f"setting {setting.name}: {raw!r} is not {kind}")
         try:
-            return setting.type(raw)
-        except (TypeError, ValueError):
-            kind = "an integer" if setting.type is int else "a number"
+            value = float(raw) if setting.type is float or isinstance(raw, float) \
+                else int(str(raw).strip())
+        except ValueError:
             raise SettingsError(f"setting {setting.name}: {raw!r} is not {kind}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SettingsError(f"setting {setting.name}: {raw!r} is not a finite number")
+        if setting.type is int and isinstance(value, float):
+            # int(2.9) would be 2 and int(2.5e-42) 0: a float is an integer only when whole
+            if not value.is_integer():
+                raise SettingsError(f"setting {setting.name}: {raw!r} is not {kind}")
+            value = int(value)
+        return value
     return str(raw)
 
 
@@ -149,8 +161,10 @@ SETTINGS: tuple[Setting, ...] = (
       "they are among this many top-scored replies of their list (the focal author's and the "
       "viewer's always are); bounds the cost for viewers who follow prolific repliers.",
       min=0, max=10_000),
-    S("visibility_refill_rounds", int, 2, "Extra fetches per tree level when the viewer's rules "
-      "hid replies and a page fell short of `branching`.", min=0, max=10),
+    S("visibility_refill_rounds", int, 2, "Extra rounds of fetches per tree level (one or two "
+      "queries each) when the viewer's rules hid replies: pages that fell short of `branching` "
+      "are refilled, and the budget the hidden rows left goes to the level's next parents.",
+      min=0, max=10),
     S("visibility_overfetch", int, 5, "Extra replies fetched per parent for viewers with blocks, "
       "mutes or muted words, so that refills are rarely needed.", min=0, max=100),
     S("spam_threshold", float, 0.7, "Spam label score at or above which a reply is `low_quality`.",
@@ -200,6 +214,53 @@ SETTINGS: tuple[Setting, ...] = (
       "refuse at once.", min=0, max=1_000_000),
     S("admission_queue_timeout_ms", int, 1000, "Longest wait for a slot when not overloaded "
       "(a request expected to wait longer is refused at once).", min=0, max=600_000),
+    # Per-client rate limits (service/rate_limit_rules.py; README "Rate limits")
+    S("rate_limit_enabled", bool, True, "Per-client rate limits: each client (its token's "
+      "account, else its address) spends budgets per sliding window; over one, a 429 "
+      "`rate_limited` with `Retry-After` and `RateLimit-Policy` / `RateLimit`. The deny list "
+      "applies either way."),
+    S("rate_limit_read", str, "3000/5minutes", "The read budget of a client (GET, HEAD, "
+      "OPTIONS), in units: a cached answer costs 1, a rendered first page "
+      "`rate_limit_cost_render`, another rendered read `rate_limit_cost_page`, a 4xx 1. "
+      "A rate in limits' notation (`N/[M]second|minute|hour|day`, or `N per M minutes`).",
+      check=parse_rate),
+    S("rate_limit_write", str, "300/5minutes", "The write budget of a client (POST, PUT, "
+      "PATCH, DELETE; 1 each).", check=parse_rate),
+    S("rate_limit_not_found", str, "60/5minutes", "The 404 budget of a client: every answer "
+      "that is a 404 spends 1 more, on any route. Spent, the client is refused everything "
+      "until it refills: probing ids is throttled long before it can walk an id space.",
+      check=parse_rate),
+    S("rate_limit_cost_render", int, 4, "Read units a conversation's first page costs when "
+      "it is rendered (not served from the render cache).", min=1, max=1000),
+    S("rate_limit_cost_page", int, 2, "Read units any other read answered 200 without the "
+      "render cache costs (reply and ancestor pages, quotes, /v1/me lists, /openapi.json).",
+      min=1, max=1000),
+    S("rate_limit_exempt", str, "127.0.0.0/8, ::1", "Client addresses and CIDR ranges "
+      "(comma-separated) never rate limited (still subject to the deny list): by default this "
+      "host, so that local probes, load tests and a local proxy that does not forward the "
+      "client's address (set trusted_proxies) do not share one budget.",
+      check=parse_networks),
+    S("rate_limit_headers", str, "throttled", "When answers carry `RateLimit-Policy` and "
+      "`RateLimit`: `throttled`, only 429s (no cost, nothing client-specific in cacheable "
+      "answers); `always`, every limited answer (one more store read per request).",
+      choices=("throttled", "always")),
+    S("rate_limit_storage_url", str, "", "Shared store of the rate-limit counters, so that "
+      "limits hold across processes and hosts: `redis://[:password@]host:port/db` (also "
+      "`rediss://`, `valkey://`, `unix://`). Empty: in this process. When it fails, limits "
+      "are kept per process until it answers (fail open, logged, /readyz "
+      "`rate_limit_store`).", secret=True, check=check_url),
+    S("rate_limit_storage_timeout_ms", int, 50, "Socket timeout of each call to the shared "
+      "store, in ms: past it the call counts as failed.", min=1, max=10_000),
+    S("rate_limit_max_clients", int, 50_000, "Most clients whose rate-limit state this "
+      "process keeps (and 4 times as many counters in the in-process store: ~0.7-1 KB a "
+      "client in all); least recently seen forgotten first (a forgotten client starts with "
+      "full budgets).", min=100, max=10_000_000),
+    S("rate_limit_reload_s", float, 10.0, "How often each process re-reads the per-account "
+      "overrides and the deny list from PostgreSQL (changes through its own admin API apply "
+      "at once), in s.", min=0.1, max=3600),
+    S("top_clients_size", int, 1000, "Counters per measure and minute of the top-clients "
+      "report (`GET /v1/admin/top_clients`): memory is bounded by 3 x 10 x this.", min=10,
+      max=100_000),
 )
 del S
 
@@ -218,6 +279,10 @@ LIVE = frozenset({
     # load shedding: picked up within a second (service/admission_middleware.py)
     "concurrency_limit", "admission_target_ms", "admission_interval_ms", "admission_queue_size",
     "admission_queue_timeout_ms",
+    # rate limits: read at each request (the reload interval at each reload)
+    "rate_limit_enabled", "rate_limit_read", "rate_limit_write", "rate_limit_not_found",
+    "rate_limit_cost_render", "rate_limit_cost_page", "rate_limit_exempt", "rate_limit_headers",
+    "rate_limit_reload_s",
 })
 assert LIVE <= set(BY_NAME), sorted(LIVE - set(BY_NAME))
 ENV_PREFIX = "ARBOR_"
@@ -237,6 +302,8 @@ _DEFAULT_WITHIN_MAX = (
 class Settings:
     values: Mapping[str, Any]
     sources: Mapping[str, str] = field(default_factory=dict)
+    # (value, source) as the process was configured: what a live change set to null restores
+    started: Mapping[str, tuple[Any, str]] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -249,7 +316,9 @@ class Settings:
 
     def apply_live(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Change live settings in place, all or none, validated like at start-up (each value
-        and the default-within-maximum rules). Returns the new values of those changed."""
+        and the default-within-maximum rules). A value of None restores the setting as the
+        process was configured (environment or --setting, else its default). Returns the new
+        values of those changed."""
         unknown = sorted(set(changes) - set(BY_NAME))
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
@@ -257,10 +326,13 @@ class Settings:
         if fixed:
             raise SettingsError(f"setting(s) {', '.join(fixed)} cannot change while running "
                                 f"(restart with --setting); live: {', '.join(sorted(LIVE))}")
-        checked = load_settings(env={}, overrides={**self.values, **changes})
+        resets = {name: self.started.get(name, (BY_NAME[name].default, "default"))
+                  for name, value in changes.items() if value is None}
+        values = {**changes, **{name: value for name, (value, _) in resets.items()}}
+        checked = load_settings(env={}, overrides={**self.values, **values})
         for name in changes:
             self.values[name] = checked.values[name]  # type: ignore[index]
-            self.sources[name] = "admin"  # type: ignore[index]
+            self.sources[name] = resets[name][1] if name in resets else "admin"  # type: ignore[index]
         return {name: checked.values[name] for name in changes}
 
     def public(self) -> list[dict[str, Any]]:
@@ -318,7 +390,7 @@ def load_settings(env: Mapping[str, str] | None = None,
     if not values["cursor_secret"]:
         values["cursor_secret"] = random_secret()
         sources["cursor_secret"] = "generated"
-    return Settings(values, sources)
+    return Settings(values, sources, {name: (values[name], sources[name]) for name in values})
 
 
 def markdown_table() -> str:

@@ -1,12 +1,18 @@
 """The skeleton stage: which replies a view shows, level by level, for one viewer.
 
-Breadth-first: every level is one round trip that fetches, for all of that level's parents at
-once, a keyset page of their replies as whole posts (and on first pages the "head": replies by
-the focal author, the viewer and the accounts the viewer follows, which rank first and are
-never demoted). The viewer's visibility rules run here, before limiting, so that a page holds
-`branching` visible replies when that many exist; when the rules hide rows, the short parents
-are refilled from where they stopped, a bounded number of times. The node budget (max_nodes)
-is handed out in display order. Whatever is cut gets a keyset position for a cursor.
+Breadth-first in display order: the node budget (max_nodes) goes to a level's parents in the
+order they are shown, each up to `branching` replies, and the levels below get what is left.
+Every level is one round trip that fetches, for all of that level's parents at once, a keyset
+page of their replies as whole posts (and on first pages the "head": replies by the focal
+author, the viewer and the accounts the viewer follows, which rank first and are never
+demoted). Each parent's page is sized from its stored counters (no more rows than its list
+holds, no more than the budget left), so rows per level stay within max_nodes plus a few per
+parent (1 + `overfetch` + the head). The viewer's visibility rules run here, before limiting,
+so that a page holds `branching` visible replies when that many exist; when the rules hide
+rows, the short parents are refilled from where they stopped and the budget they left goes
+to the parents not reached yet, a bounded number of rounds (at most two queries each).
+Whatever is cut gets a keyset position for a cursor, and what the render read past a cut
+tells the count on it (exact when the rest was read to its end).
 """
 from __future__ import annotations
 
@@ -62,6 +68,8 @@ class SkelNode:
     head: tuple[int, ...] = ()     # head ids, in head order; skipped in every listed section
     head_shown: int = 0
     head_from: tuple[int, int, int] = (0, 0, 0)  # head ids per stored section
+    rest_known: int | None = None  # items the rest of the list holds, when it was read to its end
+    rest_dropped: int = 0          # rows read past the cut that the rules hide with nothing below
 
     @property
     def counts(self) -> tuple[int, int, int]:
@@ -74,6 +82,20 @@ class SkelNode:
         if self.section == NORMAL:
             return self.counts[NORMAL] + self.head_from[1] + self.head_from[2]
         return self.counts[self.section] - self.head_from[self.section]
+
+    def rest(self) -> tuple[int, bool]:
+        """What the `more` cursor reaches: (count, exact). Exact when this render read the rest
+        of the list to its end; otherwise an upper bound from the counters (the replies the
+        viewer's rules hide in the unread rest are still in it: knowing them would mean
+        reading the whole list)."""
+        if self.rest_known is not None:
+            return self.rest_known, True
+        return max(1, self.total() - self.consumed - self.rest_dropped), False
+
+    def cut(self) -> None:
+        """Left unexpanded (depth, budget or time): the list goes on if its counters say so."""
+        self.children, self.rest_known, self.rest_dropped = None, None, 0
+        self.more = self.total() > self.consumed
 
 
 @dataclass(slots=True)
@@ -93,12 +115,27 @@ def _keep(post: PostRow, viewer: Viewer) -> str | None | bool:
 
 
 class _Level:
-    """Fills one level's parents from fetched rows, asking for refills where rules hid rows."""
+    """Fills one level's parents from fetched rows, in display order, from one node budget."""
 
-    def __init__(self, spec: ExpandSpec, skel: Skeleton):
+    def __init__(self, spec: ExpandSpec, skel: Skeleton, budget: int):
         self.spec, self.skel = spec, skel
-        self.want: dict[int, int] = {}      # parent id -> items still wanted
-        self.nodes: dict[int, SkelNode] = {}
+        self.budget = budget                # nodes the level may still take
+        self.want: dict[int, int] = {}      # parent id -> items its branching still allows
+
+    def open(self, node: SkelNode) -> None:
+        """The node's list is read at this level."""
+        if node.children is None:
+            node.children = []
+            self.want[node.id] = self.spec.branching
+
+    def room(self, node: SkelNode) -> bool:
+        return self.want[node.id] > 0 and self.budget > 0
+
+    def reserve(self, node: SkelNode, budget: int) -> int:
+        """Replies to fetch for the node: what its branching and the budget allow, and no more
+        than its counters say its list still holds (head replies from demoted sections come
+        on top, from the head lookup)."""
+        return max(0, min(self.want[node.id], budget, node.total() - node.consumed))
 
     def limit(self, k: int) -> int:
         return k + 1 + self.spec.overfetch
@@ -113,39 +150,64 @@ class _Level:
         self.add_head(node, shown)
 
     def add_head(self, node: SkelNode, posts: list[PostRow]) -> None:
-        for p in posts[:self.want[node.id]]:
+        for p in posts:
+            if not self.room(node):
+                break
             self._child(node, p, None)
             node.head_shown += 1
             node.consumed += 1
-            self.want[node.id] -= 1
         node.more = node.head_shown < len(node.head)
 
     def add_listed(self, node: SkelNode, rows: list[PostRow], limit: int) -> bool:
-        """Take rows in order; True when the parent needs a refill."""
+        """Take rows in order while the node has room; True when it needs a refill. Rows read
+        past the cut are only classified, for the count on the cursor."""
         skip = set(node.head)
+        taking = True
+        visible = dropped = unsure = 0
         for p in rows:
             if p.id in skip:  # shown in the head already: passed over, never counted twice
-                node.after = q.keyset(p, self.spec.sort)
+                if taking:
+                    node.after = q.keyset(p, self.spec.sort)
                 continue
-            if self.want[node.id] == 0:
-                node.more = True
-                return False
+            verdict = _keep(p, self.spec.viewer)
+            if taking and not self.room(node):
+                taking = False
+            if not taking:
+                if verdict is None:
+                    visible += 1
+                elif verdict is False:
+                    dropped += 1
+                else:  # a tombstone shows or not depending on what is below it
+                    unsure += 1
+                continue
             node.after = q.keyset(p, self.spec.sort)
             node.consumed += 1
-            verdict = _keep(p, self.spec.viewer)
             if verdict is not False:
                 self._child(node, p, verdict)
-                self.want[node.id] -= 1
-        full = len(rows) >= limit
-        if self.want[node.id] == 0:
-            node.more = node.more or full
+        head_left = len(node.head) - node.head_shown
+        node.rest_dropped = dropped
+        if len(rows) < limit:  # the list ended within these rows: its rest is known
+            node.rest_known = head_left + visible if not unsure else None
+            node.more = head_left + visible + unsure > 0
             return False
-        node.more = node.more or full
-        return full
+        node.rest_known = None
+        if taking and self.room(node):
+            # Short: read on, unless the counters say only head replies (skipped) are left.
+            if node.total() - node.consumed > 0:
+                return True
+            node.more = False
+            return False
+        # Rows may go on past these; when none of these was left over and the counters say
+        # the list is spent, the ones past them are head replies already shown.
+        node.more = bool(head_left or visible or unsure) or \
+            node.total() - node.consumed - dropped > 0
+        return False
 
     def _child(self, node: SkelNode, post: PostRow, verdict: str | None) -> None:
         child = SkelNode(post.id, post, node.level + 1, verdict)
         node.children.append(child)
+        self.want[node.id] -= 1
+        self.budget -= 1
         self.skel.posts.append(post)
 
 
@@ -160,44 +222,36 @@ async def expand(db: Database, spec: ExpandSpec, root: SkelNode, *,
     for level in range(1, spec.depth + 1):
         if not frontier or budget <= 0:
             break
-        lvl = _Level(spec, skel)
-        first, keyed = [], []
-        for node in frontier:
-            k = min(spec.branching, budget)
-            if k <= 0:
-                break
-            budget -= k
-            lvl.want[node.id], lvl.nodes[node.id] = k, node
-            node.children = []
-            if node is root and head_posts is not None:
-                lvl.add_head(node, head_posts)
-            (keyed if node.after is not None else first).append(node)
+        lvl = _Level(spec, skel, budget)
+        if level == 1 and head_posts is not None:  # a continuation page: the head left to show comes first
+            lvl.open(root)
+            lvl.add_head(root, head_posts)
         # The head is looked up on first pages of normal lists: every deeper level, and the
         # root's unless this is a continuation page (its cursor carries the head) or a section.
         with_head = level > 1 or (head_posts is None and root.section == NORMAL)
         if level == 1:
-            await _fill(db, spec, lvl, first, keyed, with_head=with_head)
-        elif not await _fill_in_time(db, spec, lvl, frontier, first, keyed, with_head):
+            await _fill(db, spec, lvl, frontier, with_head=with_head)
+        elif not await _fill_in_time(db, spec, lvl, frontier, with_head):
             skel.partial = True
             break
+        budget = lvl.budget
         for node in frontier:
-            if node.id not in lvl.want:
-                node.more = node.more or node.total() > node.consumed
-            else:
-                budget += lvl.want[node.id]  # give back what the rows could not fill
+            if node.children is None:  # the budget ran out before its turn
+                node.cut()
         frontier = [c for n in frontier for c in (n.children or ()) if sum(c.counts) > 0]
     for node in frontier:  # cut by depth, budget or time: reachable through a cursor
         if node.children is None:
-            node.more = True
+            node.cut()
     skel.nodes = len(skel.posts)
     return skel
 
 
-_SAVED = ("children", "more", "after", "consumed", "head", "head_shown", "head_from")
+_SAVED = ("children", "more", "after", "consumed", "head", "head_shown", "head_from",
+          "rest_known", "rest_dropped")
 
 
 async def _fill_in_time(db: Database, spec: ExpandSpec, lvl: _Level, frontier: list[SkelNode],
-                        first: list[SkelNode], keyed: list[SkelNode], with_head: bool) -> bool:
+                        with_head: bool) -> bool:
     """Fill a level below the first within the time budget. False when the budget ran out:
     the level's parents are then left unexpanded, with cursors for their replies."""
     remaining = None if spec.deadline is None else spec.deadline - time.monotonic()
@@ -205,10 +259,11 @@ async def _fill_in_time(db: Database, spec: ExpandSpec, lvl: _Level, frontier: l
         _unexpand(frontier, {})
         return False
     saved = {id(n): tuple(getattr(n, a) for a in _SAVED) for n in frontier}
+    posts = len(lvl.skel.posts)
     try:
-        await asyncio.wait_for(_fill(db, spec, lvl, first, keyed, with_head=with_head),
-                               remaining)
+        await asyncio.wait_for(_fill(db, spec, lvl, frontier, with_head=with_head), remaining)
     except asyncio.TimeoutError:
+        del lvl.skel.posts[posts:]  # what the cut level took is not shown
         _unexpand(frontier, saved)
         return False
     return True
@@ -218,7 +273,7 @@ def _unexpand(frontier: list[SkelNode], saved: dict) -> None:
     for node in frontier:
         for name, value in zip(_SAVED, saved.get(id(node), ())):
             setattr(node, name, value)
-        node.children, node.more = None, True
+        node.cut()
 
 
 async def _level(db: Database, spec: ExpandSpec, fetches, section: int, head) -> dict:
@@ -250,33 +305,50 @@ def chronological(spec: ExpandSpec) -> ExpandSpec:
     return replace(spec, sort="oldest")
 
 
-async def _fill(db: Database, spec: ExpandSpec, lvl: _Level, first: list[SkelNode],
-                keyed: list[SkelNode], *, with_head: bool) -> None:
-    """Fetch and take this level's rows: first pages (with the head) and keyed pages in one
-    round trip each, then refill short parents from where they stopped."""
+async def _fill(db: Database, spec: ExpandSpec, lvl: _Level, parents: list[SkelNode], *,
+                with_head: bool) -> None:
+    """Fetch and take this level's rows for `parents` (in display order) until the budget is
+    spent: each round reserves the budget in display order and fetches first pages (with the
+    head) and keyed pages in one round trip each; later rounds refill the parents the rules
+    left short and reach the parents the budget had not reached. A parent never reached
+    stays unexpanded (children None)."""
     head = q.Head(tuple(sorted(spec.viewer.follows)), spec.focal_author, spec.viewer.id,
                   all_sections=spec.sort == "ranked", limit=spec.head_limit,
                   window=spec.head_window) if with_head else None
-    rounds = 0
-    while first or keyed:
-        refill: list[SkelNode] = []
-        for group, use_head in ((first, head), (keyed, None)):
-            by_section: dict[int, list[SkelNode]] = {}
-            for node in group:
-                by_section.setdefault(node.section, []).append(node)
-            for section, nodes in by_section.items():
-                fetches = [q.Fetch(n.id, lvl.limit(lvl.want[n.id]), n.after) for n in nodes]
-                rows = await _level(db, spec, fetches, section,
-                                    use_head if section == NORMAL else None)
-                for node, fetch in zip(nodes, fetches):
-                    got = rows[node.id]
-                    if use_head is not None and section == NORMAL:
-                        lvl.set_head(node, got.head)
-                    if lvl.add_listed(node, got.listed, fetch.limit):
-                        refill.append(node)
-        rounds += 1
-        if rounds > spec.refill_rounds:
-            for node in refill:
-                node.more = True
+    waiting = list(parents)
+    for _ in range(1 + spec.refill_rounds):
+        budget, batch = lvl.budget, []
+        for node in waiting:
+            if budget <= 0:
+                break
+            lvl.open(node)
+            k = lvl.reserve(node, budget)
+            budget -= k
+            batch.append((node, q.Fetch(node.id, lvl.limit(k), node.after)))
+        if not batch:
             return
-        first, keyed = [], [n for n in refill if n.after is not None]
+        got: dict[int, tuple[q.LevelRows, bool]] = {}
+        for keyed in (False, True):
+            by_section: dict[int, list[q.Fetch]] = {}
+            for node, fetch in batch:
+                if (fetch.after is not None) == keyed:
+                    by_section.setdefault(node.section, []).append(fetch)
+            for section, fetches in by_section.items():
+                use_head = head if section == NORMAL and not keyed else None
+                rows = await _level(db, spec, fetches, section, use_head)
+                for fetch in fetches:
+                    got[fetch.parent] = (rows[fetch.parent], use_head is not None)
+        refill = set()
+        for node, fetch in batch:  # taken in display order, from one budget
+            rows, headed = got[node.id]
+            if headed:
+                lvl.set_head(node, rows.head)
+            if lvl.add_listed(node, rows.listed, fetch.limit):
+                refill.add(node.id)
+        reached = {node.id for node, _ in batch}
+        waiting = [n for n in waiting if n.id in refill or n.id not in reached]
+        if not waiting or lvl.budget <= 0:
+            break
+    for node in waiting:
+        if node.id in refill:
+            node.more = True  # refills ran out: the cursor continues from the last row read

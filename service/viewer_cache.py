@@ -3,6 +3,10 @@
 Only live tokens of active accounts are cached, so a cached token always means "this account
 may act". Writes made through this process drop what they change at once (forget_*); writes
 made elsewhere (another replica, SQL by hand) show after at most `ttl_s` seconds.
+
+A third map, token hash -> account id for an hour (as many entries as the others), only
+says whom a request counts against for rate limits (service/clients.py): it never lets a
+request act, so it may outlive the token (a request with a revoked token is still a 401).
 """
 from __future__ import annotations
 
@@ -11,14 +15,22 @@ from cachetools import TTLCache
 from .viewer import Viewer
 
 
+CLIENT_KEY_TTL_S = 3600.0
+
+
 class ViewerCache:
     def __init__(self, ttl_s: float, size: int):
         self.enabled = ttl_s > 0 and size > 0
         self.tokens: TTLCache[bytes, int] = TTLCache(max(size, 1), max(ttl_s, 0.001))
         self.viewers: TTLCache[int, Viewer] = TTLCache(max(size, 1), max(ttl_s, 0.001))
+        self.clients: TTLCache[bytes, int] = TTLCache(max(size, 1), CLIENT_KEY_TTL_S)
 
     def account_of(self, token_hash: bytes) -> int | None:
         return self.tokens.get(token_hash) if self.enabled else None
+
+    def client_of(self, token_hash: bytes) -> int | None:
+        """The account a recently valid token belongs to, for rate limits only."""
+        return self.clients.get(token_hash) if self.enabled else None
 
     def viewer(self, account_id: int) -> Viewer | None:
         return self.viewers.get(account_id) if self.enabled else None
@@ -28,6 +40,7 @@ class ViewerCache:
             return
         if token_hash is not None:
             self.tokens[token_hash] = viewer.id
+            self.clients[token_hash] = viewer.id
         self.viewers[viewer.id] = viewer
 
     def forget_viewers(self, *account_ids: int) -> None:
@@ -43,7 +56,9 @@ class ViewerCache:
 
     def forget_token(self, token_hash: bytes) -> None:
         self.tokens.pop(token_hash, None)
+        self.clients.pop(token_hash, None)
 
     def clear(self) -> None:
         self.tokens.clear()
         self.viewers.clear()
+        self.clients.clear()

@@ -191,7 +191,58 @@ _CHAIN_SQL = """
 
 async def chain_up(db: Database, start_id: int, hops: int) -> list[ChainRow]:
     """The post `start_id` and up to `hops` of its ancestors, nearest first. One round trip."""
-    rows = await db.fetch(_CHAIN_SQL, start_id, hops)
+    return _chain_rows(await db.fetch(_CHAIN_SQL, start_id, hops))
+
+
+# The focal post's chain, gated: the walk starts only when, by the viewer's relations in the
+# database ($3; NULL: anonymous), the focal post is one the viewer may see
+# (service/visibility_rules.author_verdict and the deleted flag, restated). A post hidden from
+# this viewer then comes back exactly as a missing id does, as no rows, after the same work:
+# whether the id exists or not, one lookup of the post, one of its author (key -1 when there
+# is none), and the same four probes of the viewer's relations (all evaluated, OFFSET 0
+# keeps the planner from short-circuiting them), then no walk up its ancestors. What is
+# left to tell them apart is whether those index lookups found a row. The service's rules
+# run on the result as before (with the viewer's cached relations, and muted words): the
+# post is shown only when both allow it.
+_FOCAL_CHAIN_SQL = """
+    WITH RECURSIVE focal AS (
+        SELECT p.id, p.in_reply_to_id, p.conversation_id, p.depth,
+               COALESCE(p.deleted_at IS NULL AND a.state = 'active' AND (a.id = $3 OR (
+                   (NOT a.protected OR r.follows)
+                   AND NOT r.blocks AND NOT r.blocked_by AND NOT r.mutes)), false) AS go
+        FROM (SELECT $1::bigint AS want) w
+        LEFT JOIN posts p ON p.id = w.want
+        LEFT JOIN accounts a ON a.id = COALESCE(p.author_id, -1)
+        CROSS JOIN LATERAL (SELECT
+            EXISTS (SELECT 1 FROM follows f
+                    WHERE f.follower_id = $3 AND f.followee_id = COALESCE(a.id, -1)) AS follows,
+            EXISTS (SELECT 1 FROM blocks b
+                    WHERE b.blocker_id = $3 AND b.blocked_id = COALESCE(a.id, -1)) AS blocks,
+            EXISTS (SELECT 1 FROM blocks b
+                    WHERE b.blocker_id = COALESCE(a.id, -1) AND b.blocked_id = $3) AS blocked_by,
+            EXISTS (SELECT 1 FROM mutes m
+                    WHERE m.muter_id = $3 AND m.muted_id = COALESCE(a.id, -1)) AS mutes
+            OFFSET 0) r
+    ), chain (id, parent, conv, depth, deleted, hop) AS (
+        SELECT id, in_reply_to_id, conversation_id, depth, false, 0 FROM focal WHERE go
+      UNION ALL
+        SELECT p.id, p.in_reply_to_id, p.conversation_id, p.depth, p.deleted_at IS NOT NULL,
+               c.hop + 1
+        FROM chain c JOIN posts p ON p.id = c.parent AND p.conversation_id = c.conv
+        WHERE c.hop < $2
+    )
+    """ + _CHAIN_SQL[_CHAIN_SQL.index("SELECT c.id"):]
+
+
+async def focal_chain(db: Database, focal_id: int, hops: int,
+                      viewer_id: int | None) -> list[ChainRow]:
+    """As chain_up, for the focal post of a conversation viewed by `viewer_id`: empty when
+    the post does not exist or is hidden from the viewer (see _FOCAL_CHAIN_SQL). One round
+    trip."""
+    return _chain_rows(await db.fetch(_FOCAL_CHAIN_SQL, focal_id, hops, viewer_id))
+
+
+def _chain_rows(rows) -> list[ChainRow]:
     return [ChainRow(r["id"], r["parent"], r["conv"], r["depth"], r["deleted"],
                      (r["replies_normal"], r["replies_low_quality"], r["replies_offensive"]),
                      Caps(r["cap_depth"], r["cap_branching"], r["cap_max_nodes"],

@@ -47,6 +47,9 @@ def test_ipv6_grouped_by_64_and_mapped_ipv4_unwrapped():
 def test_account_key_when_known():
     assert client("198.51.100.7", 42).key == "a:42"
     assert client("198.51.100.7", None).key == "ip:198.51.100.7"
+    # an unresolved token: the address's budget for such requests, whatever the token
+    assert client("198.51.100.7", None, token=True).key == "ip:198.51.100.7#token"
+    assert client("2001:db8::1", None, token=True).key == "ip:2001:db8::/64#token"
 
 
 def test_trusted_proxies_setting_is_validated():
@@ -58,6 +61,7 @@ def test_trusted_proxies_setting_is_validated():
 async def test_client_of_request_uses_the_viewer_cache(client, world):
     """Through the app: an anonymous request is its address; a token, once resolved, its
     account."""
+    from service.appkeys import VIEWERS
     from service.auth import client_of
     from aiohttp.test_utils import make_mocked_request
 
@@ -65,7 +69,13 @@ async def test_client_of_request_uses_the_viewer_cache(client, world):
     account = await world.account("client_key_user")
     token = await world.token(account)
     headers = {"Authorization": f"Bearer {token}"}
-    assert client_of(make_mocked_request("GET", "/", headers=headers, app=app)).key.startswith("ip:")
+    assert client_of(make_mocked_request("GET", "/", headers=headers, app=app)).key \
+        == "ip:-#token"  # a mocked request has no peer
+    assert client_of(make_mocked_request("GET", "/", app=app)).key == "ip:-"
     assert (await client.get("/v1/me/follows", headers=headers)).status == 200
     got = client_of(make_mocked_request("GET", "/", headers=headers, app=app))
     assert got.key == f"a:{account}" and got.account_id == account
+    # the key outlives the viewer cache's short TTL (it only says whom to charge)
+    app[VIEWERS].tokens.clear()
+    assert client_of(make_mocked_request("GET", "/", headers=headers, app=app)).key \
+        == f"a:{account}"

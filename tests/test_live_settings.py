@@ -42,6 +42,9 @@ def _depth(node) -> int:
     ({"db_pool_max": 3}, "cannot change while running"),
     ({"no_such": 1}, "unknown setting"),
     ({"default_depth": "deep"}, "not an integer"),
+    ({"default_depth": 2.9}, "not an integer"),          # was silently 2
+    ({"default_depth": 2.589e-42}, "not an integer"),    # was silently 0
+    ({"visibility_overfetch": 0.5}, "not an integer"),
     ({"default_depth": 30}, "larger than max_depth"),
     ({"default_depth": 2, "max_depth": 1}, "larger than max_depth"),
 ])
@@ -55,3 +58,34 @@ async def test_refused_changes_change_nothing(client, body, fragment):
 
 async def test_needs_the_admin_token(client):
     assert (await client.patch("/v1/admin/settings", json={"default_depth": 1})).status == 401
+
+
+async def test_null_restores_a_live_setting_as_configured(client):
+    resp = await client.patch("/v1/admin/settings", json={"default_depth": 2, "max_depth": 9},
+                              headers=ADMIN)
+    assert resp.status == 200
+    resp = await client.patch("/v1/admin/settings", json={"default_depth": None}, headers=ADMIN)
+    assert resp.status == 200
+    rows = {r["name"]: r for r in (await resp.json())["settings"]}
+    assert (rows["default_depth"]["value"], rows["default_depth"]["source"]) == (6, "default")
+    assert (rows["max_depth"]["value"], rows["max_depth"]["source"]) == (9, "admin")
+    # a value the process was started with (here the tests' override) comes back with its source
+    resp = await client.patch("/v1/admin/settings", json={"render_cache_ttl_s": 5},
+                              headers=ADMIN)
+    assert resp.status == 200
+    resp = await client.patch("/v1/admin/settings", json={"render_cache_ttl_s": None},
+                              headers=ADMIN)
+    rows = {r["name"]: r for r in (await resp.json())["settings"]}
+    assert (rows["render_cache_ttl_s"]["value"], rows["render_cache_ttl_s"]["source"]) == \
+        (0, "override")
+
+
+async def test_a_reset_is_validated_like_any_change(client):
+    """Restoring default_depth (6) under a lowered max_depth (3) breaks default <= max."""
+    assert (await client.patch("/v1/admin/settings", json={"default_depth": 2, "max_depth": 3},
+                               headers=ADMIN)).status == 200
+    resp = await client.patch("/v1/admin/settings", json={"default_depth": None}, headers=ADMIN)
+    assert resp.status == 400 and "larger than max_depth" in (await resp.json())["error"]["message"]
+    both = await client.patch("/v1/admin/settings", json={"default_depth": None,
+                                                          "max_depth": None}, headers=ADMIN)
+    assert both.status == 200

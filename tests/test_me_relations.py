@@ -129,6 +129,18 @@ async def test_a_muted_phrase_with_a_slash_can_be_removed(client, world):
     assert (await (await client.get("/v1/me/muted_words", headers=auth)).json())["items"] == []
 
 
+@pytest.mark.parametrize("word", ["{spoiler}", "}{", "a{b}/c"])
+async def test_a_muted_word_with_braces_can_be_removed(client, world, word):
+    """aiohttp's default pattern for a path parameter excludes { and }: such a word could be
+    added but not removed (a 404 "no such endpoint")."""
+    _, auth = await _signed_in(world)
+    resp = await client.post("/v1/me/muted_words", json={"word": word}, headers=auth)
+    assert resp.status == 200
+    resp = await client.delete("/v1/me/muted_words/" + quote(word, safe=""), headers=auth)
+    assert resp.status == 204, await resp.text()
+    assert (await (await client.get("/v1/me/muted_words", headers=auth)).json())["items"] == []
+
+
 async def test_muted_words_page_by_word(client, world):
     _, auth = await _signed_in(world)
     words = [f"word {i:02d}" for i in range(9)]

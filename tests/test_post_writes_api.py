@@ -90,6 +90,19 @@ async def test_root_reply_and_quote_appear_in_the_conversation(client, world):
     assert focal["focal"] == quote
 
 
+async def test_a_created_post_has_a_location_that_serves_it(client, world):
+    _, auth = await _signed_in(world)
+    for headers in ({}, {"Idempotency-Key": "location-1"}, {"Idempotency-Key": "location-1"}):
+        resp = await client.post("/v1/posts", json={"text": "where am I"},
+                                 headers={**auth, **headers})
+        assert resp.status == 201  # the last one a replay: the same Location
+        post = await resp.json()
+        assert resp.headers["Location"] == f"/v1/conversations/{post['id']}"
+        view = await client.get(resp.headers["Location"], headers=auth)
+        assert view.status == 200 and (await view.json())["focal"] == post
+    assert resp.headers["Idempotent-Replayed"] == "true"
+
+
 async def test_text_of_exactly_max_post_length_is_accepted(client, world, settings):
     _, auth = await _signed_in(world)
     resp = await _post(client, auth, text="x" * settings.max_post_length)

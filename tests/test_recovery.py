@@ -106,6 +106,38 @@ async def test_database_down_is_a_fast_503_and_the_service_recovers(proxied_app_
     assert status == 200, body
 
 
+async def test_readyz_recovers_without_other_traffic(aiohttp_client, settings, fault_proxy,
+                                                     proxied_dsn, world):
+    """A load balancer that took the instance out of rotation on /readyz sends it nothing but
+    /readyz: that check must probe the open breaker itself, or it never closes."""
+    app = create_app(settings.replace(database_url=proxied_dsn, breaker_backoff_ms=200,
+                                      breaker_max_backoff_ms=1000, **PROXIED_APP_SETTINGS))
+    client = await aiohttp_client(app)
+    _, cold = await _conversation(world)
+    fault_proxy.refuse()
+    fault_proxy.reset_all()
+    for _ in range(6):  # breaker_failure_threshold (5) failures open the breaker
+        status, body, headers, _ = await _get(client, f"/v1/conversations/{cold}")
+        _assert_database_unavailable(status, body, headers)
+    status, body, _, _ = await _get(client, "/readyz")
+    assert status == 503 and body["details"]["breakers"]["database"]["state"] != "closed"
+    fault_proxy.heal()
+    healed = time.monotonic()
+    while True:
+        status, body, _, _ = await _get(client, "/readyz")
+        if status == 200:
+            break
+        assert time.monotonic() - healed < 5.0, f"/readyz still {status} 5 s after: {body}"
+        await asyncio.sleep(0.1)
+    assert body["details"]["breakers"]["database"]["state"] == "closed"
+    # within the breaker's longest backoff (1 s here), plus the pool's reconnect
+    assert time.monotonic() - healed < 1.0 + 1.5
+    status, _, _, _ = await _get(client, f"/v1/conversations/{cold}")
+    assert status == 200
+    fault_proxy.heal()
+    await fault_proxy.wait_listening()
+
+
 async def test_reset_under_load_is_never_a_500(proxied_app_client, fault_proxy, world):
     client = proxied_app_client
     author, root = await _conversation(world)

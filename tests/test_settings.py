@@ -48,10 +48,26 @@ def test_database_url_alias():
     ({"default_branching": "50", "max_branching": "20"}, "larger than max_branching"),
     ({"db_pool_min": "20", "db_pool_max": "5"}, "db_pool_min"),
     ({"no_such_thing": "1"}, "unknown setting"),
+    ({"default_depth": 2.9}, "not an integer"),        # int(2.9) was 2
+    ({"default_depth": 2.589e-42}, "not an integer"),  # and this 0
+    ({"default_depth": "2.9"}, "not an integer"),
+    ({"default_depth": None}, "not an integer"),
+    ({"viewer_cache_ttl_s": "nan"}, "not a finite number"),
 ])
 def test_bad_values_are_rejected_naming_the_setting(overrides, fragment):
     with pytest.raises(SettingsError, match=fragment):
         load_settings(env={}, overrides=overrides)
+
+
+def test_whole_numbers_are_integers():
+    s = load_settings(env={"ARBOR_DEFAULT_DEPTH": " 4 "}, overrides={"default_branching": 12.0})
+    assert (s.default_depth, s.default_branching) == (4, 12)
+    assert type(s.default_branching) is int
+
+
+def test_a_float_in_the_environment_fails_start_up():
+    with pytest.raises(SettingsError, match="default_depth: '2.9' is not an integer"):
+        load_settings(env={"ARBOR_DEFAULT_DEPTH": "2.9"})
 
 
 def test_bad_environment_value_is_rejected():
