@@ -12,12 +12,14 @@ the peak (closed loop, 16 clients, no think time); a fair share is the peak over
 clients (polite + 1). Then --rounds rounds of:
 
   * the polite clients alone: each an open loop (Poisson) at --polite-share of a fair share;
-  * the same, next to the greedy client: an open loop at --greedy-shares fair shares.
+  * the same, next to the greedy client (an open loop at --greedy-shares fair shares), with
+    the per-client rate limits as the service ships them (the greedy client's excess gets
+    429 before admission), and again with them off (`rate_limit_enabled`, changed live):
+    admission alone sheds it (503). --rate-limits on|off runs only one of the two.
 
-Targets (exit status 1 when one fails): with the greedy client there, every polite request
-succeeds and the polite clients' 200 p99 is at most 1.5x theirs alone (same rounds). What the
-greedy client got is printed by status: 503 from load shedding; a per-client rate limit in
-front of admission turns its excess into 429.
+Targets (exit status 1 when one fails), for each greedy phase: every polite request succeeds
+and the polite clients' 200 p99 is at most 1.5x theirs alone (same rounds). What the greedy
+client got is printed by status.
 """
 from __future__ import annotations
 
@@ -76,26 +78,34 @@ async def run(args, port: int, proc, dsn: str, roots: dict, postmaster: int | No
           f"{greedy_rate:.0f}/s ({args.greedy_shares:g} shares, "
           f"{greedy_rate / peak:.0%} of the peak); offered with it: "
           f"{(args.polite * polite_rate + greedy_rate) / peak:.0%} of the peak\n")
-    print(f"{'round':>5} {'phase':<14} {'polite ok':>10} {'polite p50':>10} {'polite p99':>10} "
-          f"{'greedy 200/s':>12} {'greedy by status':<26} {'srv':>5} {'other':>5}")
-    alone_all, mixed_all, greedy_all = [], [], []
-    p99s: dict[str, list] = {"alone": [], "with greedy": []}
+    phases = [("alone", 0.0, True)]
+    if args.rate_limits in ("on", "both"):
+        phases.append(("greedy, rate limits on", greedy_rate, True))
+    if args.rate_limits in ("off", "both"):
+        phases.append(("greedy, rate limits off", greedy_rate, False))
+    print(f"{'round':>5} {'phase':<24} {'polite ok':>10} {'polite p50':>10} {'polite p99':>10} "
+          f"{'greedy 200/s':>12} {'greedy by status':<28} {'srv':>5} {'other':>5}")
+    polite_all: dict[str, list] = {name: [] for name, _, _ in phases}
+    greedy_all: dict[str, list] = {name: [] for name, _, _ in phases}
+    p99s: dict[str, list] = {name: [] for name, _, _ in phases}
     for i in range(args.rounds):
-        for name, g in (("alone", 0.0), ("with greedy", greedy_rate)):
+        for name, g, limits_on in phases:
+            await lg.set_settings(port, {"rate_limit_enabled": limits_on})
             c0 = meter.read()
             res = await _phase(pool, work, args.polite, polite_rate, g, args.seconds, i + 1)
             cpu = lg.CpuMeter.rates(c0, meter.read())
             polite = [r for r in res if r.client != GREEDY]
             greedy = [r for r in res if r.client == GREEDY]
-            (alone_all if not g else mixed_all).extend(polite)
-            greedy_all.extend(greedy)
+            polite_all[name].extend(polite)
+            greedy_all[name].extend(greedy)
             ok = [r.latency for r in polite if r.status == 200]
             p99s[name].append(lg.ms(ok, 99))
             statuses = dict(sorted(Counter(r.status for r in greedy).items()))
-            print(f"{i + 1:>5} {name:<14} {len(ok) / max(1, len(polite)):>10.2%} "
+            print(f"{i + 1:>5} {name:<24} {len(ok) / max(1, len(polite)):>10.2%} "
                   f"{lg.ms(ok, 50):>10.2f} {lg.ms(ok, 99):>10.2f} "
                   f"{sum(r.status == 200 for r in greedy) / args.seconds:>12.0f} "
-                  f"{str(statuses or ''):<26} {cpu['server']:>5.2f} {cpu['other']:>5.2f}")
+                  f"{str(statuses or ''):<28} {cpu['server']:>5.2f} {cpu['other']:>5.2f}")
+    await lg.set_settings(port, {"rate_limit_enabled": True})
     pool.close()
 
     def stats(rs: list) -> tuple[float, float, float, Counter]:
@@ -103,24 +113,25 @@ async def run(args, port: int, proc, dsn: str, roots: dict, postmaster: int | No
         return (len(ok) / max(1, len(rs)), lg.ms(ok, 50), lg.ms(ok, 99),
                 Counter(r.status for r in rs))
 
-    a_ok, a50, a99, _ = stats(alone_all)
-    m_ok, m50, m99, m_status = stats(mixed_all)
-    g_ok, g50, g99, g_status = stats(greedy_all)
-    ratio = m99 / a99
+    a_ok, a50, a99, _ = stats(polite_all["alone"])
     print(f"\nall rounds: polite alone: {a_ok:.2%} ok, p50 {a50:.2f} ms, p99 {a99:.2f} ms "
           f"(by round {min(p99s['alone']):.1f}-{max(p99s['alone']):.1f})")
-    print(f"            polite with the greedy client: {m_ok:.2%} ok "
-          f"{dict(m_status)}, p50 {m50:.2f} ms, p99 {m99:.2f} ms "
-          f"(by round {min(p99s['with greedy']):.1f}-{max(p99s['with greedy']):.1f}) = "
-          f"{ratio:.2f}x alone")
-    print(f"            the greedy client: {dict(sorted(g_status.items()))}; its 200s: p50 "
-          f"{g50:.2f} ms, p99 {g99:.2f} ms; {g_status[200] / (args.rounds * args.seconds):.0f} "
-          f"200s/s = {g_status[200] / (args.rounds * args.seconds) / peak:.0%} of the peak")
-    return verdict([
-        (m_ok == 1.0, f"polite success with the greedy client {m_ok:.2%} == 100%"),
-        (ratio <= P99_RATIO_TARGET, f"polite p99 with the greedy client {m99:.2f} ms <= "
-                                    f"{P99_RATIO_TARGET:g}x alone ({a99:.2f} ms)"),
-    ])
+    checks = []
+    for name, _, _ in phases[1:]:
+        m_ok, m50, m99, m_status = stats(polite_all[name])
+        g_ok, g50, g99, g_status = stats(greedy_all[name])
+        ratio = m99 / a99
+        print(f"  {name}: polite {m_ok:.2%} ok {dict(sorted(m_status.items()))}, p50 "
+              f"{m50:.2f} ms, p99 {m99:.2f} ms (by round {min(p99s[name]):.1f}-"
+              f"{max(p99s[name]):.1f}) = {ratio:.2f}x alone")
+        print(f"    the greedy client: {dict(sorted(g_status.items()))}; its 200s p50 "
+              f"{g50:.2f} ms, p99 {g99:.2f} ms; "
+              f"{g_status[200] / (args.rounds * args.seconds):.0f} 200s/s = "
+              f"{g_status[200] / (args.rounds * args.seconds) / peak:.0%} of the peak")
+        checks += [(m_ok == 1.0, f"{name}: polite success {m_ok:.2%} == 100%"),
+                   (ratio <= P99_RATIO_TARGET, f"{name}: polite p99 {m99:.2f} ms <= "
+                                               f"{P99_RATIO_TARGET:g}x alone ({a99:.2f} ms)")]
+    return verdict(checks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="each polite client's rate, in fair shares")
     parser.add_argument("--greedy-shares", type=float, default=20.0,
                         help="the greedy client's rate, in fair shares")
+    parser.add_argument("--rate-limits", choices=("both", "on", "off"), default="both",
+                        help="greedy phases with the per-client rate limits on, off, or both")
     parser.add_argument("--server-setting", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--data-dir", default=str(ROOT / ".arbor" / "bench-pgdata"))
     args = parser.parse_args(argv)
