@@ -30,9 +30,10 @@ the request queue) and folly's Codel:
     having waited longest already: the useful part of adaptive LIFO; serving newest first for
     as long as the overload lasts made the oldest waiters time out, slow 503s). The queue then
     holds about 2 x target of work: every freed slot goes straight to a waiter (full goodput)
-    and the oldest wait stays above the target while the overload lasts. Requests of a lower
-    priority than one shed in the last interval are refused at once (they could only wait to
-    be overtaken), unless they have a turn in the new list.
+    and the oldest wait stays above the target while the overload lasts. A client's request
+    of a lower priority than one of its own shed in the last interval is refused at once (it
+    could only wait to be overtaken by that client's next ones), unless it has a turn in the
+    new list.
   * Expected wait = (requests served before it + 1) x the time between departures.
 
 Priorities: first pages (HIGH), then writes and everything else (NORMAL), then continuation
@@ -144,12 +145,14 @@ class _Lane:
 
 
 class _Client:
-    __slots__ = ("inflight", "queued", "new_lane")
+    __slots__ = ("inflight", "queued", "new_lane", "shed_at", "shed_priority")
 
     def __init__(self) -> None:
         self.inflight = 0
         self.queued = 0
         self.new_lane: _Lane | None = None   # its lane in the new list: its most important
+        self.shed_at = -1e18                 # last time one of its requests was shed while
+        self.shed_priority = Priority.LOW    # overloaded, and the best priority shed then
 
     @property
     def weight(self) -> int:
@@ -193,7 +196,6 @@ class Admission:
         # below it (overloaded)
         self._since: float | None = None
         self._last_watch = 0.0
-        self._shed_at = [-1e18, -1e18, -1e18]    # last shed while overloaded, by priority
         self._seen = self._seen_before = 0       # bitmaps of hashed client keys
         self._seen_until = 0.0
 
@@ -298,23 +300,26 @@ class Admission:
             self._admit(priority, client)
             return ADMIT, None
         if p.queue_size <= 0 or p.queue_timeout_s <= 0:
-            return SHED, self._refuse(priority, QUEUE_FULL, now)
-        new_turn = self._new_turn(self.clients.get(client), priority)
+            return SHED, self._refuse(priority, client, QUEUE_FULL, now)
+        c = self.clients.get(client)
+        new_turn = self._new_turn(c, priority)
         expected = self.expected_wait(priority, new_turn)
         reason = None
         # A newcomer with a turn in the new list (its client has nothing queued, or nothing
-        # as important) is served first: it may wait up to the overload timeout.
+        # as important) is served first: it may wait up to the overload timeout. One of a
+        # client whose more important requests were shed in the last interval could only
+        # wait to be overtaken by that client's next ones: refused at once.
         limit = self.timeout() if new_turn else self.wait_limit()
         if self.overloaded and (expected > limit or (
-                not new_turn and max(self._shed_at[:priority], default=-1e18)
-                >= now - p.interval_s)):
+                not new_turn and c.shed_priority < priority
+                and c.shed_at >= now - p.interval_s)):
             reason = OVERLOADED
         elif self.queued >= p.queue_size or expected > p.queue_timeout_s:
             reason = QUEUE_FULL
         if reason is not None:
             victim = self._victim(priority, client)
             if victim is None:
-                return SHED, self._refuse(priority, reason, now)
+                return SHED, self._refuse(priority, client, reason, now)
             self._shed_waiter(victim, EVICTED, now)
         return QUEUED, self._enqueue(priority, client, new_turn, now)
 
@@ -350,11 +355,17 @@ class Admission:
         c = self.clients.get(client)
         return c is None or c.inflight < self.slot_share()
 
-    def _refuse(self, priority: Priority, reason: str, now: float) -> str:
+    def _refuse(self, priority: Priority, client: str, reason: str, now: float) -> str:
         self.counters.shed[reason][priority] += 1
-        if self.overloaded:
-            self._shed_at[priority] = now
+        self._note_shed(client, priority, now)
         return reason
+
+    def _note_shed(self, client: str, priority: Priority, now: float) -> None:
+        c = self.clients.get(client)     # kept only while the client has requests anyway
+        if c is not None and self.overloaded:
+            if c.shed_at < now - self.params.interval_s or priority < c.shed_priority:
+                c.shed_priority = priority
+            c.shed_at = now
 
     def _victim(self, priority: Priority, client: str) -> Waiter | None:
         """Whom to shed so that this newcomer can wait: the newest, least important waiter of
@@ -528,8 +539,7 @@ class Admission:
         self._unqueue(w, SHED_STATE)
         w.reason = reason
         self.counters.shed[reason][w.priority] += 1
-        if self.overloaded:
-            self._shed_at[w.priority] = now
+        self._note_shed(w.client, w.priority, now)
         self.settled.append(w)
 
     def _expire(self, now: float) -> None:

@@ -246,6 +246,20 @@ def test_overloaded_lower_priorities_are_refused_while_higher_ones_are_shed():
     assert a.try_acquire(L, "polite", now + MS)[0] == QUEUED
 
 
+
+def test_only_the_client_whose_first_pages_were_shed_has_its_continuations_refused():
+    a = adm()
+    now = overload(a)                          # "a": 2 slots, waiters 35 and 15 ms old
+    a.tick(now + 0.03)                         # both time out (40 ms): "a" was shed, and
+    assert a.overloaded and a.queued == 0      # has nothing queued any more
+    assert a.try_acquire(H, "other", now + 0.03)[0] == QUEUED
+    # another client's continuation behind its own waiting first page: it may wait (with
+    # shares, "a" cannot take the next slot ahead of it)
+    assert a.try_acquire(L, "other", now + 0.03)[0] == QUEUED
+    queue(a, now + 0.03, "a")                  # but "a" itself: its first page may wait...
+    assert a.try_acquire(L, "a", now + 0.03) == (SHED, OVERLOADED)   # ...its next one not
+
+
 def test_a_full_queue_lets_a_first_page_push_out_its_clients_newest_continuation():
     a = adm(queue_size=3)
     fill(a, 0.0)
