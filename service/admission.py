@@ -45,12 +45,13 @@ request gets a lane in the "new" list, served before every backlogged ("old") la
 client's turn in the new list goes to its most important request); old lanes are served by
 priority, round robin between clients within a priority, one request per turn. So a polite
 client's request waits for about one departure whatever a greedy client has queued, and
-among many sparse clients (a crowd) priorities hold. While overloaded, no client holds more
-than its share of the slots: `concurrency` over the distinct clients that came in this
-interval and the last (estimated from a fixed 1,024-bit bitmap of hashed keys: no per-client
-state), at least one; a slot may then stay free for a client that comes back, since polite
-clients' requests are short and sparse, and each of them would otherwise run beside a greedy
-client's requests on every slot. When the service must shed (a full queue, or a newcomer
+among many sparse clients (a crowd) priorities hold. While overloaded, a client being shed
+(one of its requests in the last interval) holds at most its share of the slots:
+`concurrency` over the distinct clients that came in this interval and the last (estimated
+from a fixed 1,024-bit bitmap of hashed keys: no per-client state), at least one. A slot may
+then stay free for a client that comes back: polite clients' requests are short and sparse,
+and each of them would otherwise run beside a greedy client's requests on every slot (they
+share one CPU). Clients not being shed are not held back. When the service must shed (a full queue, or a newcomer
 expected to wait too long), the victim is the client holding the most requests (in flight +
 queued): when that is not the newcomer's own client, its newest, least important waiter is
 shed (`evicted`) and the newcomer waits; of its own client only a less important waiter; else
@@ -296,7 +297,7 @@ class Admission:
     def _arrive(self, priority: Priority, client: str,
                 now: float) -> tuple[str, Waiter | str | None]:
         p = self.params
-        if self.inflight < p.concurrency and self._may_run(client):
+        if self.inflight < p.concurrency and not self._held_back(self.clients.get(client), now):
             self._admit(priority, client)
             return ADMIT, None
         if p.queue_size <= 0 or p.queue_timeout_s <= 0:
@@ -324,9 +325,9 @@ class Admission:
         return QUEUED, self._enqueue(priority, client, new_turn, now)
 
     def slot_share(self) -> int:
-        """The most slots one client may hold: while overloaded, an equal share among the
-        clients seen in the last one or two intervals (at least one slot); else all of them
-        (nobody is being shed: no need to hold capacity back)."""
+        """The most slots a client being shed may hold: while overloaded, an equal share
+        among the clients seen in the last one or two intervals (at least one slot); else all
+        of them (nobody is being shed: no need to hold capacity back)."""
         c = self.params.concurrency
         if not self.overloaded:
             return c
@@ -351,9 +352,13 @@ class Admission:
             self._seen = 0
             self._seen_until = now + self.params.interval_s
 
-    def _may_run(self, client: str) -> bool:
-        c = self.clients.get(client)
-        return c is None or c.inflight < self.slot_share()
+    def _held_back(self, c: _Client | None, now: float, share: int | None = None) -> bool:
+        """A client being shed (one of its requests in the last interval, while overloaded)
+        that holds its share of the slots waits for one of its own to finish. Others are
+        not held back: a polite client's second request may take a free slot."""
+        if c is None or not self.overloaded or c.shed_at < now - self.params.interval_s:
+            return False
+        return c.inflight >= (self.slot_share() if share is None else share)
 
     def _refuse(self, priority: Priority, client: str, reason: str, now: float) -> str:
         self.counters.shed[reason][priority] += 1
@@ -465,7 +470,7 @@ class Admission:
 
     def _grant(self, now: float) -> None:
         while self.inflight < self.params.concurrency:
-            w = self._next_waiter()
+            w = self._next_waiter(now)
             if w is None:
                 return
             self._unqueue(w, GRANTED)
@@ -474,7 +479,7 @@ class Admission:
             if self.overloaded and now - w.enqueued_at > self.target():
                 self._since = None     # it waited above the target: the queue still stands
 
-    def _next_waiter(self) -> Waiter | None:
+    def _next_waiter(self, now: float) -> Waiter | None:
         """New lanes by priority, then old lanes by priority, round robin within one; one
         request per turn, first in first out within a lane; a client holding its share of
         the slots (slot_share) waits its turn. None: nobody may have the slot now."""
@@ -487,7 +492,7 @@ class Admission:
                     lane = rr.popleft()
                     if lane.dead or (lists is self._new and not lane.new):
                         continue                   # retired, or demoted to the old list
-                    if self.clients[lane.client].inflight >= share:
+                    if self._held_back(self.clients[lane.client], now, share):
                         rr.append(lane)            # at its share: the next lane's turn
                         skipped += 1
                         continue

@@ -338,6 +338,23 @@ def test_overloaded_a_client_holds_at_most_its_share_of_the_slots():
     assert a.recent_clients() == 0
 
 
+def test_only_clients_being_shed_are_held_to_their_share():
+    a = adm(concurrency=4)
+    now = overload(a)                          # "a" holds 4, its oldest waiters were shed
+    t = now + MS
+    p1h, p1l = queue(a, t, "p1"), queue(a, t, "p1", L)
+    others = [queue(a, t, c) for c in ("p2", "p3")]
+    assert a.slot_share() == 1                 # four clients lately
+    for i in range(3):                         # "a" gives up slots; the new lanes get them
+        a.release("a", 4 * MS, t + (i + 1) * MS)
+    assert [w.state for w in [p1h] + others] == [GRANTED] * 3 and a.inflight == 4
+    a.release("p2", 4 * MS, t + 4 * MS)
+    # "a" (shed, holding its one slot) waits; "p1" was never shed: its second request may
+    # take the free slot although it holds its share too
+    assert p1l.state == GRANTED and a.clients["p1"].inflight == 2
+    assert a.clients["a"].inflight == 1 and a.clients["a"].queued > 0
+
+
 def test_the_share_counts_clients_seen_recently_not_only_those_in_flight():
     a = adm(concurrency=8)
     for i in range(4):                         # four clients came and went
