@@ -123,8 +123,8 @@ def simulate(params: A.Params, arrivals: list, *, cpu=(0.0009, 0.0009), db=0.001
 def _make_lifo(adm: A.Admission) -> None:
     fifo = adm._next_waiter
 
-    def next_waiter():
-        w = fifo()
+    def next_waiter(now):
+        w = fifo(now)
         if w is None or not adm.overloaded:
             return w
         return next((x for x in reversed(w.lane.waiters) if x.state == A.WAITING), w)

@@ -26,9 +26,9 @@ the request queue) and folly's Codel:
   * Overloaded: a newcomer expected to wait more than 2 x target is refused at once (the cheap
     503: no waiting, no work; a newcomer with a turn in the new list, below, may expect up to
     4 x target); a waiter is shed after 4 x target (a stall). When the overload begins, the
-    backlog is trimmed to its newest 2 x target of work (the oldest would mostly time out,
-    having waited longest already: the useful part of adaptive LIFO; serving newest first for
-    as long as the overload lasts made the oldest waiters time out, slow 503s). The queue then
+    backlog is cut to its newest 4 x target of work (the oldest would time out, having waited
+    longest already: the useful part of adaptive LIFO; serving newest first for as long as
+    the overload lasts made the oldest waiters time out, slow 503s). The queue then
     holds about 2 x target of work: every freed slot goes straight to a waiter (full goodput)
     and the oldest wait stays above the target while the overload lasts. A client's request
     of a lower priority than one of its own shed in the last interval is refused at once (it
@@ -604,10 +604,10 @@ class Admission:
             self.counters.overload_episodes += 1
             self.overloaded_since = now
             # The backlog of the interval before: what waited past the overload timeout, and
-            # the oldest beyond the overload wait limit, go now (the newest are served first;
-            # the oldest would wait on and mostly time out, having waited longest already).
+            # the oldest beyond what the slots serve within it (they would time out, having
+            # waited longest already; the newest are served), go now.
             self._expire(now)
-            limit = self.wait_limit()
+            limit = self.timeout()
             while self._queue_work() > limit:
                 self._shed_waiter(self._oldest(), TIMEOUT, now)
         else:

@@ -121,11 +121,11 @@ def test_more_work_queued_than_drains_within_the_interval_is_overload_at_once():
     fill(a, 0.0)
     ws = [a.try_acquire(H, "a", 0.0)[1] for _ in range(56)]   # 56 x 2 ms = 112 ms of work
     assert a.overloaded                        # > target + interval (110 ms): standing now
-    # and the burst is cut to its newest 2 x target of work (10 waiters), at once: the rest
-    # would have waited up to 112 ms to be served late
+    # and the burst is cut, at once, to what the slots serve within the overload timeout
+    # (4 x target: 20 waiters); the rest would have timed out, late
     settled = a.take_settled()
-    assert len(settled) == 46 and all(w.reason == TIMEOUT for w in settled)
-    assert [w.state for w in ws[-10:]] == ["waiting"] * 10 and a.queued == 10
+    assert len(settled) == 36 and all(w.reason == TIMEOUT for w in settled)
+    assert [w.state for w in ws[-20:]] == ["waiting"] * 20 and a.queued == 20
 
 
 def test_when_the_overload_begins_the_backlog_is_cut_to_its_newest_work():
@@ -137,10 +137,11 @@ def test_when_the_overload_begins_the_backlog_is_cut_to_its_newest_work():
     a.tick(a.next_deadline())                 # the oldest wait above the target for 100 ms
     assert a.overloaded
     assert old.reason == TIMEOUT               # waited 110 ms > 4 x target
-    assert [w.reason for w in young[:19]] == [TIMEOUT] * 19   # the oldest of the rest
-    assert all(w.state == "waiting" for w in young[19:])      # the newest 20 ms are served
+    # 58 ms of work left: the oldest beyond what 40 ms (4 x target) serves go too
+    assert [w.reason for w in young[:9]] == [TIMEOUT] * 9
+    assert all(w.state == "waiting" for w in young[9:])
     a.take_settled()
-    assert serve_one(a, "a", 0.111) == [young[19]]
+    assert serve_one(a, "a", 0.111) == [young[9]]
 
 
 def test_the_overload_ends_once_the_queue_stayed_under_the_target_for_an_interval():
