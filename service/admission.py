@@ -41,11 +41,13 @@ pages and quote lists (LOW). Ops endpoints are not classified here at all.
 
 Fairness, after fq_codel. A client is a `service.clients.Client` key (account, else address).
 Each client has a FIFO lane per priority. A client with nothing queued is *sparse*: its
-request gets a lane in the "new" list, served before every backlogged ("old") lane (a
-client's turn in the new list goes to its most important request); old lanes are served by
-priority, round robin between clients within a priority, one request per turn. So a polite
-client's request waits for about one departure whatever a greedy client has queued, and
-among many sparse clients (a crowd) priorities hold. While overloaded, a client being shed
+request gets a lane in the "new" list, served before every backlogged ("old") lane, new lanes
+by priority (a client's turn in the new list goes to its most important request). Then the
+backlogged clients take turns, one request each, each its most important waiter: priority
+orders a client's own requests, not one client's against another's (a greedy client's first
+pages would otherwise starve a polite client's continuation). So a polite client's request
+waits for about one departure whatever a greedy client has queued, and among many sparse
+clients (a crowd) priorities hold. While overloaded, a client being shed
 (one of its requests in the last interval) holds at most its share of the slots:
 `concurrency` over the distinct clients that came in this interval and the last (estimated
 from a fixed 1,024-bit bitmap of hashed keys: no per-client state), at least one. A slot may
@@ -146,7 +148,8 @@ class _Lane:
 
 
 class _Client:
-    __slots__ = ("inflight", "queued", "new_lane", "shed_at", "shed_priority")
+    __slots__ = ("inflight", "queued", "new_lane", "shed_at", "shed_priority", "old_waiting",
+                 "in_old")
 
     def __init__(self) -> None:
         self.inflight = 0
@@ -154,6 +157,8 @@ class _Client:
         self.new_lane: _Lane | None = None   # its lane in the new list: its most important
         self.shed_at = -1e18                 # last time one of its requests was shed while
         self.shed_priority = Priority.LOW    # overloaded, and the best priority shed then
+        self.old_waiting = 0                 # its waiters in old lanes
+        self.in_old = False                  # in the old list's round robin
 
     @property
     def weight(self) -> int:
@@ -186,7 +191,7 @@ class Admission:
         self.next_settings_check = 0.0    # the middleware's, for live settings
         self._lanes: tuple[dict[str, _Lane], ...] = ({}, {}, {})
         self._new: tuple[deque[_Lane], ...] = (deque(), deque(), deque())
-        self._old: tuple[deque[_Lane], ...] = (deque(), deque(), deque())
+        self._old: deque[str] = deque()   # clients with backlogged (old) lanes, in turn
         self._new_lanes = [0, 0, 0]       # live lanes in _new, by priority
         self._waiting = [0, 0, 0]
         self._by_arrival: deque[Waiter] = deque()
@@ -408,10 +413,12 @@ class Admission:
                 self._new[priority].append(lane)
                 self._new_lanes[priority] += 1
             else:
-                self._old[priority].append(lane)
+                self._join_old(client, c)
         w = Waiter(priority, client, now, lane)
         lane.waiters.append(w)
         lane.live += 1
+        if not lane.new:
+            c.old_waiting += 1
         self._by_arrival.append(w)
         self._waiting[priority] += 1
         old = c.weight
@@ -430,8 +437,14 @@ class Admission:
         c = self.clients.get(lane.client)
         if c is not None and c.new_lane is lane:
             c.new_lane = None
-        if not lane.dead:
-            self._old[lane.priority].append(lane)
+        if not lane.dead and c is not None:
+            c.old_waiting += lane.live
+            self._join_old(lane.client, c)
+
+    def _join_old(self, client: str, c: _Client) -> None:
+        if not c.in_old:
+            c.in_old = True
+            self._old.append(client)
 
     # -- departure -----------------------------------------------------------------------
     def release(self, client: str, rtt: float | None, now: float) -> None:
@@ -480,32 +493,54 @@ class Admission:
                 self._since = None     # it waited above the target: the queue still stands
 
     def _next_waiter(self, now: float) -> Waiter | None:
-        """New lanes by priority, then old lanes by priority, round robin within one; one
-        request per turn, first in first out within a lane; a client holding its share of
-        the slots (slot_share) waits its turn. None: nobody may have the slot now."""
+        """New lanes first, by priority, in arrival order; then the backlogged clients in
+        turn, each its most important waiter; one request per turn, first in first out
+        within a lane. A client held to its share of the slots (_held_back) waits its turn.
+        None: nobody may have the slot now."""
         share = self.slot_share()
-        for lists in (self._new, self._old):
+        for p in PRIORITIES:
+            rr = self._new[p]
+            skipped = 0
+            while len(rr) > skipped:
+                lane = rr.popleft()
+                if lane.dead or not lane.new:
+                    continue                       # retired, or demoted to the old list
+                if self._held_back(self.clients[lane.client], now, share):
+                    rr.append(lane)                # at its share: the next lane's turn
+                    skipped += 1
+                    continue
+                if lane.live > 1:                  # its turn in the new list is used
+                    self._demote(lane)             # (its last waiter: _unqueue() retires it)
+                return self._first_waiting(lane)
+        rr = self._old
+        skipped = 0
+        while len(rr) > skipped:
+            key = rr.popleft()
+            c = self.clients.get(key)
+            if c is None or not c.old_waiting:
+                if c is not None:
+                    c.in_old = False
+                continue
+            if self._held_back(c, now, share):
+                rr.append(key)
+                skipped += 1
+                continue
             for p in PRIORITIES:
-                rr = lists[p]
-                skipped = 0
-                while len(rr) > skipped:
-                    lane = rr.popleft()
-                    if lane.dead or (lists is self._new and not lane.new):
-                        continue                   # retired, or demoted to the old list
-                    if self._held_back(self.clients[lane.client], now, share):
-                        rr.append(lane)            # at its share: the next lane's turn
-                        skipped += 1
-                        continue
-                    while lane.waiters[0].state != WAITING:
-                        lane.waiters.popleft()
-                    w = lane.waiters[0]
-                    if lane.new:
-                        if lane.live > 1:          # its turn in the new list is used
-                            self._demote(lane)     # (its last waiter: _unqueue() retires it)
-                    elif lane.live > 1:
-                        rr.append(lane)
-                    return w
+                lane = self._lanes[p].get(key)
+                if lane is not None and not lane.new and lane.live:
+                    if c.old_waiting > 1:
+                        rr.append(key)             # more to come: its next turn
+                    else:
+                        c.in_old = False
+                    return self._first_waiting(lane)
+            c.in_old = False                       # (counts and lanes disagree: never)
         return None
+
+    @staticmethod
+    def _first_waiting(lane: _Lane) -> Waiter:
+        while lane.waiters[0].state != WAITING:
+            lane.waiters.popleft()
+        return lane.waiters[0]
 
     def _admit(self, priority: Priority, client: str) -> None:
         self.inflight += 1
@@ -524,6 +559,7 @@ class Admission:
         p = w.priority
         self._waiting[p] -= 1
         lane = w.lane
+        was_new = lane.new
         lane.live -= 1
         if lane.waiters[0] is w:
             lane.waiters.popleft()
@@ -536,6 +572,8 @@ class Admission:
                 self._demote(lane)
             del self._lanes[p][w.client]
         c = self.clients[w.client]
+        if not was_new:
+            c.old_waiting -= 1
         old = c.weight
         c.queued -= 1
         self._reweigh(w.client, c, old)

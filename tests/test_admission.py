@@ -306,6 +306,18 @@ def test_backlogged_clients_are_served_round_robin():
     assert served == [a1, b1, a2, b2, a3, b3]
 
 
+def test_backlogged_clients_take_turns_whatever_their_priorities():
+    """Priority orders a client's own requests; between backlogged clients it is their turn
+    (else a greedy client's first pages starve a polite client's continuation)."""
+    a = adm()
+    fill(a, 0.0, "x")
+    g = [queue(a, 0.0, "g") for _ in range(3)]
+    p1, p_low = queue(a, 0.0, "p"), queue(a, 0.0, "p", L)
+    served = serve_one(a, "x", 0.001) + serve_one(a, "x", 0.002)
+    served += serve_one(a, "g", 0.003) + serve_one(a, "p", 0.004)
+    assert served == [g[0], p1, p_low, g[1]]
+
+
 def test_overloaded_a_polite_client_waits_ahead_of_the_greedy_backlog():
     a = adm()
     now = overload(a)                          # "a" holds 2 slots and 2 waiters
