@@ -1,7 +1,7 @@
 """The admission controller (service/admission.py, the real code) in front of a simulated
 service: a discrete-event model, no network, no noise from the machine.
 
-    python bench/admission_sim.py [--target-ms 20] [--interval-ms 200] [--concurrency 4]
+    python bench/admission_sim.py [--target-ms 20] [--interval-ms 400] [--concurrency 4]
                                   [--seconds 60] [--lifo]
 
 The model: each request needs `cpu` ms of the service's one CPU (shared equally by the
@@ -151,7 +151,7 @@ def _p(values: list, q: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target-ms", type=float, default=20)
-    parser.add_argument("--interval-ms", type=float, default=200)
+    parser.add_argument("--interval-ms", type=float, default=400)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--lifo", action="store_true")

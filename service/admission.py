@@ -89,7 +89,8 @@ OVERLOADED = "overloaded"   # refused on arrival while overloaded
 QUEUE_FULL = "queue_full"   # refused on arrival: queue_size waiters, or a wait > queue_timeout
 EVICTED = "evicted"         # waited, then gave its place to a lighter client's request (or to
 #                             a more important one of its own client)
-TIMEOUT = "timeout"         # waited longer than allowed
+TIMEOUT = "timeout"         # waited longer than allowed (or was among the oldest of the
+#                             backlog when an overload began)
 REASONS = (OVERLOADED, QUEUE_FULL, EVICTED, TIMEOUT)
 
 WAITING, GRANTED, SHED_STATE, CANCELLED = "waiting", "granted", "shed", "cancelled"
@@ -110,7 +111,7 @@ class Params:
     """Everything the settings say about admission."""
     concurrency: int = 4          # defaults as in service/settings.py
     target_s: float = 0.020
-    interval_s: float = 0.2
+    interval_s: float = 0.4
     queue_timeout_s: float = 1.0
     queue_size: int = 1000
 

@@ -206,7 +206,7 @@ SETTINGS: tuple[Setting, ...] = (
       "waiter's wait stays above it for `admission_interval_ms` (the target is at least the time "
       "between two departures). While overloaded, a request expected to wait more than twice it "
       "is refused at once, and one that has waited four times it is shed.", min=1, max=60_000),
-    S("admission_interval_ms", int, 200, "How long the oldest wait must stay above "
+    S("admission_interval_ms", int, 400, "How long the oldest wait must stay above "
       "`admission_target_ms` to mean overload, and at or below it to end one; a burst that "
       "drains within it is only delayed.", min=1, max=60_000),
     S("admission_queue_size", int, 1000, "Most requests waiting for a slot (a memory bound); "
