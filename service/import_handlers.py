@@ -1,4 +1,5 @@
-"""POST /v1/admin/posts/import: posts from another system, in any order (storage/ingestion.py)."""
+"""POST /v1/admin/posts/import: posts from another system, in any order, from any number of
+requests at once (storage/ingestion.py states the guarantees and the locking)."""
 from __future__ import annotations
 
 import orjson

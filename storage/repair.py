@@ -13,8 +13,10 @@ one chunk's fix:
    recomputed (section_updates.recompute, which moves its parent's counter exactly): the
    section rules read the conversation. Replies whose parent is not in posts at all
    (`orphans`) are reported, not fixed.
-2. **pending**: replies waiting in pending_posts although their parent has arrived; attached
-   with ingestion.attach_pending under the advisory lock ingestion takes on the parent's id.
+2. **pending**: replies waiting in pending_posts although their parent has arrived (an
+   arrival with more than ingestion.MAX_ATTACH replies below it, or data written around the
+   ingestion path); attached with ingestion.attach_pending, which takes the same locks as an
+   import (storage/ingestion.py) in transactions of its own.
 3. **listed** and **counters**: a post's `listed` flag against its rule (not deleted, or has
    listed replies), and its post_counts row (listed direct replies per section; quotes by
    posts an anonymous viewer can see, post_writes._QUOTES_OF) against a recount. Found with
@@ -350,18 +352,20 @@ async def _pass_pending(db: Database, report: _Report) -> None:
             report.find("pending", [r["id"] for r in arrived])
             if report.dry_run:
                 continue
-            for parent_id in sorted({r["in_reply_to_id"] for r in arrived}):
-
-                async def attach(tx: _Counted, parent_id=parent_id) -> int:
-                    await ingestion._lock(tx, parent_id)
-                    return await ingestion.attach_pending(tx, parent_id, limit=report.chunk)
-
-                attached = await _in_transaction(db, report, attach)
-                if attached:
-                    report.fixed["pending"] += attached
-                    # attach_pending stops at the limit, perhaps between levels: the rest
-                    # waits under parents that now exist, for the next walk.
-                    truncated = truncated or attached >= report.chunk
+            parents = sorted({r["in_reply_to_id"] for r in arrived})
+            if not parents:
+                continue
+            try:
+                attached = await ingestion.attach_pending(db, parents, limit=report.chunk)
+            except _RETRYABLE as e:
+                report.failed_chunks += 1
+                log.warning("repair: attaching below %d posts failed (%s); the next run will "
+                            "pick them up", len(parents), e)
+                continue
+            report.fixed["pending"] += attached
+            # attach_pending stops at the limit, perhaps between levels: the rest waits
+            # under parents that now exist, for the next walk.
+            truncated = truncated or attached >= report.chunk
         if not truncated:
             return
     log.warning("repair: pending pass did not settle in %d walks", MAX_PASSES)
