@@ -17,9 +17,17 @@ clients (polite + 1). Then --rounds rounds of:
     429 before admission), and again with them off (`rate_limit_enabled`, changed live):
     admission alone sheds it (503). --rate-limits on|off runs only one of the two.
 
+And, in the same rounds, the per-client budget (issue 11: "one client at 20x its budget next
+to 20 polite clients"): the read budget keeps its default rate (`rate_limit_read` 3000 units
+per 5 minutes = 10 units/s) over a --budget-window window instead of five minutes, so that a
+phase of a few seconds spends it (a five-minute window first lets a burst of 3,000 units
+through); polite clients read at --polite-budget of their budget, the greedy one at
+--greedy-budget times its budget (rendered first pages cost 4 units, continuations 2:
+rates below are in requests at 4 units, the upper bound).
+
 Targets (exit status 1 when one fails), for each greedy phase: every polite request succeeds
 and the polite clients' 200 p99 is at most 1.5x theirs alone (same rounds). What the greedy
-client got is printed by status.
+client got is printed by status; in the budget phase it must be refused with 429, not 503.
 """
 from __future__ import annotations
 
@@ -78,7 +86,15 @@ async def run(args, port: int, proc, dsn: str, roots: dict, postmaster: int | No
           f"{greedy_rate:.0f}/s ({args.greedy_shares:g} shares, "
           f"{greedy_rate / peak:.0%} of the peak); offered with it: "
           f"{(args.polite * polite_rate + greedy_rate) / peak:.0%} of the peak\n")
+    budget_units = 3000 / 300 * args.budget_window  # the default rate over a shorter window
+    budget_rate = 3000 / 300 / 4  # first pages per second within the default read budget
+    b_polite, b_greedy = args.polite_budget * budget_rate, args.greedy_budget * budget_rate
+    print(f"budget phases: rate_limit_read={budget_units:.0f}/{args.budget_window:g}seconds; "
+          f"polite at {b_polite:.2f}/s each, the greedy one at {b_greedy:.0f}/s "
+          f"({args.greedy_budget:g}x its budget)\n")
     phases = [("alone", 0.0, True)]
+    if args.greedy_budget:
+        phases += [("budget: alone", 0.0, True), ("budget: greedy 20x", b_greedy, True)]
     if args.rate_limits in ("on", "both"):
         phases.append(("greedy, rate limits on", greedy_rate, True))
     if args.rate_limits in ("off", "both"):
@@ -90,9 +106,16 @@ async def run(args, port: int, proc, dsn: str, roots: dict, postmaster: int | No
     p99s: dict[str, list] = {name: [] for name, _, _ in phases}
     for i in range(args.rounds):
         for name, g, limits_on in phases:
-            await lg.set_settings(port, {"rate_limit_enabled": limits_on})
+            budget = name.startswith("budget")
+            await lg.set_settings(port, {
+                "rate_limit_enabled": limits_on,
+                "rate_limit_read": f"{budget_units:.0f}/{args.budget_window:g}seconds"
+                                   if budget else None})  # null: the configured value
+            if budget:
+                await asyncio.sleep(args.budget_window)  # last phase's spending expires
             c0 = meter.read()
-            res = await _phase(pool, work, args.polite, polite_rate, g, args.seconds, i + 1)
+            res = await _phase(pool, work, args.polite, b_polite if budget else polite_rate,
+                               g, args.seconds, i + 1)
             cpu = lg.CpuMeter.rates(c0, meter.read())
             polite = [r for r in res if r.client != GREEDY]
             greedy = [r for r in res if r.client == GREEDY]
@@ -105,7 +128,7 @@ async def run(args, port: int, proc, dsn: str, roots: dict, postmaster: int | No
                   f"{lg.ms(ok, 50):>10.2f} {lg.ms(ok, 99):>10.2f} "
                   f"{sum(r.status == 200 for r in greedy) / args.seconds:>12.0f} "
                   f"{str(statuses or ''):<28} {cpu['server']:>5.2f} {cpu['other']:>5.2f}")
-    await lg.set_settings(port, {"rate_limit_enabled": True})
+    await lg.set_settings(port, {"rate_limit_enabled": True, "rate_limit_read": None})
     pool.close()
 
     def stats(rs: list) -> tuple[float, float, float, Counter]:
@@ -113,11 +136,14 @@ async def run(args, port: int, proc, dsn: str, roots: dict, postmaster: int | No
         return (len(ok) / max(1, len(rs)), lg.ms(ok, 50), lg.ms(ok, 99),
                 Counter(r.status for r in rs))
 
-    a_ok, a50, a99, _ = stats(polite_all["alone"])
-    print(f"\nall rounds: polite alone: {a_ok:.2%} ok, p50 {a50:.2f} ms, p99 {a99:.2f} ms "
-          f"(by round {min(p99s['alone']):.1f}-{max(p99s['alone']):.1f})")
     checks = []
-    for name, _, _ in phases[1:]:
+    for name, g, _ in phases:
+        if not g:
+            continue
+        alone = "budget: alone" if name.startswith("budget") else "alone"
+        a_ok, a50, a99, _ = stats(polite_all[alone])
+        print(f"\nall rounds: polite {alone}: {a_ok:.2%} ok, p50 {a50:.2f} ms, p99 "
+              f"{a99:.2f} ms (by round {min(p99s[alone]):.1f}-{max(p99s[alone]):.1f})")
         m_ok, m50, m99, m_status = stats(polite_all[name])
         g_ok, g50, g99, g_status = stats(greedy_all[name])
         ratio = m99 / a99
@@ -131,6 +157,10 @@ async def run(args, port: int, proc, dsn: str, roots: dict, postmaster: int | No
         checks += [(m_ok == 1.0, f"{name}: polite success {m_ok:.2%} == 100%"),
                    (ratio <= P99_RATIO_TARGET, f"{name}: polite p99 {m99:.2f} ms <= "
                                                f"{P99_RATIO_TARGET:g}x alone ({a99:.2f} ms)")]
+        if name.startswith("budget"):
+            checks.append((g_status[429] > 0 and g_status[503] == 0,
+                           f"{name}: the greedy client refused with 429 ({g_status[429]}), "
+                           f"not 503 ({g_status[503]})"))
     return verdict(checks)
 
 
@@ -145,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="the greedy client's rate, in fair shares")
     parser.add_argument("--rate-limits", choices=("both", "on", "off"), default="both",
                         help="greedy phases with the per-client rate limits on, off, or both")
+    parser.add_argument("--budget-window", type=float, default=10.0,
+                        help="seconds: the read budget's window in the budget phases")
+    parser.add_argument("--polite-budget", type=float, default=0.5,
+                        help="each polite client's rate in the budget phases, in budgets")
+    parser.add_argument("--greedy-budget", type=float, default=20.0,
+                        help="the greedy client's rate in the budget phases, in budgets "
+                             "(0: no budget phases)")
     parser.add_argument("--server-setting", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--data-dir", default=str(ROOT / ".arbor" / "bench-pgdata"))
     args = parser.parse_args(argv)
