@@ -137,15 +137,26 @@ async def test_a_polite_client_is_not_pushed_out_by_a_greedy_one(aiohttp_client,
             await asyncio.sleep(0.25)  # 3 of them: ~10 requests/s in all, a quarter of it
         return out
 
+    lags: list[float] = []
+
+    async def lag_sampler():
+        # how late this loop runs: on a machine whose CPUs other work takes, every departure
+        # is late by as much, fair or not
+        while loop.time() < stop:
+            t = loop.time()
+            await asyncio.sleep(0.005)
+            lags.append(loop.time() - t - 0.005)
+
+    sampler = asyncio.ensure_future(lag_sampler())
     workers = [asyncio.ensure_future(greedy_worker()) for _ in range(16)]
     polite = await asyncio.gather(*(polite_client(n) for n in range(1, 4)))
-    await asyncio.gather(*workers)
+    await asyncio.gather(*workers, sampler)
     answers = [a for client_answers in polite for a in client_answers]
     assert len(answers) >= 20
     assert [a[0] for a in answers] == [200] * len(answers)
     # each waited for a departure or two (25 ms each on 2 slots of 50 ms), never behind the
     # greedy client's backlog
-    assert max(a[3] for a in answers) < SLOW_S + 0.1
+    assert max(a[3] for a in answers) < SLOW_S + 0.1 + 3 * max(lags)
     assert greedy.count(503) > 100 and greedy.count(200) > 20
     assert app[ADMISSION].controller.counters.overload_episodes >= 1
 
@@ -172,7 +183,12 @@ async def test_ops_endpoints_are_never_shed(aiohttp_client, settings):
     await asyncio.sleep(0.01)
     ops = await asyncio.gather(*(_get(client, p) for p in
                                  ("/healthz", "/readyz", "/metrics", "/openapi.json") * 5))
-    assert [a[0] for a in ops] == [200] * 20
+    # none shed; /readyz may say 503 only for its own reason (a database probe that missed
+    # its deadline on a loaded machine), never `overloaded`
+    shed = [a for a in ops if a[0] == 503 and b'"overloaded"' in a[2]]
+    assert shed == []
+    assert [a[0] for a, path in zip(ops, ("/healthz", "/readyz", "/metrics", "/openapi.json") * 5)
+            if path != "/readyz"] == [200] * 15
     statuses = [a[0] for a in await asyncio.gather(*slow)]
     assert statuses.count(200) == 1 and statuses.count(503) == 19
     assert app[ADMISSION].snapshot()["shed_by_route"]["/test/slow"] == {"queue_full": 19}
