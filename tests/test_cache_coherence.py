@@ -13,7 +13,8 @@ from service.http.keys import CHANGE_FEED, READS
 
 from .helpers import iter_nodes
 
-LONG = {"render_cache_ttl_s": 300, "stale_ttl_s": 600, "viewer_cache_ttl_s": 300}
+LONG = {"render_cache_ttl_s": 300, "stale_ttl_s": 600, "viewer_cache_ttl_s": 300,
+        "cache_notifications_enabled": True}  # off in the shared test settings
 
 
 async def two_apps(aiohttp_client, settings, **overrides):

@@ -203,12 +203,7 @@ async def test_too_many_muted_words_is_400(aiohttp_client, settings, world):
                               headers=auth)).status == 200
 
 
-async def test_the_viewers_own_write_refreshes_its_cached_viewer(aiohttp_client, settings,
-                                                                 world):
-    # Without the change feed, so that a write behind the service stays unseen while the
-    # viewer is cached (with it, the write's notice drops it: tests/test_cache_coherence.py).
-    client = await aiohttp_client(create_app(settings.replace(
-        cache_notifications_enabled=False)))
+async def test_the_viewers_own_write_refreshes_its_cached_viewer(client, world):
     me, auth = await _signed_in(world)
     token = auth["Authorization"].removeprefix("Bearer ")
     followed, followed_behind_the_cache = await world.account(), await world.account()

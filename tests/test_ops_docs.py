@@ -43,7 +43,10 @@ def test_settings_tables_give_the_real_defaults(doc):
 async def test_metric_names_in_the_docs_exist(aiohttp_client, settings):
     from service.app import create_app
 
-    client = await aiohttp_client(create_app(settings.replace(admission_enabled=True)))
+    # as in production: admission and the change feed on (the shared test settings turn
+    # them off)
+    client = await aiohttp_client(create_app(settings.replace(
+        admission_enabled=True, cache_notifications_enabled=True)))
     await client.get("/v1/conversations/1")
     exported = set(re.findall(r"^([a-z_]+)(?:\{| )", await (await client.get("/metrics")).text(),
                               re.M))

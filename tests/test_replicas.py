@@ -37,6 +37,7 @@ async def on_standby(server: EmbeddedPostgres, sql: str):
 async def replica_app(aiohttp_client, settings, standby):
     async def make(**overrides):
         app = create_app(settings.replace(replica_urls=standby.dsn(), replica_poll_ms=50,
+                                          cache_notifications_enabled=True,
                                           **overrides))
         return await aiohttp_client(app)
     yield make

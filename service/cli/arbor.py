@@ -27,7 +27,7 @@ log = logging.getLogger("arbor.cli")
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, worker=workers.index())
     count = workers.worker_count(settings.workers if args.workers is None
                                  else BY_NAME["workers"].parse(args.workers))
     if settings.sources.get("cursor_secret") == "generated":

@@ -248,6 +248,12 @@ def report_ready() -> None:
             pass
 
 
+def index() -> int | None:
+    """This worker's number (0..N-1) under a supervisor, else None."""
+    value = os.environ.get("ARBOR_WORKER_INDEX") if SUPERVISOR_ENV in os.environ else None
+    return int(value) if value is not None and value.isdigit() else None
+
+
 def is_worker() -> bool:
     return SUPERVISOR_ENV in os.environ
 

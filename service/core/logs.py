@@ -5,9 +5,11 @@ import logging
 import time
 
 
-def configure(level: str = "INFO") -> None:
-    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s %(message)s",
-                                  datefmt="%Y-%m-%dT%H:%M:%S")
+def configure(level: str = "INFO", *, worker: int | None = None) -> None:
+    """`worker`: this process is that worker of `arbor serve --workers N`; its lines say so."""
+    tag = f"worker={int(worker)} " if worker is not None else ""
+    formatter = logging.Formatter(f"%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s {tag}"
+                                  "%(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
     formatter.converter = time.gmtime
     handler = logging.StreamHandler()
     handler.setFormatter(formatter)
