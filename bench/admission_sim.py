@@ -1,4 +1,4 @@
-"""The admission controller (service/admission.py, the real code) in front of a simulated
+"""The admission controller (service/resilience/admission.py, the real code) in front of a simulated
 service: a discrete-event model, no network, no noise from the machine.
 
     python bench/admission_sim.py [--target-ms 20] [--interval-ms 400] [--concurrency 4]
@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service import admission as A  # noqa: E402
+from service.resilience import admission as A  # noqa: E402
 
 PEAK = 555.0
 

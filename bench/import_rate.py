@@ -73,7 +73,7 @@ def tree(n: int, rng: random.Random, shape: str) -> list[dict]:
 async def _work(dsn: str, streams: list[str]) -> dict:
     import io
 
-    from service.import_cli import import_lines
+    from service.cli.import_posts import import_lines
     from storage import migrations
     from storage.db import Database
 

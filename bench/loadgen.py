@@ -35,7 +35,7 @@ import asyncpg  # noqa: E402
 import orjson  # noqa: E402
 
 from harness import percentile  # noqa: E402
-from service.settings import SETTINGS  # noqa: E402
+from service.core.settings import SETTINGS  # noqa: E402
 
 CONTINUATION_SHARE = 0.2
 CLK_TCK = os.sysconf("SC_CLK_TCK")

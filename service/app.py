@@ -8,22 +8,23 @@ from typing import AsyncIterator
 import orjson
 from aiohttp import web
 
-from storage import migrations, section_updates
+from storage import migrations, section_updates, seeding
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
-from . import (admin_handlers, admission_middleware, conversation_limits_admin, handlers,
-               import_handlers, me_handlers, metrics, middlewares, post_handlers, protocol_errors,
-               rate_limit_admin, rate_limit_middleware, settings_admin)
-from .appkeys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
-from .conversation import Deps
-from .breakers import CircuitBreaker
-from .cursors import CursorCodec
-from .render_cache import Coalescer, ReadPath, RenderCache
-from .faults import Faults
+from service import api
+from service.core.settings import Settings, section_thresholds
+from service.http import (admission_middleware, metrics_middleware, middlewares, protocol_errors,
+                          rate_limit_middleware)
+from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
+from service.pipeline.cursors import CursorCodec
+from service.pipeline.deps import Deps
+from service.pipeline.viewer_cache import ViewerCache
+from service.resilience.breakers import CircuitBreaker
+from service.resilience.faults import Faults
+from service.resilience.render_cache import Coalescer, ReadPath, RenderCache
+
 from .openapi import build_spec
-from .settings import Settings, section_thresholds
-from .viewer_cache import ViewerCache
 
 log = logging.getLogger("arbor.app")
 
@@ -34,7 +35,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     app = web.Application(middlewares=[rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
-                                        metrics.record,
+                                        metrics_middleware.record,
                                         middlewares.timing, middlewares.errors,
                                         middlewares.invalidate_on_write])
     # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
@@ -51,8 +52,9 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     app.cleanup_ctx.append(_viewer_cache)
     if seed_demo:
         app.on_startup.append(_seed_demo_if_empty)
-    _routes(app)
-    rate_limit_middleware.install(app)
+    app.router.add_routes(api.ROUTES)
+    metrics_middleware.install(app)
+    rate_limit_middleware.install(app)  # after the routes and the metrics registry
     return app
 
 
@@ -64,24 +66,6 @@ def read_path(s: Settings) -> ReadPath:
     cache = RenderCache(max_bytes=s.render_cache_bytes, fresh_ttl_s=s.render_cache_ttl_s,
                         stale_ttl_s=s.stale_ttl_s)
     return ReadPath(cache, Coalescer(), breaker("database"), breaker("ranking"), settings=s)
-
-
-def _routes(app: web.Application) -> None:
-    app.router.add_get("/v1/conversations/{post_id}", handlers.get_conversation)
-    app.router.add_get("/v1/conversations/{post_id}/replies", handlers.get_replies)
-    app.router.add_get("/v1/conversations/{post_id}/ancestors", handlers.get_ancestors)
-    app.router.add_get("/v1/posts/{post_id}/quotes", handlers.get_quotes)
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/readyz", handlers.readyz)
-    app.router.add_get("/openapi.json", handlers.openapi)
-    app.router.add_routes(me_handlers.ROUTES)
-    app.router.add_routes(admin_handlers.ROUTES)
-    app.router.add_routes(import_handlers.ROUTES)
-    app.router.add_routes(settings_admin.ROUTES)
-    app.router.add_routes(conversation_limits_admin.ROUTES)
-    app.router.add_routes(rate_limit_admin.ROUTES)
-    metrics.install(app)
-    app.router.add_routes(post_handlers.ROUTES)
 
 
 async def _embedded_postgres(app: web.Application) -> AsyncIterator[None]:
@@ -121,8 +105,6 @@ async def _viewer_cache(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _seed_demo_if_empty(app: web.Application) -> None:
-    from storage import seeding
-
     db = app[DB]
     if await db.fetchval("SELECT EXISTS (SELECT 1 FROM posts)"):
         log.info("database has posts; not seeding the demo")

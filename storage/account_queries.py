@@ -1,12 +1,10 @@
 """Reading accounts: by id, or by "id or handle" (the CLI's way of naming one)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 import asyncpg
 
 from .db import Database
+from .rows import AccountRow
 
 STATES = ("active", "suspended", "deactivated", "locked")
 FLAGS = ("protected", "has_avatar", "verified")
@@ -14,18 +12,6 @@ FLAGS = ("protected", "has_avatar", "verified")
 
 class AccountNotFound(LookupError):
     """No account has this id."""
-
-
-@dataclass(frozen=True, slots=True)
-class AccountRow:
-    id: int
-    handle: str
-    display_name: str
-    state: str
-    protected: bool
-    has_avatar: bool
-    verified: bool
-    created_at: datetime
 
 
 ACCOUNT_COLUMNS = "id, handle, display_name, state, protected, has_avatar, verified, created_at"

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncpg
 
 from . import section_updates
-from .account_queries import ACCOUNT_COLUMNS, STATES, AccountRow, account_row
+from .account_queries import ACCOUNT_COLUMNS, STATES, account_row
 from .db import Database
 from .ids import IdGenerator
+from .rows import AccountRow
 
 _ids = IdGenerator()
 

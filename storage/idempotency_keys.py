@@ -1,5 +1,5 @@
 """Idempotency keys: one row per (account, key), claimed and answered inside the transaction
-of the write it acknowledges (service/idempotency.py runs that transaction).
+of the write it acknowledges (service/http/idempotency.py runs that transaction).
 
 Claiming inserts the row first: a concurrent request with the same key blocks on the primary
 key until the first one commits (then it finds the answer) or rolls back (then it claims the
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .db import _Counted
+from .db import CountedConnection
 
 SWEEP_PER_CLAIM = 8
 
@@ -40,14 +40,14 @@ class StoredRequest:
     response: bytes
 
 
-async def claim(tx: _Counted, account_id: int, key: str, method: str, path: str,
+async def claim(tx: CountedConnection, account_id: int, key: str, method: str, path: str,
                 request_hash: bytes, ttl_s: float) -> bool:
     """Claim the key for this request: True when it is new (or had expired)."""
     return bool(await tx.fetchval(_CLAIM, account_id, key, method, path, request_hash,
                                   float(ttl_s)))
 
 
-async def stored(tx: _Counted, account_id: int, key: str) -> StoredRequest | None:
+async def stored(tx: CountedConnection, account_id: int, key: str) -> StoredRequest | None:
     """The committed request and answer of a key that could not be claimed."""
     row = await tx.fetchrow(
         """SELECT request_hash, status, response FROM idempotency_keys
@@ -57,7 +57,7 @@ async def stored(tx: _Counted, account_id: int, key: str) -> StoredRequest | Non
     return StoredRequest(bytes(row["request_hash"]), row["status"], bytes(row["response"] or b""))
 
 
-async def answer(tx: _Counted, account_id: int, key: str, status: int, response: bytes) -> None:
+async def answer(tx: CountedConnection, account_id: int, key: str, status: int, response: bytes) -> None:
     """Record the answer of the claimed key, in the write's transaction."""
     await tx.execute(
         """UPDATE idempotency_keys SET status = $3, response = $4

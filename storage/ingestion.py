@@ -77,7 +77,7 @@ from typing import Any, Awaitable, Callable, Iterable, TypeVar
 import asyncpg
 
 from . import post_writes, write_locks
-from .db import Database, _Counted
+from .db import CountedConnection, Database
 from .write_locks import conversation_key
 
 log = logging.getLogger("arbor.ingestion")
@@ -225,7 +225,7 @@ async def ingest_one(db: Database, post: ImportedPost) -> str:
     raise RuntimeError(f"post {post.id}: its keys kept changing")  # each target arrives once
 
 
-async def _arrive(tx: _Counted, post: ImportedPost,
+async def _arrive(tx: CountedConnection, post: ImportedPost,
                   keys: set[int] | None) -> tuple[str, int, list[int]]:
     if keys is None:
         tried = await tx.fetchrow(_TRY_ARRIVAL, post.id, post.in_reply_to_id, post.quote_of_id)
@@ -255,7 +255,7 @@ async def _arrive(tx: _Counted, post: ImportedPost,
     return "imported", attached, rest
 
 
-async def _store(tx: _Counted, posts: list[ImportedPost]) -> None:
+async def _store(tx: CountedConnection, posts: list[ImportedPost]) -> None:
     """Insert posts whose parents are in posts (parents first), then delete the deleted ones:
     a deleted one is unlisted now; if replies of its own are attached later, that lists it
     again, as a tombstone (post_writes' ripple rule)."""
@@ -274,7 +274,7 @@ async def _store(tx: _Counted, posts: list[ImportedPost]) -> None:
 class _Walk:
     """Attaching waiting replies inside one transaction, which holds the keys in `held`."""
 
-    def __init__(self, tx: _Counted, held: Iterable[int]):
+    def __init__(self, tx: CountedConnection, held: Iterable[int]):
         self.tx = tx
         self.held = set(held)
 
@@ -341,7 +341,7 @@ async def attach_pending(db: Database, parents: Iterable[int], limit: int = MAX_
         chunk, todo = todo[:ATTACH_PER_TRANSACTION], todo[ATTACH_PER_TRANSACTION:]
         room = min(ATTACH_PER_TRANSACTION, limit - attached)
 
-        async def step(tx: _Counted, chunk=chunk, room=room) -> tuple[int, list[int], bool]:
+        async def step(tx: CountedConnection, chunk=chunk, room=room) -> tuple[int, list[int], bool]:
             rows = await tx.fetch(_WAITING, chunk, room)
             if not rows:
                 return 0, [], False
@@ -358,7 +358,7 @@ async def attach_pending(db: Database, parents: Iterable[int], limit: int = MAX_
     return attached
 
 
-async def _in_transaction(db: Database, fn: Callable[[_Counted], Awaitable[T]]) -> T:
+async def _in_transaction(db: Database, fn: Callable[[CountedConnection], Awaitable[T]]) -> T:
     """fn(tx) in a transaction, run again after a deadlock with a writer outside the lock
     discipline (module docstring), at most DEADLOCK_RETRIES times."""
     for attempt in range(DEADLOCK_RETRIES + 1):

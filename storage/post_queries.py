@@ -1,54 +1,10 @@
 """Hydration: posts with their counters and authors, loaded in one batch per call."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Iterable
 
 from .db import Database
-
-# Rows are read-only by convention, not frozen: a frozen dataclass sets each field through
-# object.__setattr__, which made building a PostRow 9x slower (1.1 us against 0.13 us), paid
-# for every post of every render.
-
-
-@dataclass(slots=True)
-class Author:
-    id: int
-    handle: str
-    display_name: str
-    state: str
-    protected: bool
-
-
-@dataclass(slots=True)
-class QuotedSummary:
-    """What a post needs to know of the post it quotes to state the quote without loading it."""
-    exists: bool
-    deleted: bool
-    author_id: int | None
-    author_state: str | None
-    author_protected: bool
-
-
-@dataclass(slots=True)
-class PostRow:
-    id: int
-    conversation_id: int
-    in_reply_to_id: int | None
-    quote_of_id: int | None
-    author: Author
-    text: str
-    created_at: datetime
-    deleted: bool
-    section: int
-    replies: tuple[int, int, int]  # listed direct replies per section
-    likes: int
-    reposts: int
-    quotes: int
-    quoted: QuotedSummary | None  # None when the post quotes nothing
-    rank_key: int = 0
-
+from .rows import Author, PostRow, QuotedSummary
 
 # The columns and joins of a hydrated post; thread_queries reuses them so that a tree level's
 # query returns whole posts (alias p must be the post).

@@ -18,7 +18,7 @@ run side by side in one conversation: a participant's first post and a reply by 
 block can each miss the other in the shunned-by rule, as before. And a quoted post that
 arrives between a normal write's read and its lock is written to under its arrival key rather
 than its conversation's: still exact, but a row-lock cycle with an import is then possible;
-the normal path runs a deadlocked write again, service/idempotency.py.)
+the normal path runs a deadlocked write again, service/http/idempotency.py.)
 
 Duplicate rule upkeep: a reply's section depends on whether a *live* (not deleted) reply with
 the same normalized text and a smaller id exists in the conversation. When a reply joins that
@@ -34,19 +34,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from . import section_updates, write_locks
-from .db import Database, _Counted
-from .write_locks import conversation_key
+from .counter_writes import QUOTES_OF, REPLY_COLUMNS
+from .db import CountedConnection, Database
 from .ids import MAX_ID, IdGenerator
+from .write_locks import conversation_key
 
-_REPLY_COLUMNS = ("replies_normal", "replies_low_quality", "replies_offensive")
 _ids = IdGenerator()
 
-
-# Counter rule for quotes: the number of quoting posts an anonymous viewer can see (not
-# deleted, author active and not protected), so that it equals what the quotes list reaches.
-_QUOTES_OF = """
-    SELECT count(*) FROM posts q JOIN accounts a ON a.id = q.author_id
-    WHERE q.quote_of_id = $1 AND q.deleted_at IS NULL AND a.state = 'active' AND NOT a.protected"""
+# The quote counter's rule is storage/counter_writes.QUOTES_OF; a write moves it by one.
 _QUOTE_COUNTED = """
     UPDATE post_counts SET quotes = quotes {delta} WHERE post_id = $1
       AND EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND state = 'active' AND NOT protected)"""
@@ -116,7 +111,7 @@ async def insert_post(db: Database, author_id: int, text: str, **kwargs) -> NewP
         return await insert_post_tx(tx, author_id, text, **kwargs)
 
 
-async def insert_post_tx(tx: _Counted, author_id: int, text: str, *,
+async def insert_post_tx(tx: CountedConnection, author_id: int, text: str, *,
                          in_reply_to_id: int | None = None, quote_of_id: int | None = None,
                          post_id: int | None = None, created_at: datetime | None = None,
                          rank_key: int = 0, lock: bool = True) -> NewPost:
@@ -148,7 +143,7 @@ async def insert_post_tx(tx: _Counted, author_id: int, text: str, *,
         depth, rank_key)
     # quotes: quoting posts that arrived before this one (out-of-order ingestion)
     await tx.execute(
-        f"INSERT INTO post_counts (post_id, conversation_id, quotes) VALUES ($1, $2, ({_QUOTES_OF}))",
+        f"INSERT INTO post_counts (post_id, conversation_id, quotes) VALUES ($1, $2, ({QUOTES_OF}))",
         post_id, conversation_id)
     if in_reply_to_id is not None:
         await _reply_listed(tx, in_reply_to_id, 0)
@@ -168,7 +163,7 @@ async def delete_post(db: Database, post_id: int) -> bool:
         return await delete_post_tx(tx, post_id)
 
 
-async def delete_post_tx(tx: _Counted, post_id: int, deleted_at: datetime | None = None, *,
+async def delete_post_tx(tx: CountedConnection, post_id: int, deleted_at: datetime | None = None, *,
                          lock: bool = True) -> bool:
     """delete_post inside the caller's transaction (`lock`: as for insert_post_tx)."""
     if lock:
@@ -181,7 +176,7 @@ async def delete_post_tx(tx: _Counted, post_id: int, deleted_at: datetime | None
                         if target["quote_conversation"] else target["quote_of_id"]],
             duplicate=(target["conversation_id"], target["text"]) if target["is_reply"] else None)
     counts = await tx.fetchrow(
-        f"SELECT {', '.join(_REPLY_COLUMNS)} FROM post_counts WHERE post_id = $1 FOR UPDATE",
+        f"SELECT {', '.join(REPLY_COLUMNS)} FROM post_counts WHERE post_id = $1 FOR UPDATE",
         post_id)
     row = await tx.fetchrow(
         f"""UPDATE posts SET deleted_at = coalesce($2, now()) WHERE id = $1 AND deleted_at IS NULL
@@ -201,20 +196,12 @@ async def delete_post_tx(tx: _Counted, post_id: int, deleted_at: datetime | None
     return True
 
 
-async def recount_quotes(tx: _Counted, post_ids: list[int]) -> None:
-    """Set the quotes counter of these posts from their quoting posts (a write-time count,
-    bounded by the quotes of these posts): after an author's state or protection changed."""
-    await tx.execute(
-        f"UPDATE post_counts pc SET quotes = ({_QUOTES_OF.replace('$1', 'pc.post_id')}) "
-        "WHERE pc.post_id = ANY($1::bigint[])", post_ids)
-
-
-async def _reply_listed(tx: _Counted, parent_id: int, section: int) -> None:
+async def _reply_listed(tx: CountedConnection, parent_id: int, section: int) -> None:
     """A reply in `section` became listed under parent_id: count it, and if the parent was an
     unlisted (deleted, childless) post, list it again and ripple up."""
     while parent_id is not None:
         await tx.execute(
-            f"UPDATE post_counts SET {_REPLY_COLUMNS[section]} = {_REPLY_COLUMNS[section]} + 1 "
+            f"UPDATE post_counts SET {REPLY_COLUMNS[section]} = {REPLY_COLUMNS[section]} + 1 "
             "WHERE post_id = $1", parent_id)
         relisted = await tx.fetchrow(
             """UPDATE posts SET listed = true WHERE id = $1 AND NOT listed
@@ -224,14 +211,14 @@ async def _reply_listed(tx: _Counted, parent_id: int, section: int) -> None:
         parent_id, section = relisted["in_reply_to_id"], relisted["section"]
 
 
-async def _unlist(tx: _Counted, post_id: int, parent_id: int | None, section: int) -> None:
+async def _unlist(tx: CountedConnection, post_id: int, parent_id: int | None, section: int) -> None:
     """post_id is deleted and has no listed replies: drop it from its parent's list, and ripple
     up while that leaves a deleted parent with no listed replies either."""
     while True:
         await tx.execute("UPDATE posts SET listed = false WHERE id = $1", post_id)
         if parent_id is None:
             return
-        col = _REPLY_COLUMNS[section]
+        col = REPLY_COLUMNS[section]
         left = await tx.fetchrow(
             f"""UPDATE post_counts SET {col} = {col} - 1 WHERE post_id = $1
                 RETURNING replies_normal + replies_low_quality + replies_offensive AS total""",

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .db import Database
-from .post_queries import POST_COLUMNS, POST_JOINS, PostRow, post_from_record
+from .post_queries import POST_COLUMNS, POST_JOINS, post_from_record
+from .rows import PostRow
 
 _PAGE = f"""
     SELECT {POST_COLUMNS} FROM (

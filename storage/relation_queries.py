@@ -5,9 +5,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from service.viewer import Viewer
-
 from .db import Database
+from .rows import Viewer
 
 # kind -> (table, the actor's column, the target's column). Identifiers come only from here.
 RELATIONS: dict[str, tuple[str, str, str]] = {

@@ -19,7 +19,7 @@ one chunk's fix:
    import (storage/ingestion.py) in transactions of its own.
 3. **listed** and **counters**: a post's `listed` flag against its rule (not deleted, or has
    listed replies), and its post_counts row (listed direct replies per section; quotes by
-   posts an anonymous viewer can see, post_writes._QUOTES_OF) against a recount. Found with
+   posts an anonymous viewer can see, counter_writes.QUOTES_OF) against a recount. Found with
    one lock-free statement per chunk: stored counters and the recount are read in the same
    snapshot, and every write keeps its child row and its parent's counter in one transaction,
    so a committed snapshot only disagrees where there is real drift. The drifted posts are then
@@ -48,8 +48,9 @@ from typing import Any, Awaitable, Callable
 
 import asyncpg
 
-from . import ingestion, post_writes, section_updates
-from .db import Database, _Counted
+from . import ingestion, section_updates
+from .counter_writes import QUOTES_OF
+from .db import CountedConnection, Database
 from .ids import MAX_ID
 
 log = logging.getLogger("arbor.repair")
@@ -115,7 +116,7 @@ _RECOUNT = """
      FROM posts ch
      WHERE ch.conversation_id = c.conversation_id AND ch.in_reply_to_id = c.id AND ch.listed
        AND ch.in_reply_to_id IS NOT NULL) r
-    CROSS JOIN LATERAL (""" + post_writes._QUOTES_OF.replace("$1", "c.id") + """) qc (quotes)"""
+    CROSS JOIN LATERAL (""" + QUOTES_OF.replace("$1", "c.id") + """) qc (quotes)"""
 
 # One chunk, checked in one snapshot without locks: every post whose flag or counters differ,
 # and the chunk's last post (for the keyset and the number scanned).
@@ -233,7 +234,7 @@ async def repair(db: Database, *, chunk: int = DEFAULT_CHUNK, dry_run: bool = Fa
 
 
 async def _in_transaction(db: Database, report: _Report,
-                          fix: Callable[[_Counted], Awaitable[Any]]) -> Any:
+                          fix: Callable[[CountedConnection], Awaitable[Any]]) -> Any:
     """fix(tx) in a short transaction, retried once on a deadlock, a serialization failure, the
     lock timeout or the statement timeout. Returns None (and counts a failed chunk) when the retry fails too."""
     for attempt in (1, 2):
@@ -314,7 +315,7 @@ async def _pass_conversation(db: Database, report: _Report) -> None:
             if not bad or report.dry_run:
                 continue
 
-            async def fix(tx: _Counted, wrong=wrong, bad=bad) -> int:
+            async def fix(tx: CountedConnection, wrong=wrong, bad=bad) -> int:
                 ids = list(wrong)
                 moved = await tx.fetch(_FIX_PLACES, ids, [wrong[i][0] for i in ids],
                                        [wrong[i][1] for i in ids])
@@ -405,7 +406,7 @@ async def _pass_counters(db: Database, report: _Report) -> None:
 
 async def _settle_chunk(db: Database, report: _Report, posts: list[tuple[int, int]],
                         missing: list[int], later: dict[int, int]) -> None:
-    async def fix(tx: _Counted) -> Settled:
+    async def fix(tx: CountedConnection) -> Settled:
         return await settle(tx, posts, missing)
 
     done = await _in_transaction(db, report, fix)
@@ -422,7 +423,7 @@ class Settled:
     parents: dict[int, int] = field(default_factory=dict)  # {id: depth} left to settle
 
 
-async def settle(tx: _Counted, posts: list[tuple[int, int]],
+async def settle(tx: CountedConnection, posts: list[tuple[int, int]],
                  missing: list[int] = ()) -> Settled:
     """Make these posts' (id, depth) listed flags and counters equal a recount, in the caller's
     transaction, deepest first, locking each level's counter rows before counting it (see the

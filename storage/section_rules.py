@@ -3,7 +3,7 @@
 The section is viewer-independent and stored with the post; it is recomputed whenever one of
 its inputs changes (storage/section_updates.py). Replies by the conversation's author are
 never demoted here; replies by the focal post's author, the viewer and the accounts the viewer
-follows are promoted back per request (the "head" of service/thread_skeleton.py).
+follows are promoted back per request (the "head" of service/pipeline/skeleton.py).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from datetime import timedelta
 NORMAL, LOW_QUALITY, OFFENSIVE = 0, 1, 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Thresholds:
     spam: float = 0.7                 # spam label score at or over: low_quality
     abusive: float = 0.8              # abusive label score at or over: offensive

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .db import _Counted
+from .counter_writes import REPLY_COLUMNS, recount_quotes
+from .db import CountedConnection
 from .section_rules import ReplyFacts, Thresholds, section_of
 
-_REPLY_COLUMNS = ("replies_normal", "replies_low_quality", "replies_offensive")
 _thresholds = Thresholds()
 _CHUNK = 500
 
@@ -58,7 +58,7 @@ def _facts(r) -> ReplyFacts:
                       r["shunned_by"])
 
 
-async def recompute(tx: _Counted, post_ids: Iterable[int]) -> int:
+async def recompute(tx: CountedConnection, post_ids: Iterable[int]) -> int:
     """Recompute the sections of these posts; move counters of the listed ones. Returns how
     many changed section."""
     ids = list(post_ids)
@@ -73,20 +73,20 @@ async def recompute(tx: _Counted, post_ids: Iterable[int]) -> int:
     return changed
 
 
-async def _move(tx: _Counted, post_id: int, parent_id: int | None, listed: bool,
+async def _move(tx: CountedConnection, post_id: int, parent_id: int | None, listed: bool,
                 old: int, new: int) -> None:
     await tx.execute("UPDATE posts SET section = $2 WHERE id = $1", post_id, new)
     if listed and parent_id is not None:
         await tx.execute(
-            f"UPDATE post_counts SET {_REPLY_COLUMNS[old]} = {_REPLY_COLUMNS[old]} - 1, "
-            f"{_REPLY_COLUMNS[new]} = {_REPLY_COLUMNS[new]} + 1 WHERE post_id = $1", parent_id)
+            f"UPDATE post_counts SET {REPLY_COLUMNS[old]} = {REPLY_COLUMNS[old]} - 1, "
+            f"{REPLY_COLUMNS[new]} = {REPLY_COLUMNS[new]} + 1 WHERE post_id = $1", parent_id)
 
 
-async def on_label_changed(tx: _Counted, post_id: int) -> None:
+async def on_label_changed(tx: CountedConnection, post_id: int) -> None:
     await recompute(tx, [post_id])
 
 
-async def on_account_changed(tx: _Counted, account_id: int) -> None:
+async def on_account_changed(tx: CountedConnection, account_id: int) -> None:
     """Avatar and verification flags feed the new-account rule of every reply by the author;
     state and protection decide whether the author's quotes count on the posts they quote."""
     rows = await tx.fetch("SELECT id FROM posts WHERE author_id = $1 AND in_reply_to_id IS NOT NULL",
@@ -95,11 +95,10 @@ async def on_account_changed(tx: _Counted, account_id: int) -> None:
     quoted = await tx.fetch("SELECT DISTINCT quote_of_id FROM posts WHERE author_id = $1 "
                             "AND quote_of_id IS NOT NULL", account_id)
     if quoted:
-        from .post_writes import recount_quotes  # post_writes imports this module
         await recount_quotes(tx, [r["quote_of_id"] for r in quoted])
 
 
-async def on_relation_changed(tx: _Counted, actor_id: int, target_id: int) -> None:
+async def on_relation_changed(tx: CountedConnection, actor_id: int, target_id: int) -> None:
     """A block or mute by `actor` counts against `target` in conversations both took part in."""
     rows = await tx.fetch(
         """SELECT p.id FROM posts p
@@ -109,7 +108,7 @@ async def on_relation_changed(tx: _Counted, actor_id: int, target_id: int) -> No
     await recompute(tx, [r["id"] for r in rows])
 
 
-async def on_new_participant(tx: _Counted, conversation_id: int, author_id: int) -> None:
+async def on_new_participant(tx: CountedConnection, conversation_id: int, author_id: int) -> None:
     """`author` just posted in this conversation for the first time: their blocks and mutes now
     count against the replies here of the accounts they block or mute."""
     rows = await tx.fetch(

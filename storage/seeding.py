@@ -49,6 +49,10 @@ from datetime import datetime, timedelta, timezone
 from itertools import accumulate, repeat
 from typing import Any, Callable, Iterator, Sequence
 
+import asyncpg
+from tqdm import tqdm
+
+from . import migrations
 from .ids import id_at
 from .section_rules import rank_key as _rank_key
 
@@ -235,7 +239,7 @@ class Builder:
             if i >= 0:
                 replies[i] = count
 
-        # The write path's rule (post_writes._QUOTES_OF): quotes an anonymous viewer can see,
+        # The write path's rule (counter_writes.QUOTES_OF): quotes an anonymous viewer can see,
         # not deleted, by an active, unprotected author.
         state = ACCOUNT_COLUMNS.index("state")
         hidden_authors = {a[0] for a in self.account_rows
@@ -450,8 +454,6 @@ def generate(preset: Preset) -> Rows:
 # Loading
 
 def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
     # disable=None: no bar when stderr is not a terminal (logs, CI, tests)
     return tqdm(total=total, desc=desc, unit="posts", unit_scale=True, file=sys.stderr,
                 disable=None, leave=False)
@@ -564,10 +566,6 @@ async def seed(con: Any, preset: str | Preset, *, rebuild_indexes: bool | None =
 
 async def seed_dsn(dsn: str, preset: str | Preset) -> dict:
     """Connect, apply pending migrations, seed, disconnect."""
-    import asyncpg
-
-    from . import migrations
-
     con = await asyncpg.connect(dsn)
     try:
         await migrations.apply(con)

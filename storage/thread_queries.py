@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .db import Database
-from .post_queries import POST_COLUMNS, POST_JOINS, PostRow, post_from_record
+from .post_queries import POST_COLUMNS, POST_JOINS, post_from_record
+from .rows import Caps, ChainRow, PostRow
 
 SORTS = ("ranked", "newest", "oldest")
 SECTIONS = ("normal", "low_quality", "offensive")
@@ -26,26 +27,6 @@ _AFTER = {  # keyset predicate against per-parent positions q.after_rank, q.afte
     "newest": "AND p.id < q.after_id",
     "oldest": "AND p.id > q.after_id",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Caps:
-    """A conversation's caps on the view limits (None: no cap)."""
-    depth: int | None = None
-    branching: int | None = None
-    max_nodes: int | None = None
-    ancestors: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChainRow:
-    id: int
-    in_reply_to_id: int | None
-    conversation_id: int
-    depth: int
-    deleted: bool
-    counts: tuple[int, int, int]
-    caps: Caps = Caps()
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,14 +177,14 @@ async def chain_up(db: Database, start_id: int, hops: int) -> list[ChainRow]:
 
 # The focal post's chain, gated: the walk starts only when, by the viewer's relations in the
 # database ($3; NULL: anonymous), the focal post is one the viewer may see
-# (service/visibility_rules.author_verdict and the deleted flag, restated). A post hidden from
-# this viewer then comes back exactly as a missing id does, as no rows, after the same work:
-# whether the id exists or not, one lookup of the post, one of its author (key -1 when there
-# is none), and the same four probes of the viewer's relations (all evaluated, OFFSET 0
-# keeps the planner from short-circuiting them), then no walk up its ancestors. What is
-# left to tell them apart is whether those index lookups found a row. The service's rules
-# run on the result as before (with the viewer's cached relations, and muted words): the
-# post is shown only when both allow it.
+# (service/pipeline/visibility_rules.author_verdict and the deleted flag, restated). A post
+# hidden from this viewer then comes back exactly as a missing id does, as no rows, after
+# the same work: whether the id exists or not, one lookup of the post, one of its author
+# (key -1 when there is none), and the same four probes of the viewer's relations (all
+# evaluated, OFFSET 0 keeps the planner from short-circuiting them), then no walk up its
+# ancestors. What is left to tell them apart is whether those index lookups found a row.
+# The service's rules run on the result as before (with the viewer's cached relations, and
+# muted words): the post is shown only when both allow it.
 _FOCAL_CHAIN_SQL = """
     WITH RECURSIVE focal AS (
         SELECT p.id, p.in_reply_to_id, p.conversation_id, p.depth,
@@ -245,8 +226,8 @@ async def focal_chain(db: Database, focal_id: int, hops: int,
 def _chain_rows(rows) -> list[ChainRow]:
     return [ChainRow(r["id"], r["parent"], r["conv"], r["depth"], r["deleted"],
                      (r["replies_normal"], r["replies_low_quality"], r["replies_offensive"]),
-                     Caps(r["cap_depth"], r["cap_branching"], r["cap_max_nodes"],
-                          r["cap_ancestors"]))
+                     Caps(depth=r["cap_depth"], branching=r["cap_branching"],
+                          max_nodes=r["cap_max_nodes"], ancestors=r["cap_ancestors"]))
             for r in rows]
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .db import _Counted
+from .db import CountedConnection
 
 DUPLICATE_SPACE = 0x41524244   # "ARBD": (conversation, normalized text) of the normal write path
 
@@ -60,7 +60,7 @@ def _modes(exclusive: Iterable[int | None], shared: Iterable[int | None]) -> dic
     return modes
 
 
-async def acquire(tx: _Counted, *, exclusive: Iterable[int | None] = (),
+async def acquire(tx: CountedConnection, *, exclusive: Iterable[int | None] = (),
                   shared: Iterable[int | None] = (),
                   duplicate: tuple[int, str] | None = None) -> None:
     """Wait for these locks (None keys are skipped; a key in both sets is taken exclusively),
@@ -73,7 +73,7 @@ async def acquire(tx: _Counted, *, exclusive: Iterable[int | None] = (),
     await tx.execute(_ACQUIRE, keys, [modes[k] for k in keys], DUPLICATE_SPACE, conversation, text)
 
 
-async def try_exclusive(tx: _Counted, keys: Iterable[int]) -> set[int]:
+async def try_exclusive(tx: CountedConnection, keys: Iterable[int]) -> set[int]:
     """Try these locks without waiting; returns the keys that another transaction holds (the
     others are now held, until the transaction ends)."""
     wanted = sorted(set(keys))

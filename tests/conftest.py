@@ -2,16 +2,24 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from service.app import create_app
-from service.settings import load_settings
+from service.core.settings import load_settings
 from storage import migrations
 from storage.db import Database
 from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres
 
 from .builders import World
+
+
+def pytest_configure(config):
+    # --basetemp (pyproject.toml: .arbor/pytest-tmp) is made without its parents: a fresh
+    # checkout has no .arbor/ yet.
+    if config.option.basetemp:
+        Path(config.option.basetemp).parent.mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(scope="session")

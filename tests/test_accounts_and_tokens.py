@@ -7,8 +7,8 @@ import hashlib
 import orjson
 import pytest
 
-from service.appkeys import VIEWERS
-from service.cli import main as arbor
+from service.http.keys import VIEWERS
+from service.cli.arbor import main as arbor
 from storage import account_tokens, account_writes, relation_queries
 from storage.account_queries import account_by_ref
 from storage.db import start_query_stats

@@ -1,12 +1,13 @@
-"""Load shedding, the rules on a fake clock (service/admission.py): the standing-queue signal,
-timeouts, priorities, fairness and its victim, live retuning, cancellation. The HTTP side is in
-tests/test_admission_http.py."""
+"""Load shedding, the rules on a fake clock (service/resilience/admission.py): the
+standing-queue signal, timeouts, priorities, fairness and its victim, live retuning,
+cancellation. The HTTP side is in tests/test_admission_http.py."""
 from __future__ import annotations
 
 import pytest
 
-from service.admission import (ADMIT, CANCELLED, EVICTED, GRANTED, OVERLOADED, QUEUE_FULL,
-                               QUEUED, SHED, SHED_STATE, TIMEOUT, Admission, Params, Priority)
+from service.resilience.admission import (ADMIT, CANCELLED, EVICTED, GRANTED, OVERLOADED,
+                                          QUEUE_FULL, QUEUED, SHED, SHED_STATE, TIMEOUT,
+                                          Admission, Params, Priority)
 
 H, N, L = Priority.HIGH, Priority.NORMAL, Priority.LOW
 MS = 0.001

@@ -10,9 +10,9 @@ import re
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from service.admission import Priority
-from service.admission_middleware import ADMISSION, classify
 from service.app import create_app
+from service.http.admission_middleware import ADMISSION, classify
+from service.resilience.admission import Priority
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 SLOW_S = 0.05
@@ -195,7 +195,7 @@ async def test_ops_endpoints_are_never_shed(aiohttp_client, settings):
 
 
 async def test_limits_change_live_through_the_admin_api(aiohttp_client, settings, monkeypatch):
-    from service import admission_middleware
+    from service.http import admission_middleware
 
     monkeypatch.setattr(admission_middleware, "SETTINGS_CHECK_S", 0.0)
     client, app = await _app(aiohttp_client, settings)

@@ -7,9 +7,9 @@ import random
 import orjson
 import pytest
 
-from service.breakers import CLOSED, HALF_OPEN, OPEN, BreakerOpen, CircuitBreaker
-from service.cached_render import _conversations
-from service.render_cache import GLOBAL, Coalescer, RenderCache
+from service.resilience.breakers import CLOSED, HALF_OPEN, OPEN, BreakerOpen, CircuitBreaker
+from service.http.cached_render import conversations_in as _conversations
+from service.resilience.render_cache import GLOBAL, Coalescer, RenderCache
 
 
 class Clock:

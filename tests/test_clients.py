@@ -1,10 +1,10 @@
-"""Who a client is (service/clients.py): accounts, addresses, trusted proxies."""
+"""Who a client is (service/core/clients.py): accounts, addresses, trusted proxies."""
 from __future__ import annotations
 
 import pytest
 
-from service.clients import address_key, client, client_address, parse_networks
-from service.settings import SettingsError, load_settings
+from service.core.clients import address_key, client, client_address, parse_networks
+from service.core.settings import SettingsError, load_settings
 
 TRUSTED = parse_networks("10.0.0.0/8, 2001:db8:ffff::1")
 
@@ -61,8 +61,8 @@ def test_trusted_proxies_setting_is_validated():
 async def test_client_of_request_uses_the_viewer_cache(client, world):
     """Through the app: an anonymous request is its address; a token, once resolved, its
     account."""
-    from service.appkeys import VIEWERS
-    from service.auth import client_of
+    from service.http.keys import VIEWERS
+    from service.http.auth import client_of
     from aiohttp.test_utils import make_mocked_request
 
     app = client.server.app

@@ -5,8 +5,8 @@ import base64
 
 import pytest
 
-from service.cursors import AncestorsCursor, CursorCodec, RepliesCursor
-from service.errors import ApiError
+from service.pipeline.cursors import AncestorsCursor, CursorCodec, RepliesCursor
+from service.core.errors import ApiError
 
 CURSOR = RepliesCursor(focal=1, conversation=1, parent=5, section=0, sort="ranked", depth=3,
                        branching=10, after=(7, 99), consumed=10)

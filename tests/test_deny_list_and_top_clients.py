@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.app import create_app
-from service.rate_limit_middleware import RATE_LIMITS
+from service.http.keys import RATE_LIMITS
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from storage.embedded import _children as _children_of, batch_schedule
+from storage.embedded import batch_schedule, child_pids as _children_of
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"),
                                 reason="SCHED_BATCH is a Linux scheduling policy")

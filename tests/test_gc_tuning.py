@@ -5,7 +5,7 @@ import gc
 
 from aiohttp import web
 
-from service import gc_tuning
+from service.http import gc_tuning
 
 
 async def test_startup_freezes_the_heap_and_raises_the_young_threshold(aiohttp_client):

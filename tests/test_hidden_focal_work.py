@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from service.appkeys import DB
+from service.http.keys import DB
 
 
 async def _statements(client, path: str, headers: dict) -> tuple[list[str], int, bytes, dict]:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from service.cli import main as arbor
+from service.cli.arbor import main as arbor
 from storage.ingestion import ImportedPost, ingest_one
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}

@@ -7,8 +7,8 @@ from urllib.parse import quote
 import pytest
 
 from service.app import create_app
-from service.appkeys import VIEWERS
-from service.auth import viewer_for_token
+from service.http.keys import VIEWERS
+from service.http.auth import viewer_for_token
 
 KINDS = ("follows", "blocks", "mutes")
 

@@ -38,7 +38,7 @@ async def test_loop_lag_sampler_observes_how_late_its_timer_fired():
     import asyncio
     import time
 
-    from service import loop_lag
+    from service.resilience import loop_lag
 
     seen: list[float] = []
     async with loop_lag.running(seen.append, interval_s=0.01):

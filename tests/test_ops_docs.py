@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import BY_NAME
+from service.core.settings import BY_NAME
 
 DOCS = sorted(Path("ops").glob("*.md")) + [Path("README.md")]
 _ROW = re.compile(r"^\| ((?:`[a-z0-9_]+`(?: / )?)+) \| ([^|]+) \|", re.M)

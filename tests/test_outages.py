@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from service.app import create_app
-from service.appkeys import READS
+from service.http.keys import READS
 
 from .conftest import PROXIED_APP_SETTINGS
 from .helpers import cursors_in, iter_nodes

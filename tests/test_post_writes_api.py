@@ -8,7 +8,7 @@ import itertools
 import asyncpg
 import pytest
 
-from service import post_handlers
+from service.api import posts as post_handlers
 from storage import post_writes
 
 _keys = itertools.count()

@@ -8,7 +8,7 @@ import asyncio
 import orjson
 import pytest
 
-from service.protocol_errors import error_body
+from service.http.protocol_errors import error_body
 
 LONG = "A" * 9000  # aiohttp's limit on a request line or header line is 8190 bytes
 
@@ -75,11 +75,11 @@ async def test_a_malformed_body_is_a_400_not_a_500(client, world, framing, paylo
 
 
 async def test_an_error_escaping_the_middlewares_is_a_json_500(aiohttp_client):
-    """What aiohttp answers itself when a handler (or a middleware before service/middlewares'
+    """What aiohttp answers itself when a handler (or a middleware before service/http/middlewares'
     errors) raises: the same shape."""
     from aiohttp import web
 
-    from service import protocol_errors
+    from service.http import protocol_errors
 
     async def broken(request):
         raise RuntimeError("a bug")

@@ -5,7 +5,7 @@ import asyncpg
 import pytest
 
 from service.app import create_app
-from service.faults import Faults
+from service.resilience.faults import Faults
 from storage import account_writes
 
 from .helpers import iter_nodes

@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
-from service import rate_limit_rules as rules
-from service.rate_limit_rules import ClientState, NetworkSet, Window
-from service.rate_limit_store import LocalWindows, Store, limits_uri
-from service.settings import SettingsError, load_settings
-from service.top_clients import MisraGries, TopClients
+from service.resilience import rate_limit_rules as rules
+from service.resilience.rate_limit_rules import ClientState, NetworkSet, Window
+from service.core.rate_limit_syntax import limits_uri
+from service.resilience.rate_limit_store import LocalWindows, Store
+from service.core.settings import SettingsError, load_settings
+from service.resilience.top_clients import MisraGries, TopClients
 
 
 def test_rates_parse_and_bad_ones_name_the_problem():
@@ -225,7 +226,7 @@ async def test_reserved_chunks_make_few_store_calls_and_refuse_no_one_early():
     """Units are taken from the store 1% of the quota at a time and held for the client:
     300 requests of a 300-unit budget make ~100 store calls, all 300 fit, the 301st does not;
     a held chunk lasts at most a tenth of the window."""
-    from service.rate_limiter import Limiter, Refusal
+    from service.resilience.rate_limiter import Limiter, Refusal
 
     now = [5000.0]
     store = Store()

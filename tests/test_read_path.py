@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 
 from service.app import create_app
-from service.appkeys import DB, READS
-from service.faults import Faults
+from service.http.keys import DB, READS
+from service.resilience.faults import Faults
 
 from .helpers import iter_nodes
 

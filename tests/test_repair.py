@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 
 from service.app import create_app
-from service.cli import main as arbor
+from service.cli.arbor import main as arbor
 from storage import account_writes, label_writes, post_writes, repair
 from storage.ids import IdGenerator, id_at
 from storage.ingestion import ImportedPost, ingest_one

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.appkeys import DB
+from service.http.keys import DB
 
 
 async def big_conversation(world, direct: int):

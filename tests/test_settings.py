@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import main as arbor
-from service.settings import SETTINGS, SettingsError, load_settings, markdown_table
+from service.cli.arbor import main as arbor
+from service.core.settings import SETTINGS, SettingsError, load_settings, markdown_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

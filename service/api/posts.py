@@ -1,0 +1,135 @@
+"""/v1/posts: a post's quotes (`GET /v1/posts/{post_id}/quotes`, through the read path like a
+conversation: service/http/cached_render.py, service/pipeline/quotes.py), and writes
+(`POST /v1/posts`, `DELETE /v1/posts/{post_id}`) by the signed-in viewer.
+
+A post the viewer may not see (missing, deleted, by an account that blocks them or that they
+block or mute, unavailable, protected and not followed, or with a muted word) is a 404
+identical to that of a post that does not exist, whether it is replied to, quoted or deleted.
+Each write runs in one transaction with its Idempotency-Key record (service/http/idempotency.py).
+"""
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from storage import post_queries, post_writes
+from storage.db import CountedConnection
+from storage.rows import PostRow, Viewer
+
+from service.core.errors import ApiError, not_found
+from service.http import idempotency
+from service.http.auth import require_viewer
+from service.http.cached_render import Seen, render_viewer, serve
+from service.http.idempotency import Outcome
+from service.http.keys import CHANGED, DB, DEPS, READS, SETTINGS
+from service.inputs.bodies import json_object
+from service.inputs.posts import FIELDS, NewPostInput, parse_new_post
+from service.inputs.query import parse_int, parse_post_id, reject_unknown
+from service.pipeline import presenters, quotes, visibility_rules as rules
+from service.pipeline.cursors import QuotesCursor
+
+
+def _visible_or_404(posts: dict[int, PostRow], post_id: int | None,
+                    viewer: Viewer) -> None:
+    if post_id is not None and rules.post_verdict(posts.get(post_id), viewer) is not None:
+        raise not_found()
+
+
+def _created_json(post: PostRow, posts: dict[int, PostRow],
+                  request: web.Request, viewer: Viewer) -> bytes:
+    """The new post as a conversation's Post node (no replies yet), its quote embedded the way
+    a conversation view embeds it."""
+    ctx = presenters.RenderContext(
+        posts=posts, quoted={}, cursors=request.app[DEPS].cursors, focal_id=post.id,
+        conversation_id=post.conversation_id, sort="ranked", branching=1, depth=0,
+        viewer=viewer, focal_author=post.author.id)
+    body = presenters.post_json(post, presenters.quote_json(post, ctx, nested=False), None)
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
+
+
+def _creator(request: web.Request, viewer: Viewer, new: NewPostInput):
+    async def write(tx: CountedConnection) -> Outcome:
+        targets = [i for i in (new.in_reply_to_id, new.quote_of_id) if i is not None]
+        seen = await post_queries.posts_by_id(tx, targets)  # type: ignore[arg-type]
+        _visible_or_404(seen, new.in_reply_to_id, viewer)
+        _visible_or_404(seen, new.quote_of_id, viewer)
+        try:
+            created = await post_writes.insert_post_tx(
+                tx, viewer.id, new.text, in_reply_to_id=new.in_reply_to_id,
+                quote_of_id=new.quote_of_id)
+        except post_writes.ParentNotFound:
+            raise not_found() from None
+        posts = await post_queries.posts_by_id(tx, [created.id, *targets])  # type: ignore[arg-type]
+        # what cached reads this changes (service/http/middlewares.invalidate_on_write)
+        request[CHANGED] = [created.conversation_id] + (
+            [("quotes", new.quote_of_id), posts[new.quote_of_id].conversation_id]
+            if new.quote_of_id is not None else [])
+        return Outcome(201, _created_json(posts[created.id], posts, request, viewer))
+    return write
+
+
+async def create_post(request: web.Request) -> web.Response:
+    viewer = await require_viewer(request)
+    key = idempotency.key_of(request)
+    settings = request.app[SETTINGS]
+    body = json_object(await request.read(), FIELDS)
+    new = parse_new_post(body, settings.max_post_length)
+    response = await idempotency.run_write(
+        request.app[DB], idempotency.keyed_request(request, viewer.id, key, body),
+        settings.idempotency_ttl_s, _creator(request, viewer, new))
+    if response.status == 201:  # fresh or replayed: the body names the post
+        response.headers["Location"] = location(orjson.loads(response.body)["id"])
+    return response
+
+
+def location(post_id: str) -> str:
+    """Where a created post is served: its conversation view, focused on it."""
+    return f"/v1/conversations/{post_id}"
+
+
+def _deleter(request: web.Request, viewer: Viewer, post_id: int):
+    async def write(tx: CountedConnection) -> Outcome:
+        post = (await post_queries.posts_by_id(tx, [post_id])).get(post_id)  # type: ignore[arg-type]
+        if post is None or rules.post_verdict(post, viewer) is not None:
+            raise not_found()
+        if post.author.id != viewer.id:
+            raise ApiError(403, "forbidden", "only the author can delete a post")
+        if not await post_writes.delete_post_tx(tx, post_id):  # deleted meanwhile
+            raise not_found()
+        if post.quote_of_id is None:  # else every cached read is dropped (the quoted post's
+            request[CHANGED] = [post.conversation_id]  # conversation is not at hand)
+        return Outcome(204)
+    return write
+
+
+async def delete_post(request: web.Request) -> web.Response:
+    viewer = await require_viewer(request)
+    key = idempotency.key_of(request)
+    post_id = parse_post_id(request.match_info["post_id"])
+    return await idempotency.run_write(
+        request.app[DB], idempotency.keyed_request(request, viewer.id, key, None),
+        request.app[SETTINGS].idempotency_ttl_s, _deleter(request, viewer, post_id))
+
+
+async def get_quotes(request: web.Request) -> web.Response:
+    post_id = parse_post_id(request.match_info["post_id"])
+    reject_unknown(request.query, ("cursor", "limit"))
+    settings = request.app[SETTINGS]
+    limit = parse_int(request.query, "limit", min(20, settings.max_quotes_page), 1,
+                      settings.max_quotes_page)
+    raw = request.query.get("cursor")
+    deps, seen = request.app[DEPS], Seen()
+
+    async def render():
+        viewer = await render_viewer(request, seen)
+        cursor = deps.cursors.decode(raw, QuotesCursor, viewer.id) if raw is not None else None
+        seen.deps.append(("quotes", post_id))  # bumped by writes of posts quoting it
+        return await quotes.render_quotes(deps, post_id, cursor, limit, viewer)
+    return await serve(request, request.app[READS], render, seen)
+
+
+ROUTES = [
+    web.get("/v1/posts/{post_id}/quotes", get_quotes),
+    web.post("/v1/posts", create_post),
+    web.delete("/v1/posts/{post_id}", delete_post),
+]

@@ -1,0 +1,32 @@
+"""What the `arbor` commands share: their settings (defaults, environment, then each
+command's --setting overrides) and a database to run against (settings.database_url, or the
+embedded server, started for the command when none runs)."""
+from __future__ import annotations
+
+import argparse
+from typing import Callable, TypeVar
+
+from storage.embedded import EmbeddedPostgres
+
+from service.core.settings import Settings, load_settings, parse_assignments
+
+T = TypeVar("T")
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    """The settings, with the command's --setting NAME=VALUE overrides."""
+    return load_settings(overrides=parse_assignments(args.setting or []))
+
+
+def with_database(settings: Settings, fn: Callable[[str], T]) -> T:
+    """Run fn(dsn) against settings.database_url, or the embedded server (started and stopped
+    around the call when this process started it)."""
+    if settings.database_url:
+        return fn(settings.database_url)
+    server = EmbeddedPostgres(settings.data_dir)
+    dsn = server.start()
+    try:
+        return fn(dsn)
+    finally:
+        if server.started_here:
+            server.stop()

@@ -1,0 +1,26 @@
+"""The metrics registry of one app (prometheus-client): the request counters and histograms
+that middlewares observe. What is read at scrape time is registered beside it by
+service/http/metrics_middleware.py; GET /metrics (service/api/ops.py) prints it.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("arbor_http_requests", "HTTP requests answered.",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("arbor_http_request_duration_seconds",
+                                 "Time to answer an HTTP request.", ["route"],
+                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),
+                                 registry=self.registry)
+        self.loop_lag = Histogram("arbor_event_loop_lag_seconds",
+                                  "How late a timer fires on the event loop (sampled every "
+                                  "100 ms): what every request waits before its code runs.",
+                                  buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, .25, 1),
+                                  registry=self.registry)
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)

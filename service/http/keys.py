@@ -1,0 +1,41 @@
+"""Every typed key for what the application and a request hold (aiohttp's AppKey and
+RequestKey: no singletons, everything per app). One exception: ADMISSION is keyed beside its
+state in admission_middleware.py.
+
+May import only the types of the values (lower layers, storage) and aiohttp.
+"""
+from aiohttp import web
+
+from storage.db import Database
+from storage.rows import Viewer
+
+from service.core.clients import Client
+from service.core.metrics import Metrics
+from service.core.settings import Settings
+from service.pipeline.deps import Deps
+from service.pipeline.viewer_cache import ViewerCache
+from service.resilience.faults import Faults
+from service.resilience.rate_limits import RateLimits
+from service.resilience.render_cache import ReadPath
+
+# The app's
+SETTINGS = web.AppKey("settings", Settings)
+DSN = web.AppKey("dsn", str)
+DB = web.AppKey("db", Database)
+DEPS = web.AppKey("deps", Deps)
+OPENAPI = web.AppKey("openapi", bytes)
+VIEWERS = web.AppKey("viewers", ViewerCache)
+FAULTS = web.AppKey("faults", Faults)
+READS = web.AppKey("reads", ReadPath)
+METRICS = web.AppKey("metrics", Metrics)
+RATE_LIMITS = web.AppKey("rate_limits", RateLimits)
+# The app's deny list (RateLimits.deny_accounts): an account on it whose token this process
+# did not know yet is refused by service/http/auth.viewer_of, once resolved.
+DENY_LIST = web.AppKey("deny_list", object)
+
+# A request's
+VIEWER = web.RequestKey("viewer", Viewer)
+CLIENT = web.RequestKey("client", Client)
+DB_ROUND_TRIPS = web.RequestKey("db_round_trips", int)
+# What a write changed, for invalidate_on_write: conversation ids, ("quotes", id)
+CHANGED = web.RequestKey("changed", list)

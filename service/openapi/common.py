@@ -1,0 +1,139 @@
+"""What every part of the contract uses: schema builders, the shared parameters and error
+answers, the bearer schemes, and the response headers that middlewares and the read path add
+to every operation (with_headers).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from service.inputs.pages import ID_PATTERN
+
+Json = dict[str, Any]
+
+
+def ref(name: str) -> Json:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(props: Json, required: list[str] | None = None) -> Json:
+    return {"type": "object", "properties": props, "required": required or list(props),
+            "additionalProperties": False}
+
+
+def optional(props: Json) -> Json:
+    """An object whose properties may all be left out (`obj` reads [] as "all required")."""
+    return {**obj(props), "required": []}
+
+
+NULL = {"type": "null"}
+ID = {"type": "string", "pattern": "^[0-9]+$"}  # an id in a response
+REQUEST_ID = {"type": "string", "pattern": ID_PATTERN}  # an id the server accepts
+
+
+def nullable(schema: Json) -> Json:
+    return {"oneOf": [schema, NULL]}
+
+
+def error(description: str) -> Json:
+    return {"description": description,
+            "content": {"application/json": {"schema": ref("Error")}}}
+
+
+def ok(schema: str, description: str) -> Json:
+    return {"description": description,
+            "content": {"application/json": {"schema": ref(schema)}}}
+
+
+def int_param(name: str, lo: int, hi: int, default: int, description: str) -> Json:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "integer", "minimum": lo, "maximum": hi, "default": default}}
+
+
+def path_param(name: str, schema: Json, description: str) -> Json:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": schema}
+
+
+def body(schema: str, required: bool = True) -> Json:
+    return {"required": required, "content": {"application/json": {"schema": ref(schema)}}}
+
+
+ERROR_SCHEMA = obj({"error": obj({"code": {"type": "string"}, "message": {"type": "string"}})})
+
+POST_ID = {"name": "post_id", "in": "path", "required": True,
+           "description": "Post id: a positive 64-bit integer in decimal.",
+           "schema": {"type": "string", "pattern": "^([1-9][0-9]{0,17}|[1-8][0-9]{18})$"}}
+CURSOR = {"name": "cursor", "in": "query", "required": True,
+          "description": "An opaque cursor from a previous response.",
+          "schema": {"type": "string", "minLength": 1}}
+# Anonymous or a signed-in viewer: views are rendered for whoever asks.
+OPTIONAL_VIEWER = [{}, {"bearer": []}]
+THREAD_ERRORS = {"401": error("The bearer token is not valid."),
+                 "400": error("Invalid parameter or cursor."),
+                 "404": error("No such post, or not visible to the viewer."),
+                 "503": error("The database is unavailable (`database_unavailable`) or the "
+                              "service is shedding load (`overloaded`); see Retry-After.")}
+
+# The admin API: its scheme and the answers every admin operation has.
+ADMIN = [{"adminBearer": []}]
+DONE = {"description": "Done (also when it already was so)."}
+UNAVAILABLE = error("Database unavailable; see Retry-After.")
+ADMIN_ERRORS = {"400": error("Invalid parameter or body; the message names it."),
+                "401": error("No admin token, or a wrong one."),
+                "403": error("The admin API is disabled (admin_token is not set)."),
+                "503": UNAVAILABLE}
+ACCOUNT_ID = path_param("account_id", REQUEST_ID, "Account id.")
+NO_ACCOUNT = error("No such account.")
+
+
+def security_schemes() -> Json:
+    return {
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "An account's token (`arb_...`), from the admin API or "
+                                  "`arbor accounts token`."},
+        "adminBearer": {"type": "http", "scheme": "bearer",
+                        "description": "The admin_token setting."},
+    }
+
+
+# Response headers the service sends, documented on every operation by with_headers.
+SERVER_TIMING = {"description": "Database time and round trips of this request "
+                                "(`db;dur=…;desc=\"round_trips=N\", total;dur=…`). Not on 404s, "
+                                "whose round-trip count would tell a hidden post from a missing "
+                                "one, nor on shed 503s.",
+                 "schema": {"type": "string"}}
+RETRY_AFTER = {"description": "Seconds to wait before retrying.", "required": True,
+               "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+READ_HEADERS = {
+    "Arbor-Cache": {"description": "`hit`: served from the render cache without reading the "
+                                   "database; `miss`: rendered now; `stale`: the database is "
+                                   "unavailable and this is an older copy.",
+                    "required": True, "schema": {"enum": ["hit", "miss", "stale"]}},
+    "Arbor-Degraded": {"description": "`stale` when the answer is an older copy (the body's "
+                                      "`degraded` says so too).",
+                       "schema": {"enum": ["stale"]}},
+    "Age": {"description": "With `Arbor-Degraded: stale`: the copy's age in seconds.",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+}
+# Reads that go through the render cache (service/http/cached_render.py)
+CACHED_READS = ("/v1/conversations/{post_id}", "/v1/conversations/{post_id}/replies",
+                "/v1/conversations/{post_id}/ancestors", "/v1/posts/{post_id}/quotes")
+
+
+def with_headers(paths: Json) -> Json:
+    """Add the headers that middlewares and the read path send to every response they send
+    them on (an operation's own header entries win)."""
+    for path, operations in paths.items():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                headers = response.setdefault("headers", {})
+                if status != "404":
+                    headers.setdefault("Server-Timing", SERVER_TIMING)
+                if status in ("429", "503") and path != "/readyz":
+                    headers.setdefault("Retry-After", RETRY_AFTER)
+                if status == "200" and path in CACHED_READS:
+                    for name, header in READ_HEADERS.items():
+                        headers.setdefault(name, header)
+                if not headers:
+                    del response["headers"]
+    return paths

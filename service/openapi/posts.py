@@ -1,0 +1,87 @@
+"""The contract of /v1/posts (service/api/posts.py): a post's quotes, and writes (`POST
+/v1/posts`, `DELETE /v1/posts/{post_id}`).
+
+Every pattern and bound is the one the server checks (service/inputs/posts.py,
+service/inputs/idempotency.py), so the contract and the server accept exactly the same input.
+"""
+from __future__ import annotations
+
+from service.core.settings import Settings
+from service.inputs.idempotency import HEADER, KEY_PATTERN, REPLAYED_HEADER
+from service.inputs.posts import POST_TEXT_PATTERN
+
+from .common import CURSOR, POST_ID, THREAD_ERRORS, Json, error, int_param, obj, ref
+
+_ID = {"type": "string", "pattern": POST_ID["schema"]["pattern"]}
+_WRITER = [{"bearer": []}]
+_KEY_PARAM = {
+    "name": HEADER, "in": "header", "required": False,
+    "description": "Makes a retry safe: the same key with the same request replays the first "
+                   "answer (with `Idempotent-Replayed: true`) and writes nothing; with another "
+                   "request it is a 422. Per account; remembered for `idempotency_ttl_s`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": KEY_PATTERN}}
+_REPLAYED = {REPLAYED_HEADER: {"description": "`true` when this is the stored answer of an "
+                                              "earlier request with the same Idempotency-Key.",
+                               "schema": {"const": "true"}}}
+_WRITE_ERRORS = {
+    "400": error("Invalid body, id or Idempotency-Key; the message names it."),
+    "401": error("No valid bearer token."),
+    "404": error("No such post, or not visible to the viewer."),
+    "422": error("The Idempotency-Key was used for a different request."),
+    "503": error("Database unavailable or the write conflicted; see Retry-After."),
+}
+
+
+def schemas(s: Settings) -> Json:
+    return {
+        "QuotesPage": obj({"items": {"type": "array", "items": ref("Post")},
+                           "count": {"type": "integer", "minimum": 0},
+                           "cursor": {"oneOf": [{"type": "string"}, {"type": "null"}]}}),
+        "NewPost": obj({
+            "text": {"type": "string", "minLength": 1, "maxLength": s.max_post_length,
+                     "pattern": POST_TEXT_PATTERN,
+                     "description": "Not only whitespace; no control characters but tab, line "
+                                    "feed and carriage return."},
+            "in_reply_to_id": {**_ID, "description": "The post this one replies to."},
+            "quote_of_id": {**_ID, "description": "The post this one quotes."}},
+            required=["text"]),
+    }
+
+
+def paths(s: Settings) -> Json:
+    cursor = {**CURSOR, "required": False}
+    return {
+        "/v1/posts/{post_id}/quotes": {"get": {
+            "operationId": "getQuotes",
+            "summary": "The quote posts of a post, newest first, that the viewer may see.",
+            "security": [{}, {"bearer": []}],
+            "parameters": [POST_ID, cursor,
+                           int_param("limit", 1, s.max_quotes_page, min(20, s.max_quotes_page),
+                                     "Most quote posts per page.")],
+            "responses": {"200": {"description": "A page of quote posts.", "content": {
+                "application/json": {"schema": ref("QuotesPage")}}}, **THREAD_ERRORS}}},
+        "/v1/posts": {"post": {
+            "operationId": "createPost", "security": _WRITER,
+            "summary": "Write a post (a root, a reply, a quote) as the viewer.",
+            "parameters": [_KEY_PARAM],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": ref("NewPost"),
+                "examples": {"root": {"value": {"text": "Hello, Arbor"}}}}}},
+            "responses": {
+                "201": {"description": "The post, as a conversation shows it.",
+                        "headers": {**_REPLAYED, "Location": {
+                            "description": "The post's conversation view "
+                                           "(`/v1/conversations/{id}`), also on a replay.",
+                            "required": True, "schema": {"type": "string"}}},
+                        "content": {"application/json": {"schema": ref("Post")}}},
+                **_WRITE_ERRORS}}},
+        "/v1/posts/{post_id}": {"delete": {
+            "operationId": "deletePost", "security": _WRITER,
+            "summary": "Delete one of the viewer's posts (it stays as a tombstone while it has "
+                       "replies).",
+            "parameters": [POST_ID, _KEY_PARAM],
+            "responses": {
+                "204": {"description": "Deleted.", "headers": _REPLAYED},
+                "403": error("The post is not the viewer's."),
+                **_WRITE_ERRORS}}},
+    }
