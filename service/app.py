@@ -32,14 +32,18 @@ log = logging.getLogger("arbor.app")
 def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
     protocol_errors.install()  # errors raised before the handlers: JSON too
+    # Scale-out's middlewares only where configured: every middleware costs every request.
+    scale_out = ([replica_routing.route] if settings.replica_urls.split() else []) + [
+        middlewares.invalidate_on_write] + (
+        [coherence.propagate_writes] if settings.cache_notifications_enabled else [])
     app = web.Application(middlewares=[rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
                                         metrics_middleware.record,
                                         middlewares.timing, middlewares.errors,
-                                        replica_routing.route,  # reads to a replica
-                                        middlewares.invalidate_on_write,
-                                        coherence.propagate_writes])
+                                        # reads to a replica; writes drop cached reads, and
+                                        # answer once every process has dropped them
+                                        *scale_out])
     # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
     settings = Settings(dict(settings.values), dict(settings.sources), settings.started)
     app[SETTINGS] = settings

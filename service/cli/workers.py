@@ -124,11 +124,15 @@ class Supervisor:
 
     # -- run ---------------------------------------------------------------------
     def run(self) -> int:
-        self.prepare()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
         try:
+            try:
+                self.prepare()
+            except Exception as e:  # noqa: BLE001 - the port taken, no database, ...
+                log.error("supervisor: cannot start: %s: %s", type(e).__name__, e)
+                return 1
             self.workers = [self.spawn(i) for i in range(self.count)]
             if not self.wait_ready([w for w in self.workers if w]):
                 if not self.stopping:
