@@ -90,21 +90,22 @@ def credential_account(row: AccountRow, site: Site) -> Json:
 def author_ids(view: Any) -> set[int]:
     """Every author id an Arbor JSON tree shows (posts and their embedded quotes)."""
     found: set[int] = set()
-    for node in _posts_in(view):
+    for node in posts_in(view):
         found.add(int(node["author"]["id"]))
     return found
 
 
-def _posts_in(value: Any) -> Iterator[Json]:
+def posts_in(value: Any) -> Iterator[Json]:
+    """Every Post node of an Arbor JSON tree, quoted ones included."""
     if isinstance(value, dict):
         if value.get("type") == "post":
             yield value
         for child in value.values():
             if isinstance(child, (dict, list)):
-                yield from _posts_in(child)
+                yield from posts_in(child)
     elif isinstance(value, list):
         for child in value:
-            yield from _posts_in(child)
+            yield from posts_in(child)
 
 
 def _quote_entity(quote: Json | None, accounts: dict[int, AccountRow], site: Site,

@@ -3,15 +3,16 @@
 presenter (mastodon_entities.py). Not a second pipeline: a Context is a conversation view
 presented in Mastodon's shape, so it has the same visibility rules, limits and cursors.
 
-Round trips: a conversation's render plus 1 (the accounts); a status: 1 (the post; a hidden
-or missing one stops here, so their 404s cost the same), then 1 (its parent and quoted post)
-and 1 (the accounts).
+Round trips: a conversation's render plus 1 (the accounts) plus, for a signed-in viewer, 1
+(its likes and reposts among the posts shown); a status: 1 (the post; a hidden or missing one
+stops here, so their 404s cost the same), then 1 (its parent and quoted post), 1 (the
+accounts) and, signed in, 1 (the viewer's like and repost).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from storage import account_queries, post_queries
+from storage import account_queries, post_queries, reactions
 from storage.rows import PostRow, Viewer
 
 from service.core.errors import not_found
@@ -21,15 +22,28 @@ from .cursors import AncestorsCursor, CursorCodec, RepliesCursor
 from .deps import Deps
 from .limits import ViewLimits
 from .mastodon_entities import (Site, ancestors_page_context, author_ids, context_entity,
-                                replies_page_context, status_entity)
+                                posts_in, replies_page_context, status_entity)
 
 Json = dict[str, Any]
+
+
+async def _hydrate(db, view: Json, viewer: Viewer):
+    """The accounts a rendered view shows (one round trip) and, for a signed-in viewer whose
+    view does not carry it yet, its own state (liked, reposted) on each post (one more)."""
+    accounts = await account_queries.accounts_by_id(db, author_ids(view))
+    if not viewer.anonymous:
+        lacking = [node for node in posts_in(view) if "liked" not in node]
+        if lacking:
+            state = await reactions.viewer_state(db, viewer.id, [int(n["id"]) for n in lacking])
+            for node in lacking:
+                node["liked"], node["reposted"] = state.get(int(node["id"]), (False, False))
+    return accounts
 
 
 async def context(deps: Deps, focal_id: int, limits: ViewLimits, viewer: Viewer, site: Site,
                   deadline: float | None) -> tuple[Json, set[int]]:
     view = await conversation.render_conversation(deps, focal_id, limits, viewer, deadline)
-    accounts = await account_queries.accounts_by_id(deps.db, author_ids(view))
+    accounts = await _hydrate(deps.db, view, viewer)
     return context_entity(view, accounts, site, signed_in=not viewer.anonymous)
 
 
@@ -38,7 +52,7 @@ async def context_replies(deps: Deps, focal_id: int, cursor: RepliesCursor, max_
                           deadline: float | None) -> tuple[Json, set[int]]:
     page = await conversation.render_replies_page(deps, focal_id, cursor, max_nodes, viewer,
                                                   deadline)
-    accounts = await account_queries.accounts_by_id(deps.db, author_ids(page))
+    accounts = await _hydrate(deps.db, page, viewer)
     result = replies_page_context(page, cursor.parent, focal_id, accounts, site,
                                   signed_in=not viewer.anonymous)
     return result[0], result[1] | {cursor.conversation}
@@ -47,7 +61,7 @@ async def context_replies(deps: Deps, focal_id: int, cursor: RepliesCursor, max_
 async def context_ancestors(deps: Deps, focal_id: int, cursor: AncestorsCursor, viewer: Viewer,
                             site: Site) -> tuple[Json, set[int]]:
     page = await conversation.render_ancestors_page(deps, focal_id, cursor, viewer)
-    accounts = await account_queries.accounts_by_id(deps.db, author_ids(page))
+    accounts = await _hydrate(deps.db, page, viewer)
     result = ancestors_page_context(page, focal_id, accounts, site,
                                     signed_in=not viewer.anonymous)
     return result[0], result[1] | {cursor.conversation}
