@@ -430,3 +430,10 @@ def test_multidict_form_repeats_are_refused():
     with pytest.raises(ApiError) as e:
         parse_new_status(MultiDict([("status", "a"), ("status", "b")]), 500)
     assert e.value.status == 422
+
+
+def test_a_context_costs_what_a_conversation_costs():
+    from service.resilience.rate_limit_rules import read_cost
+    for path in ("/api/v1/statuses/1/context", "/v1/conversations/1"):
+        assert read_cost(path, 200, "miss", 7, 2) == 7
+    assert read_cost("/api/v1/statuses/1", 200, "miss", 7, 2) == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 from service.core.settings import Settings
 
 from ..common import Json
-from .common import ok
+from .common import UNAVAILABLE, ok
 
 
 def schemas(s: Settings) -> Json:
@@ -20,6 +20,6 @@ def paths(s: Settings) -> Json:
                        "Arbor x.y.z)\", what Mastodon clients decide features by."
                        + (" The same with the trailing slash Mastodon.py sends." if slash
                           else ""),
-            "responses": {"200": ok(schema, "The instance.")}}}
+            "responses": {"200": ok(schema, "The instance."), "503": UNAVAILABLE}}}
     return {f"/api/{v}/instance{slash}": instance(v, f"MastodonInstance{v.upper()}", slash)
             for v in ("v1", "v2") for slash in ("", "/")}
