@@ -85,6 +85,7 @@ async def test_an_unavailable_account_is_the_404_of_a_missing_one(client, world,
         answers.append((resp.status, await resp.read(), _without_date(resp.headers)))
     assert answers[0] == answers[1] == answers[2]
     assert answers[0][:2] == (404, b'{"error":"Record not found"}')
+    assert answers[0][2]["Content-Length"] == str(len(answers[0][1]))
 
 
 # -- statuses --------------------------------------------------------------------------------
@@ -437,3 +438,60 @@ def test_a_context_costs_what_a_conversation_costs():
     for path in ("/api/v1/statuses/1/context", "/v1/conversations/1"):
         assert read_cost(path, 200, "miss", 7, 2) == 7
     assert read_cost("/api/v1/statuses/1", 200, "miss", 7, 2) == 2
+
+
+@pytest.mark.parametrize("text, html", [
+    ("one", "<p>one</p>"),
+    ("a\nb", "<p>a<br />b</p>"),
+    ("a\r\n\r\nb", "<p>a</p><p>b</p>"),
+    ("\n\nlead\n\n\n\ntrail\n", "<p>lead</p><p>trail</p>"),
+    ("<script>alert('x')</script>", "<p>&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;</p>"),
+])
+def test_content_is_escaped_html(text, html):
+    from service.pipeline.mastodon_entities import content_html
+    assert content_html(text) == html
+
+
+def test_link_header_relations():
+    from service.pipeline.mastodon_entities import link_header
+    more = [{"kind": "ancestors", "status_id": "9", "href": "/a"},
+            {"kind": "replies", "status_id": "5", "href": "/r"},
+            {"kind": "offensive", "status_id": "5", "href": "/o"}]
+    assert link_header(more, 3) == ('</a>; rel="up", '
+                                    '</r>; rel="replies"; anchor="/api/v1/statuses/5"; '
+                                    'section="normal", '
+                                    '</o>; rel="replies"; anchor="/api/v1/statuses/5"; '
+                                    'section="offensive"')
+    assert link_header(more, 1) == '</a>; rel="up"'
+    assert link_header([], 5) is None
+
+
+async def test_demoted_replies_are_left_out_but_linked(client, world):
+    from storage import label_writes
+    a = await world.account()
+    root = await world.post(a, "root")
+    fine = await world.post(await world.account(), "fine", reply_to=root)
+    spam = await world.post(await world.account(), "spam", reply_to=root)
+    abusive = await world.post(await world.account(), "abusive", reply_to=root)
+    await label_writes.upsert_label(world.db, spam, "spam", 0.99)
+    await label_writes.upsert_label(world.db, abusive, "abusive", 0.99)
+    resp = await client.get(f"/api/v1/statuses/{root}/context")
+    ctx = await resp.json()
+    assert _ids(ctx["descendants"]) == [str(fine)]
+    by_kind = {c["kind"]: c for c in ctx["more"]}
+    assert set(by_kind) == {"low_quality", "offensive"}
+    for kind, post in (("low_quality", spam), ("offensive", abusive)):
+        assert f'section="{kind}"' in resp.headers["Link"]
+        page = await _get(client, by_kind[kind]["href"])
+        assert _ids(page["descendants"]) == [str(post)]
+
+
+async def test_a_form_that_cannot_be_read_is_a_400(client, world):
+    _, auth = await _signed_in(world)
+    for content_type, body in (("multipart/form-data", b"status=x"),
+                               ("application/json", b"{not json"),
+                               ("application/json", b"[1]")):
+        resp = await client.post("/api/v1/statuses", data=body,
+                                 headers={**auth, "Content-Type": content_type})
+        assert resp.status == 400, await resp.text()
+        assert isinstance((await resp.json())["error"], str)

@@ -138,7 +138,10 @@ async def _params(request: web.Request):
     if request.content_type == "application/json":
         return json_params(await request.read())
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return await request.post()
+        try:
+            return await request.post()
+        except ValueError as e:  # e.g. multipart without a boundary
+            raise bad_request("invalid_body", f"the form cannot be read: {str(e)[:120]}") from None
     return request.query
 
 
