@@ -58,8 +58,10 @@ async def _state_of(db, post_ids: list[int], viewer: Viewer) -> dict[int, tuple[
 
 
 async def _status(db, request: web.Request, post: PostRow, viewer: Viewer,
-                  counts: tuple[int, int] | None = None) -> dict:
-    liked, reposted = (await _state_of(db, [post.id], viewer)).get(post.id, (False, False))
+                  counts: tuple[int, int] | None = None, *, new: bool = False) -> dict:
+    """`post` as a Status for `viewer`; `new`: just written, so neither liked nor reposted."""
+    liked, reposted = (False, False) if new else (
+        await _state_of(db, [post.id], viewer)).get(post.id, (False, False))
     extra = {"liked": liked, "reposted": reposted}
     status = await mastodon_views.status_of(db, post, request.app[DEPS].cursors, viewer,
                                             site(request.app[SETTINGS]), extra)
@@ -163,7 +165,7 @@ def _creator(request: web.Request, viewer: Viewer, new: NewStatus):
         request[CHANGED] = [created.conversation_id] + (
             [("quotes", post_in.quote_of_id), seen[post_in.quote_of_id].conversation_id]
             if post_in.quote_of_id is not None else [])
-        return Outcome(200, _json(await _status(tx, request, post, viewer)))
+        return Outcome(200, _json(await _status(tx, request, post, viewer, new=True)))
     return write
 
 
