@@ -157,10 +157,9 @@ def _reaction(change):
         if post is None or rules.post_verdict(post, viewer) is not None:
             raise not_found()
         await change(db, post_id, viewer.id, shards=request.app[SETTINGS].reactions_counter_shards)
-        state = (await reactions.viewer_state(db, viewer.id, [post_id])).get(post_id)
-        likes, reposts = (await reactions.counts(db, [post_id])).get(post_id, (0, 0))
+        liked, reposted, likes, reposts = (
+            await reactions.state_and_counts(db, post_id, viewer.id) or (False, False, 0, 0))
         request[CHANGED] = [("viewer", viewer.id)]  # the viewer's own renders show `liked`
-        liked, reposted = state or (False, False)
         return json_response({"id": str(post_id), "liked": liked, "reposted": reposted,
                               "counts": {"likes": likes, "reposts": reposts}})
     return react
