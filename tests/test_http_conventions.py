@@ -237,3 +237,33 @@ async def test_preflights_are_not_rate_limited(aiohttp_client, settings):
     assert statuses == [204] * 10
     reads = [(await client.get("/v1/conversations/1")).status for _ in range(4)]
     assert 429 in reads  # the limit is real
+
+
+async def test_link_on_quotes_pages_and_me_lists(cached, world):
+    author = await world.account()
+    quoted = await world.post(author, "quote me")
+    for i in range(3):
+        await world.post(author, f"quoting {i}", quote=quoted)
+    first = await cached.get(f"/v1/posts/{quoted}/quotes", params={"limit": 2})
+    link = first.headers["Link"]
+    assert link.startswith(f"</v1/posts/{quoted}/quotes?limit=2&cursor=")
+    last = await cached.get(link[1:link.index(">")])
+    assert len((await last.json())["items"]) == 1 and "Link" not in last.headers
+    me = await world.account()
+    for other in await world.accounts(3):
+        await world.relate("follows", me, other)
+    auth = bearer(await world.token(me))
+    page = await cached.get("/v1/me/follows", params={"limit": 2}, headers=auth)
+    link = page.headers["Link"]
+    assert link.startswith("</v1/me/follows?limit=2&cursor=") and link.endswith('rel="next"')
+    rest = await cached.get(link[1:link.index(">")], headers=auth)
+    assert len((await rest.json())["items"]) == 1 and "Link" not in rest.headers
+
+
+async def test_head_answers_like_get_without_a_body(cached, world):
+    root = await _thread(world, replies=2)
+    get = await cached.get(f"/v1/conversations/{root}", headers={"Accept-Encoding": "gzip"})
+    head = await cached.head(f"/v1/conversations/{root}", headers={"Accept-Encoding": "gzip"})
+    assert head.status == 200 and await head.read() == b""
+    assert head.headers["ETag"] == get.headers["ETag"]
+    assert head.headers["Content-Encoding"] == "gzip"
