@@ -197,9 +197,14 @@ async def test_cors_reads_from_any_origin(cached, world):
     # an error is readable too
     missing = await cached.get("/v1/conversations/999999999", headers=origin)
     assert missing.headers["Access-Control-Allow-Origin"] == "*"
-    # no Origin: no CORS headers at all, and OPTIONS without a preflight is the router's 405
-    assert "Access-Control-Allow-Origin" not in (await cached.get(
-        f"/v1/conversations/{root}")).headers
+    # no Origin: an anonymous read still says `*` (a CDN's copy serves browsers too), a
+    # signed-in one says nothing; OPTIONS without a preflight is the router's 405
+    assert (await cached.get(f"/v1/conversations/{root}")).headers[
+        "Access-Control-Allow-Origin"] == "*"
+    me = await world.account()
+    signed = await cached.get(f"/v1/conversations/{root}",
+                              headers=bearer(await world.token(me)))
+    assert "Access-Control-Allow-Origin" not in signed.headers
     assert (await cached.options(f"/v1/conversations/{root}")).status == 405
 
 

@@ -14,7 +14,9 @@ A preflight (OPTIONS with Origin and Access-Control-Request-Method) gets 204 wit
 method, headers and `Access-Control-Max-Age` (`http_cors_max_age_s`), or 403 `cors_forbidden`
 naming why. Other requests with an Origin get Access-Control-Allow-Origin when allowed, and
 Access-Control-Expose-Headers for the headers clients read (ETag, Link, Location, Retry-After,
-RateLimit*, Arbor-*). Requests without Origin pass untouched.
+RateLimit*, Arbor-*). Without Origin, an anonymous read still gets `Access-Control-Allow-Origin:
+*` when any origin may read (so a CDN's copy serves browsers too); other requests pass
+untouched.
 """
 from __future__ import annotations
 
@@ -100,7 +102,14 @@ def _decorate(request: web.Request, response: web.StreamResponse, origin: str) -
 async def cors(request: web.Request, handler) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     if origin is None:
-        return await handler(request)
+        response = await handler(request)
+        # With any origin allowed, an anonymous read says so even without Origin: a copy a
+        # CDN kept from a request without Origin must still serve a browser's.
+        if (request.method in READ_METHODS and "Authorization" not in request.headers
+                and _origins(request.app[SETTINGS].http_cors_origins) is None):
+            response.headers["Access-Control-Allow-Origin"] = "*"
+            response.headers["Access-Control-Expose-Headers"] = EXPOSED
+        return response
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         return _preflight(request, origin)
     try:
