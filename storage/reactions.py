@@ -6,6 +6,7 @@ API (used by /v1/posts/{id}/like|repost and the Mastodon favourite/reblog routes
   repost(...) / unrepost(...)                    the same for reposts
   viewer_state(conn, account_id, post_ids) -> {post_id: (liked, reposted)}   one round trip
   counts(conn, post_ids) -> {post_id: (likes, reposts)}   exact now (folded + pending)
+  state_and_counts(conn, post_id, account_id) -> (liked, reposted, likes, reposts)  one query
   fold(conn, limit) -> [(post_id, conversation_id)]       pending deltas into post_counts
 
 Each change is one statement: the reactions row is inserted (or deleted) and, only when that
@@ -112,6 +113,26 @@ async def counts(conn: Conn, post_ids: Iterable[int]) -> dict[int, tuple[int, in
            FROM post_counts pc LEFT JOIN reaction_deltas d ON d.post_id = pc.post_id
            WHERE pc.post_id = ANY($1::bigint[]) GROUP BY pc.post_id""", wanted)
     return {r["post_id"]: (int(r["likes"]), int(r["reposts"])) for r in rows}
+
+
+async def state_and_counts(conn: Conn, post_id: int,
+                           account_id: int) -> tuple[bool, bool, int, int] | None:
+    """The account's (liked, reposted) and the post's exact (likes, reposts), in one round
+    trip (the answer to a like); None when the post has no counters (it does not exist)."""
+    row = await conn.fetchrow(
+        """SELECT EXISTS (SELECT 1 FROM reactions r WHERE r.account_id = $2
+                                 AND r.post_id = $1 AND r.kind = 1) AS liked,
+                  EXISTS (SELECT 1 FROM reactions r WHERE r.account_id = $2
+                                 AND r.post_id = $1 AND r.kind = 2) AS reposted,
+                  pc.likes + coalesce(d.likes, 0) AS likes,
+                  pc.reposts + coalesce(d.reposts, 0) AS reposts
+           FROM post_counts pc,
+                LATERAL (SELECT sum(likes) AS likes, sum(reposts) AS reposts
+                         FROM reaction_deltas WHERE post_id = $1) d
+           WHERE pc.post_id = $1""", post_id, account_id)
+    if row is None:
+        return None
+    return row["liked"], row["reposted"], int(row["likes"]), int(row["reposts"])
 
 
 _FOLD = """
