@@ -27,8 +27,9 @@ async def mastodon_errors(request: web.Request, handler) -> web.StreamResponse:
     response = await handler(request)
     if response.status < 400 or not request.path.startswith(PREFIX):
         return response
-    if not isinstance(response, web.Response) or response.content_type != "application/json":
-        return response
+    if (not isinstance(response, web.Response) or response.content_type != "application/json"
+            or "Content-Encoding" in response.headers):  # errors are never compressed, but
+        return response                                  # a coded body is not ours to parse
     if response.status == 404:
         body = NOT_FOUND_BODY
     else:
