@@ -495,3 +495,43 @@ async def test_a_form_that_cannot_be_read_is_a_400(client, world):
                                  headers={**auth, "Content-Type": content_type})
         assert resp.status == 400, await resp.text()
         assert isinstance((await resp.json())["error"], str)
+
+
+async def test_a_comment_widget_on_another_origin_reads_context_and_revalidates(client, world):
+    """The most common public use of Mastodon's context: a blog's comment widget (CORS, the
+    Link header exposed to it, ETag and 304 with the Link kept)."""
+    a = await world.account()
+    root = await world.post(a, "a blog post's thread")
+    await world.fan(a, root, 4)
+    origin = {"Origin": "https://blog.example"}
+    resp = await client.get(f"/api/v1/statuses/{root}/context", params={"branching": 2},
+                            headers=origin)
+    assert resp.status == 200 and resp.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Link" in resp.headers["Access-Control-Expose-Headers"]
+    link, etag = resp.headers["Link"], resp.headers["ETag"]
+    again = await client.get(f"/api/v1/statuses/{root}/context", params={"branching": 2},
+                             headers={**origin, "If-None-Match": etag})
+    assert again.status == 304 and again.headers["Link"] == link
+    assert await again.read() == b""
+
+
+async def test_context_round_trips_do_not_grow_with_the_conversation(client, world):
+    """Bounded work: the same view of a conversation ten times larger costs the same round
+    trips (Server-Timing), signed in or not."""
+    _, auth = await _signed_in(world)
+    await _get(client, "/api/v1/accounts/verify_credentials", auth)  # the token, resolved
+    trips = {}
+    for size in (12, 120):
+        a = await world.account()
+        root = await world.post(a, "root")
+        fan = await world.fan(a, root, size)
+        for parent in fan[:3] + fan[-3:]:  # shown or not, replies under some of them
+            await world.fan(a, parent, 3)
+        for who, headers in (("anonymous", {}), ("signed in", auth)):
+            resp = await client.get(f"/api/v1/statuses/{root}/context", headers=headers,
+                                    params={"branching": 10, "depth": 2})
+            assert resp.status == 200
+            trips[(size, who)] = int(re.search(r"round_trips=(\d+)",
+                                               resp.headers["Server-Timing"]).group(1))
+    assert trips[(12, "anonymous")] == trips[(120, "anonymous")]
+    assert trips[(12, "signed in")] == trips[(120, "signed in")]
