@@ -35,7 +35,7 @@ import aiohttp  # noqa: E402
 
 from compressed_throughput import _cpu_s, demo_database  # noqa: E402
 from harness import arbor_service, verdict  # noqa: E402
-from storage import account_tokens, post_writes, reactions  # noqa: E402
+from storage import account_tokens, counter_writes, post_writes, reactions  # noqa: E402
 from storage.db import Database  # noqa: E402
 
 ADMIN = "bench-admin-token"
@@ -108,7 +108,7 @@ async def _check(dsn: str, post: int) -> tuple[int, int]:
         while await reactions.fold(db):
             pass
         counter = await db.fetchval("SELECT likes FROM post_counts WHERE post_id = $1", post)
-        return counter, (await reactions.recount(db, post))[0]
+        return counter, (await counter_writes.recount_reactions(db, post))[0]
     finally:
         await db.close()
 

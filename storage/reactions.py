@@ -23,6 +23,7 @@ rendered counts and the order follow the likes within one fold interval (the ser
 in the background; service/http/reaction_folder.py). Its cost is bounded by `limit` delta rows
 per call. A post's exact count at any moment is post_counts + the sum of its deltas (counts()).
 Seeded posts may carry counts without rows (storage/seeding.py); the rows count from there.
+A recount of the rows (write-time cost: repair, tests) is counter_writes.recount_reactions.
 """
 from __future__ import annotations
 
@@ -168,12 +169,3 @@ async def fold(db: Database, limit: int = 10_000) -> list[tuple[int, int]]:
                FROM unnest($1::bigint[], $2::bigint[]) AS v(id, rank_key)
                WHERE p.id = v.id AND p.rank_key <> v.rank_key""", ids, keys)
     return [(r["post_id"], r["conversation_id"]) for r in rows]
-
-
-async def recount(conn: Conn, post_id: int) -> tuple[int, int]:
-    """(likes, reposts) rows of a post, counted (repair and tests; write-time cost)."""
-    row = await conn.fetchrow(
-        "SELECT count(*) FILTER (WHERE kind = 1) AS likes, "
-        "count(*) FILTER (WHERE kind = 2) AS reposts FROM reactions WHERE post_id = $1",
-        post_id)
-    return int(row["likes"]), int(row["reposts"])

@@ -272,3 +272,15 @@ async def test_head_answers_like_get_without_a_body(cached, world):
     assert head.status == 200 and await head.read() == b""
     assert head.headers["ETag"] == get.headers["ETag"]
     assert head.headers["Content-Encoding"] == "gzip"
+
+
+async def test_compressed_forms_count_in_the_render_cache_bytes(cached, world):
+    from service.http.keys import READS
+    root = await _thread(world)
+    cache = cached.server.app[READS].cache
+    path = f"/v1/conversations/{root}"
+    await _raw(cached, path, **{"Accept-Encoding": "identity"})
+    before = cache.bytes
+    _, _, gz = await _raw(cached, path, **{"Accept-Encoding": "gzip"})
+    _, _, br = await _raw(cached, path, **{"Accept-Encoding": "br"})
+    assert cache.bytes - before >= len(gz) + len(br)

@@ -8,7 +8,7 @@ import asyncio
 import re
 
 from service.http import reaction_folder
-from storage import reactions
+from storage import counter_writes, reactions
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -52,7 +52,7 @@ async def test_reacting_to_a_hidden_post_is_the_missing_404(client, world):
     missing = await client.put("/v1/posts/987654321987/like", headers=auth)
     assert hidden.status == missing.status == 404
     assert await hidden.read() == await missing.read()
-    assert await reactions.recount(world.db, post) == (0, 0)
+    assert await counter_writes.recount_reactions(world.db, post) == (0, 0)
 
 
 async def test_get_post_is_the_node_a_conversation_shows(client, world):
@@ -160,6 +160,6 @@ async def test_concurrent_likers_are_counted_exactly(client, world):
                          *(client.put(f"/v1/posts/{post}/like", headers=a) for a in auths[20:]))
     await folds
     await _fold(client)
-    assert await reactions.recount(world.db, post) == (20, 0)
+    assert await counter_writes.recount_reactions(world.db, post) == (20, 0)
     body = await (await client.get(f"/v1/posts/{post}")).json()
     assert body["counts"]["likes"] == 20
