@@ -57,15 +57,17 @@ async def _state_of(db, post_ids: list[int], viewer: Viewer) -> dict[int, tuple[
     return await reactions.viewer_state(db, viewer.id, post_ids)
 
 
-async def _status(db, request: web.Request, post: PostRow, viewer: Viewer,
-                  counts: tuple[int, int] | None = None, *, new: bool = False) -> dict:
-    """`post` as a Status for `viewer`; `new`: just written, so neither liked nor reposted."""
-    liked, reposted = (False, False) if new else (
-        await _state_of(db, [post.id], viewer)).get(post.id, (False, False))
-    extra = {"liked": liked, "reposted": reposted}
+async def _status(db, request: web.Request, post: PostRow, viewer: Viewer, *,
+                  state: tuple[bool, bool] | None = None,
+                  counts: tuple[int, int] | None = None) -> dict:
+    """`post` as a Status for `viewer`. `state`: the viewer's (liked, reposted) when known
+    (else read, signed in); `counts`: exact (likes, reposts) when a write just changed them."""
+    if state is None:
+        state = (await _state_of(db, [post.id], viewer)).get(post.id, (False, False))
+    extra = {"liked": state[0], "reposted": state[1]}
     status = await mastodon_views.status_of(db, post, request.app[DEPS].cursors, viewer,
                                             site(request.app[SETTINGS]), extra)
-    if counts is not None:  # exact now, the write just made included
+    if counts is not None:
         status["favourites_count"], status["reblogs_count"] = counts
     return status
 
@@ -165,7 +167,8 @@ def _creator(request: web.Request, viewer: Viewer, new: NewStatus):
         request[CHANGED] = [created.conversation_id] + (
             [("quotes", post_in.quote_of_id), seen[post_in.quote_of_id].conversation_id]
             if post_in.quote_of_id is not None else [])
-        return Outcome(200, _json(await _status(tx, request, post, viewer, new=True)))
+        status = await _status(tx, request, post, viewer, state=(False, False))  # just written
+        return Outcome(200, _json(status))
     return write
 
 
@@ -207,20 +210,24 @@ async def delete_status(request: web.Request) -> web.Response:
 
 def _reaction(change):
     """POST .../favourite, unfavourite, reblog, unreblog: the viewer's like or repost, made or
-    undone (again is fine: nothing changes), then the status with the exact counts."""
+    undone (again is fine: nothing changes), then the status with the viewer's state and the
+    exact counts (one query: storage/reactions.state_and_counts). As /v1's likes: only the
+    viewer's own cached renders go stale (their `favourited`); everyone's counts follow when
+    the background fold moves the deltas into the counters."""
     async def handler(request: web.Request) -> web.Response:
         post_id = status_id(request.match_info["status_id"])
         viewer = await require_viewer(request)
         db = request.app[DB]
-        async with db.transaction() as tx:
-            post = (await post_queries.posts_by_id(tx, [post_id])).get(post_id)
-            if post is None or rules.post_verdict(post, viewer) is not None:
-                raise not_found()
-            await change(tx, post_id, viewer.id)
-            request[CHANGED] = [post.conversation_id]  # the viewer's state on its posts
-            counts = (await reactions.counts(tx, [post_id])).get(post_id)
-            status = await _status(tx, request, post, viewer, counts)
-        return json_response(status)
+        post = (await post_queries.posts_by_id(db, [post_id])).get(post_id)
+        if post is None or rules.post_verdict(post, viewer) is not None:
+            raise not_found()
+        await change(db, post_id, viewer.id,
+                     shards=request.app[SETTINGS].reactions_counter_shards)
+        liked, reposted, likes, reposts = (
+            await reactions.state_and_counts(db, post_id, viewer.id) or (False, False, 0, 0))
+        request[CHANGED] = [("viewer", viewer.id)]
+        return json_response(await _status(db, request, post, viewer, state=(liked, reposted),
+                                           counts=(likes, reposts)))
     return handler
 
 
