@@ -3,10 +3,11 @@
 presenter (mastodon_entities.py). Not a second pipeline: a Context is a conversation view
 presented in Mastodon's shape, so it has the same visibility rules, limits and cursors.
 
-Round trips: a conversation's render plus 1 (the accounts) plus, for a signed-in viewer, 1
-(its likes and reposts among the posts shown); a status: 1 (the post; a hidden or missing one
-stops here, so their 404s cost the same), then 1 (its parent and quoted post), 1 (the
-accounts) and, signed in, 1 (the viewer's like and repost).
+Round trips: a conversation's render plus 1 (the accounts) plus, for a signed-in viewer
+whose render does not carry them, 1 (its likes and reposts among the posts shown); a status:
+GET /v1/posts/{id}'s render (its first query decides a hidden or missing post's 404, so
+their 404s cost the same), then 1 (its parent) and 1 (the accounts). A status a write just
+made or changed is presented from the write's transaction (status_of).
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from typing import Any
 
 from storage import account_queries, post_queries, reactions
 from storage.rows import PostRow, Viewer
-
-from service.core.errors import not_found
 
 from . import conversation, presenters, visibility_rules as rules
 from .cursors import AncestorsCursor, CursorCodec, RepliesCursor
@@ -67,6 +66,23 @@ async def context_ancestors(deps: Deps, focal_id: int, cursor: AncestorsCursor, 
     return result[0], result[1] | {cursor.conversation}
 
 
+async def status(deps: Deps, post_id: int, viewer: Viewer, site: Site) -> Json:
+    """GET /api/v1/statuses/{id}: the node GET /v1/posts/{id} renders (the same 404, the same
+    fail-open quote, the viewer's liked and reposted), its parent's author when the viewer may
+    see it (1 round trip), the accounts (1)."""
+    node = await conversation.render_post(deps, post_id, viewer)
+    parent = None
+    if node["in_reply_to_id"] is not None:
+        parent_id = int(node["in_reply_to_id"])
+        parent = (await post_queries.posts_by_id(deps.db, [parent_id])).get(parent_id)
+    parent_account = None
+    if parent is not None and rules.post_verdict(parent, viewer) is None:
+        parent_account = str(parent.author.id)
+    accounts = await _hydrate(deps.db, node, viewer)
+    return status_entity(node, accounts, site, signed_in=not viewer.anonymous,
+                         conversations=set(), parent_account=parent_account)
+
+
 def post_node(post: PostRow, posts: dict[int, PostRow], cursors: CursorCodec,
               viewer: Viewer) -> Json:
     """A post as a conversation shows it (no replies), its quote embedded from `posts`."""
@@ -83,15 +99,6 @@ def parent_account(post: PostRow, posts: dict[int, PostRow], viewer: Viewer) -> 
     if parent is None or rules.post_verdict(parent, viewer) is not None:
         return None
     return str(parent.author.id)
-
-
-async def visible_post(db, post_id: int, viewer: Viewer) -> PostRow:
-    """The post, or the one 404 for "missing" and "not for this viewer" (one round trip
-    either way)."""
-    post = (await post_queries.posts_by_id(db, [post_id])).get(post_id)
-    if post is None or rules.post_verdict(post, viewer) is not None:
-        raise not_found()
-    return post
 
 
 async def status_of(db, post: PostRow, cursors: CursorCodec, viewer: Viewer, site: Site,

@@ -75,10 +75,9 @@ async def _status(db, request: web.Request, post: PostRow, viewer: Viewer, *,
 async def get_status(request: web.Request) -> web.Response:
     post_id = status_id(request.match_info["status_id"])
     viewer = await viewer_of(request)
-    db = request.app[DB]
-    post = await mastodon_views.visible_post(db, post_id, viewer)
-    return web.Response(body=_json(await _status(db, request, post, viewer)),
-                        content_type="application/json")
+    status = await mastodon_views.status(request.app[DEPS], post_id, viewer,
+                                         site(request.app[SETTINGS]))
+    return web.Response(body=_json(status), content_type="application/json")
 
 
 def _query(request: web.Request, names: tuple[str, ...]) -> MultiDict:
