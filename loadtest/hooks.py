@@ -17,6 +17,7 @@ The gate runs where the aggregated stats are: the master (with --processes or
 --master/--worker) or the single local process, on `quitting`, and sets the exit code:
 0 met, 1 missed (the report names each missed SLO), 2 run error (loadtest/gate.py).
 A bad --slo-file, --shape or data file stops the run before it starts, with exit code 2.
+SelectedShape runs the shape of --shape (loadtest/shapes.py).
 """
 from __future__ import annotations
 
@@ -26,13 +27,13 @@ import os
 import sys
 from collections import Counter
 
-from locust import events
+from locust import LoadTestShape, events
 from locust.runners import WorkerRunner
 
 from . import data as data_file
 from .gate import SHED_PREFIXES, RUN_ERROR, RouteFigures, RunFigures, SloFileError, evaluate, \
     load_slo
-from .shapes import SHAPES
+from .shapes import SHAPES, users_at
 
 log = logging.getLogger("arbor.loadtest")
 
@@ -122,3 +123,13 @@ def _gate(environment, **_kwargs) -> None:
             json.dump({"exit_code": verdict.exit_code, "missed": verdict.missed,
                        "report": verdict.report}, f, indent=2)
     environment.process_exit_code = verdict.exit_code
+
+
+class SelectedShape(LoadTestShape):
+    use_common_options = True   # -u, -r, -t keep their meaning
+
+    def tick(self):
+        options = self.runner.environment.parsed_options
+        return users_at(getattr(options, "shape", "constant"), self.get_run_time(),
+                        options.num_users or 1, options.spawn_rate or 1,
+                        options.run_time)

@@ -22,6 +22,5 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:   # `loadtest` is a package of the repository
     sys.path.insert(0, _ROOT)
 
-from loadtest import hooks  # noqa: E402,F401 - registers the options and the gate
-from loadtest.shapes import SelectedShape  # noqa: E402,F401
+from loadtest.hooks import SelectedShape  # noqa: E402,F401 - and the options, the gate
 from loadtest.users import AnonymousReader, SignedInReader, ViralCrowd, Writer  # noqa: E402,F401

@@ -7,14 +7,13 @@ users, `-r` the spawn rate, `-t` the run time (default 60 s for the shaped ones)
               run; then back to a fifth (does it shed early and recover?)
     soak      ramp to -u over a tenth of the run (at -r), then hold (leaks, drift)
 
-`users_at` is pure (a time in, a target out), `SelectedShape` is Locust's glue; the first
-LoadTestShape in a locustfile is the one Locust runs, so there is exactly one.
+Pure (a time in, a target out; no Locust import, so tests can use it): the LoadTestShape
+that calls it is loadtest/hooks.py's SelectedShape (the first LoadTestShape in a locustfile
+is the one Locust runs, so there is exactly one).
 """
 from __future__ import annotations
 
 import math
-
-from locust import LoadTestShape
 
 SHAPES = ("constant", "step", "spike", "soak")
 DEFAULT_SHAPED_SECONDS = 60.0
@@ -44,13 +43,3 @@ def users_at(shape: str, elapsed: float, peak: int, rate: float,
         return base, float(peak)               # and dropped back just as fast
     # soak: the ramp is the spawn rate that reaches the peak in a tenth of the run
     return peak, max(rate, peak / max(1.0, duration / 10))
-
-
-class SelectedShape(LoadTestShape):
-    use_common_options = True   # -u, -r, -t keep their meaning
-
-    def tick(self):
-        options = self.runner.environment.parsed_options
-        return users_at(getattr(options, "shape", "constant"), self.get_run_time(),
-                        options.num_users or 1, options.spawn_rate or 1,
-                        options.run_time)

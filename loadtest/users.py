@@ -167,8 +167,9 @@ class Reader(ArborUser):
     # No @task here: Locust collects the tasks of base classes too, so each concrete class
     # declares its own (tagged) tasks that call these.
     def quotes(self) -> None:
-        post_id = self.post_id or random.choice(self.data().conversations).root
-        self.call("GET", f"/v1/posts/{post_id}/quotes", QUOTES)
+        if self.post_id is None:   # the quotes of the post it last opened (and could see)
+            return self.open()
+        self.call("GET", f"/v1/posts/{self.post_id}/quotes", QUOTES)
 
 
 class AnonymousReader(Reader):
@@ -220,7 +221,8 @@ class SignedInReader(SignedIn, Reader):
     def _open(self, post_id: str, query: str = "") -> None:
         status, view = self.call("GET", f"/v1/conversations/{post_id}{query}", CONVERSATION,
                                  expect=(200, 404))
-        self.post_id = post_id
+        if status == 200:
+            self.post_id = post_id   # a post hidden from it has no quotes to read either
         self.queue = view_cursors(view, limit=QUEUE) if status == 200 and view else []
         random.shuffle(self.queue)
 
@@ -300,9 +302,9 @@ class Writer(SignedIn):
         key = str(uuid.uuid4())
         payload = orjson.dumps(body)
         headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
-        _, post = self.call("POST", POSTS, POSTS, expect=(201,), data=payload,
-                               headers=headers)
-        if post is None:
+        status, post = self.call("POST", POSTS, POSTS, expect=(201, 404), data=payload,
+                                 headers=headers)
+        if status != 201 or post is None:
             return
         self.mine.append(post["id"])
         del self.mine[:-20]
@@ -319,6 +321,8 @@ class Writer(SignedIn):
         return random.choice(random.choice(self.data().conversations).posts() or
                              (self.data().huge.root,))
 
+    # A 404 on a reply or a quote is expected: the target may be hidden from this account by
+    # the relations a SignedInReader sharing the account set up (its mute).
     @tag("write")
     @task(5)
     def reply(self) -> None:

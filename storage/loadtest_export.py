@@ -6,7 +6,7 @@ replies so that section cursors exist (`arbor seed --preset bench --export loadt
 
 Cost: bounded by its arguments, never by the size of a conversation. Per conversation, one
 ranked top-K query per tree level (`posts_children_ranked`, at most `_LEVELS` levels of at
-most `_FANOUT` parents), a bounded count of the labelled replies per section (`LIMIT`), and
+most `_FANOUT` parents), the labelled replies per section (under a `LIMIT`), and
 `labels` label writes; one query for the accounts (by the preset's id range, the primary key);
 one INSERT per token. Which conversation is huge comes from its root's stored counters.
 
@@ -33,34 +33,49 @@ class PresetNotSeeded(LookupError):
 
 
 async def _children(db: Database, conversation_id: int, parents: list[int], k: int,
-                    section: int = NORMAL, *, lowest: bool = False) -> list[tuple[int, int]]:
-    """(parent, child) of the top (or bottom) k children of each parent in one section."""
+                    section: int = NORMAL, *, lowest: bool = False,
+                    not_by: int = 0) -> list[tuple[int, int]]:
+    """(parent, child) of the top (or bottom) k children of each parent in one section, among
+    those every viewer may see (not deleted; author active and not protected): a load test's
+    anonymous reader opening one must get a 200."""
     order = "ASC" if lowest else "DESC"
     rows = await db.fetch(
         f"""SELECT parent, c.id FROM unnest($2::bigint[]) AS parent,
-                LATERAL (SELECT p.id FROM posts p
+                LATERAL (SELECT p.id FROM posts p JOIN accounts a ON a.id = p.author_id
                          WHERE p.conversation_id = $1 AND p.in_reply_to_id = parent
                            AND p.section = $3 AND p.listed AND p.deleted_at IS NULL
+                           AND a.state = 'active' AND NOT a.protected
+                           AND p.author_id <> $5
                          ORDER BY p.rank_key {order}, p.id {order} LIMIT $4) c""",
-        conversation_id, parents, section, k)
+        conversation_id, parents, section, k, not_by)
     return [(r["parent"], r["id"]) for r in rows]
 
 
 async def _labelled(db: Database, conversation_id: int, root: int, section: int,
                     up_to: int) -> int:
-    return await db.fetchval(
-        """SELECT count(*) FROM (SELECT 1 FROM posts WHERE conversation_id = $1
-               AND in_reply_to_id = $2 AND section = $3 AND listed LIMIT $4) s""",
-        conversation_id, root, section, up_to)
+    """How many of the root's direct replies are in `section`, counting no further than up_to
+    (rows fetched under a LIMIT: a command, not a request, but bounded all the same)."""
+    rows = await db.fetch(
+        """SELECT id FROM posts WHERE conversation_id = $1 AND in_reply_to_id = $2
+               AND section = $3 AND listed LIMIT $4""", conversation_id, root, section, up_to)
+    return len(rows)
 
 
 async def _label_bottom(db: Database, root: int, labels: int) -> dict[str, int]:
     """Top up the root's low_quality and offensive sections to `labels` replies each, with
-    its lowest-ranked normal replies (spam 0.99, abusive 0.99: over any sane threshold)."""
-    added = {}
+    its lowest-ranked normal replies (spam 0.99, abusive 0.99: over any sane threshold), not
+    the root author's (never demoted). A conversation with fewer than 4 * labels direct
+    replies is left as it is: labels would empty its normal list."""
+    row = await db.fetchrow(
+        """SELECT p.author_id, c.replies_normal FROM posts p
+           JOIN post_counts c ON c.post_id = p.id WHERE p.id = $1""", root)
+    added = {"spam": 0, "abusive": 0}
+    if row is None or row["replies_normal"] < 4 * labels:
+        return added
     for label, section in (("spam", LOW_QUALITY), ("abusive", OFFENSIVE)):
         missing = labels - await _labelled(db, root, root, section, labels)
-        targets = await _children(db, root, [root], missing, lowest=True) if missing > 0 else []
+        targets = await _children(db, root, [root], missing, lowest=True,
+                                  not_by=row["author_id"]) if missing > 0 else []
         for _, post_id in targets:
             await label_writes.upsert_label(db, post_id, label, 0.99)
         added[label] = len(targets)
