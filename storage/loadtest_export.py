@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 from . import account_tokens, label_writes
+from .seeding import PRESETS
 from .db import Database
 from .section_rules import LOW_QUALITY, NORMAL, OFFENSIVE
 
@@ -39,15 +40,19 @@ async def _children(db: Database, conversation_id: int, parents: list[int], k: i
     those every viewer may see (not deleted; author active and not protected): a load test's
     anonymous reader opening one must get a 200."""
     order = "ASC" if lowest else "DESC"
+    # The section is written into the statement (an int of section_rules, never input), as
+    # in thread_queries: the pool plans generically, and with `section = $n` PostgreSQL
+    # picks another index of (conversation_id, in_reply_to_id) and filters a million rows.
     rows = await db.fetch(
         f"""SELECT parent, c.id FROM unnest($2::bigint[]) AS parent,
                 LATERAL (SELECT p.id FROM posts p JOIN accounts a ON a.id = p.author_id
                          WHERE p.conversation_id = $1 AND p.in_reply_to_id = parent
-                           AND p.section = $3 AND p.listed AND p.deleted_at IS NULL
+                           AND p.section = {int(section)} AND p.listed
+                           AND p.deleted_at IS NULL
                            AND a.state = 'active' AND NOT a.protected
-                           AND p.author_id <> $5
-                         ORDER BY p.rank_key {order}, p.id {order} LIMIT $4) c""",
-        conversation_id, parents, section, k, not_by)
+                           AND p.author_id <> $4
+                         ORDER BY p.rank_key {order}, p.id {order} LIMIT $3) c""",
+        conversation_id, parents, k, not_by)
     return [(r["parent"], r["id"]) for r in rows]
 
 
@@ -56,8 +61,8 @@ async def _labelled(db: Database, conversation_id: int, root: int, section: int,
     """How many of the root's direct replies are in `section`, counting no further than up_to
     (rows fetched under a LIMIT: a command, not a request, but bounded all the same)."""
     rows = await db.fetch(
-        """SELECT id FROM posts WHERE conversation_id = $1 AND in_reply_to_id = $2
-               AND section = $3 AND listed LIMIT $4""", conversation_id, root, section, up_to)
+        f"""SELECT id FROM posts WHERE conversation_id = $1 AND in_reply_to_id = $2
+               AND section = {int(section)} AND listed LIMIT $3""", conversation_id, root, up_to)
     return len(rows)
 
 
@@ -107,7 +112,6 @@ async def export(db: Database, preset: str, *, accounts: int = 40, sample: int =
                  labels: int = 10) -> dict[str, Any]:
     """The load-test data of a seeded preset (see the module's docstring). PresetNotSeeded
     when `arbor seed --preset NAME` has not run on this database."""
-    from .seeding import PRESETS   # heavy module (generation code); only this path needs it
     done = await db.fetchrow("SELECT roots FROM seed_runs WHERE preset = $1", preset)
     if done is None:
         raise PresetNotSeeded(preset)
