@@ -74,14 +74,18 @@ def _stop(message: str) -> None:
 
 @events.init.add_listener
 def _check(environment, **_kwargs) -> None:
-    # A class whose every task the tags filtered out would only raise "no tasks": drop it.
-    # (init runs after Locust filtered the tasks by --tags/--exclude-tags.)
-    kept = [u for u in environment.user_classes if u.tasks]
-    if kept and len(kept) < len(environment.user_classes):
-        environment.user_classes[:] = kept
     options = environment.parsed_options
     if options is None or isinstance(environment.runner, WorkerRunner):
-        return   # a worker gets the master's options with its first spawn
+        return   # a worker gets the master's options with its first spawn, and spawns
+        # only the classes the master dispatches
+    # A class whose every task --tags/--exclude-tags filter out would only raise "no tasks"
+    # (Locust filters when the run starts, and keeps such classes): filter now (once; Locust
+    # then skips it) and drop them, before the master or local runner dispatches users.
+    environment._filter_tasks_by_tags()
+    kept = [u for u in environment.user_classes if u.tasks]
+    if not kept:
+        _stop("--tags/--exclude-tags leave no task to run")
+    environment.user_classes[:] = kept
     try:
         if not options.slo_off:
             _slo(options)

@@ -183,12 +183,24 @@ def test_a_short_run_passes_the_gate_with_two_processes(exported, service, tmp_p
 
 
 def test_an_absurd_p99_limit_misses_and_names_it(exported, service, tmp_path):
+    # --tags read: the writers' class is left without tasks and dropped (not an error)
     code, out, verdict = _locust(service, exported[0], tmp_path, "--slo-p99-ms", "0.001",
-                                 "--slo-min-requests", "5", users=4, run_time="4s")
+                                 "--slo-min-requests", "5", "--tags", "read",
+                                 users=4, run_time="4s")
     assert code == 1, out[-4000:]
     assert "SLO gate: MISSED (exit 1)" in out
     assert any(m.startswith("p99 of GET /v1/conversations/{post_id} is ")
                and m.endswith("> 0.001 ms") for m in verdict["missed"]), verdict
+    stats = (tmp_path / "run_stats.csv").read_text()
+    assert ",/v1/conversations/{post_id}," in stats and ",/v1/posts," not in stats
+    assert '"Writer"' not in out
+
+
+def test_a_bad_slo_file_is_a_run_error_before_the_run(exported, service, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[defaults]\np99 = 5\n')
+    code, out, verdict = _locust(service, exported[0], tmp_path, "--slo-file", str(bad))
+    assert code == 2 and "unknown key(s) p99" in out and verdict == {}
 
 
 def test_an_absurdly_low_rate_limit_misses_the_error_ratio(exported, service, tmp_path):
