@@ -214,3 +214,37 @@ def test_an_absurdly_low_rate_limit_misses_the_error_ratio(exported, service, tm
     assert any(m.startswith("error ratio is ") and "incl. shed/limited" in m
                for m in verdict["missed"]), verdict
     assert "limited: 429 rate_limited" in out
+
+
+def _serving(marker: str) -> list[int]:
+    """Pids of `arbor serve` processes with `marker` in an argument."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in cmdline and any(marker.encode() in arg for arg in cmdline):
+            found.append(int(pid))
+    return found
+
+
+def test_make_loadtest_runner_passes_the_gate_code_through_and_stops_the_service(
+        loadtest_dsn, exported, tmp_path):
+    # loadtest/run.py, what `make loadtest` runs, on the module's database (seeded already)
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.run", "--preset", "demo", "--database-url",
+         loadtest_dsn, "--dir", str(tmp_path), "--users", "4", "--run-time", "4s",
+         "--setting", "admission_enabled=false",
+         "--", "--slo-p99-ms", "0.001", "--slo-min-requests", "5"],
+        env=_env(), capture_output=True, text=True, timeout=90, cwd=ROOT)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out[-4000:]
+    assert "SLO gate: MISSED (exit 1)" in out
+    assert done.stdout.splitlines()[-1].endswith("exit 1")   # "loadtest: reports in ..."
+    verdict = json.loads((tmp_path / "slo.json").read_text())
+    assert any(m.startswith("p99 of ") for m in verdict["missed"])
+    assert (tmp_path / "report.html").stat().st_size > 0
+    assert (tmp_path / "run_stats.csv").exists() and (tmp_path / "data.json").exists()
+    # (its data_dir setting names --dir; the module's own service runs on beside it)
+    assert _serving(str(tmp_path)) == []
