@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from .counter_writes import recount_reactions
 from .db import CountedConnection, Database
 from .section_rules import rank_key
 
@@ -169,3 +170,8 @@ async def fold(db: Database, limit: int = 10_000) -> list[tuple[int, int]]:
                FROM unnest($1::bigint[], $2::bigint[]) AS v(id, rank_key)
                WHERE p.id = v.id AND p.rank_key <> v.rank_key""", ids, keys)
     return [(r["post_id"], r["conversation_id"]) for r in rows]
+
+
+# (likes, reposts) rows of a post, counted: write-time cost (repair, tests); kept under this
+# name for callers of the first version of this API.
+recount = recount_reactions
