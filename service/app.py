@@ -14,7 +14,7 @@ from storage.embedded import EmbeddedPostgres
 
 from service import api
 from service.core.settings import Settings, section_thresholds
-from service.http import (admission_middleware, conventions, cors, metrics_middleware,
+from service.http import (admission_middleware, conventions, cors, mastodon, metrics_middleware,
                           middlewares, protocol_errors, rate_limit_middleware, reaction_folder)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
@@ -33,6 +33,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
     protocol_errors.install()  # errors raised before the handlers: JSON too
     app = web.Application(middlewares=[cors.cors,  # answers preflights before any budget
+                                        mastodon.mastodon_errors,  # /api/: Mastodon's errors
                                         rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
