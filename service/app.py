@@ -14,8 +14,9 @@ from storage.embedded import EmbeddedPostgres
 
 from service import api
 from service.core.settings import Settings, section_thresholds
-from service.http import (admission_middleware, coherence, metrics_middleware, middlewares,
-                          protocol_errors, rate_limit_middleware, replica_routing)
+from service.http import (admission_middleware, coherence, conventions, cors, mastodon,
+                          metrics_middleware, middlewares, protocol_errors, rate_limit_middleware,
+                          reaction_folder, replica_routing)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
@@ -36,10 +37,13 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     scale_out = ([replica_routing.route] if settings.replica_urls.split() else []) + [
         middlewares.invalidate_on_write] + (
         [coherence.propagate_writes] if settings.cache_notifications_enabled else [])
-    app = web.Application(middlewares=[rate_limit_middleware.rate_limits,  # deny, 429
+    app = web.Application(middlewares=[cors.cors,  # answers preflights before any budget
+                                        mastodon.mastodon_errors,  # /api/: Mastodon's errors
+                                        rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
                                         metrics_middleware.record,
+                                        conventions.conventions,  # ETag/304, compression
                                         middlewares.timing, middlewares.errors,
                                         # reads to a replica; writes drop cached reads, and
                                         # answer once every process has dropped them
@@ -57,6 +61,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     app.cleanup_ctx.append(_database)
     replica_routing.install(app)  # replica_urls: reads to replicas, LSN-sticky per viewer
     app.cleanup_ctx.append(_viewer_cache)
+    app.cleanup_ctx.append(reaction_folder.run)
     coherence.install(app)  # other processes' writes drop this one's cached renders
     if seed_demo:
         app.on_startup.append(_seed_demo_if_empty)

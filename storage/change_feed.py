@@ -1,5 +1,5 @@
 """The change feed: a dedicated connection that LISTENs on `arbor.changes`, the channel every
-write notifies from its own transaction (migrations/0009_change_notifications.sql).
+write notifies from its own transaction (migrations/0010_change_notifications.sql).
 
 `ChangeFeed.run()` keeps one connection listening, for ever: it connects, LISTENs, calls
 `on_reset()` (notifications sent while it was not listening are lost, so the caller must

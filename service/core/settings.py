@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -80,6 +81,12 @@ def _coerce(setting: Setting, raw: Any) -> Any:
     return str(raw)
 
 
+def _check_public_url(url: str) -> None:
+    """Empty, or http(s)://host[:port] with no path, query or trailing slash."""
+    if url and not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", url):
+        raise ValueError(f"{url!r} is not http(s)://host[:port] (no path, no trailing slash)")
+
+
 S = Setting
 SETTINGS: tuple[Setting, ...] = (
     # Server
@@ -150,6 +157,27 @@ SETTINGS: tuple[Setting, ...] = (
       "long writes made elsewhere take to show.", min=0, max=3600),
     S("stale_ttl_s", float, 600.0, "Seconds a rendered response may still be served, flagged "
       "`stale`, when the database is failing.", min=0, max=86_400),
+    # HTTP conventions (service/http/conventions.py, cors.py) and reactions (storage/reactions.py)
+    S("http_compress_min_bytes", int, 1024, "Smallest response body sent compressed (br or gzip, "
+      "as Accept-Encoding prefers); smaller ones go as they are.", min=0, max=1 << 30),
+    S("http_gzip_level", int, 6, "gzip level (1 fastest .. 9 smallest). Cached reads are "
+      "compressed once per cached body.", min=1, max=9),
+    S("http_brotli_quality", int, 5, "Brotli quality (0 fastest .. 11 smallest; 11 costs "
+      "~50x more CPU than 5).", min=0, max=11),
+    S("http_cors_origins", str, "*", "Origins whose pages may read anonymously (CORS): `*` or "
+      "comma-separated origins such as `https://blog.example`; empty: none."),
+    S("http_cors_auth_origins", str, "", "Origins whose pages may send Authorization or write "
+      "(CORS): `*`, comma-separated origins, or empty (none)."),
+    S("http_cors_max_age_s", int, 600, "How long a browser may keep a CORS preflight's answer "
+      "(Access-Control-Max-Age).", min=0, max=86_400),
+    S("reactions_counter_shards", int, 16, "Delta rows per post that likes and reposts are "
+      "spread over (concurrent likers of one post contend only when they draw the same row).",
+      min=1, max=1024),
+    S("reactions_fold_interval_ms", int, 500, "How often pending like/repost deltas are folded "
+      "into the counters and the engagement score (counts and ranked order follow likes "
+      "within this).", min=10, max=600_000),
+    S("reactions_fold_batch", int, 10_000, "Most delta rows one fold moves (bounds its "
+      "transaction).", min=1, max=1_000_000),
     S("request_budget_ms", int, 1000, "Time budget of one read. The tree stops growing when it "
       "runs low (`partial: true`, cursors for the rest).", min=10, max=60_000),
     S("breaker_failure_threshold", int, 5, "Consecutive failures that open a dependency's "
@@ -270,6 +298,13 @@ SETTINGS: tuple[Setting, ...] = (
     S("top_clients_size", int, 1000, "Counters per measure and minute of the top-clients "
       "report (`GET /v1/admin/top_clients`): memory is bounded by 3 x 10 x this.", min=10,
       max=100_000),
+    # The Mastodon-compatible API (/api/v1, /api/v2: service/api/mastodon/)
+    S("mastodon_public_url", str, "", "Scheme and host the Mastodon API's entities link to "
+      "(`uri`, `url`), e.g. `https://arbor.example`; never taken from a request's Host header "
+      "(the bodies are cached and shared). Empty: `http://localhost:<port>`.",
+      check=_check_public_url),
+    S("mastodon_context_max_links", int, 20, "Most continuations a Mastodon `context` lists in "
+      "its `Link` header (the body's `more` lists them all).", min=0, max=1000),
     # Scale-out: cache coherence across processes (storage/change_feed.py), read replicas
     S("cache_notifications_enabled", bool, True, "LISTEN on PostgreSQL's `arbor.changes` "
       "channel (every write NOTIFYs from its transaction) and drop the cached renders and "
@@ -293,9 +328,10 @@ SETTINGS: tuple[Setting, ...] = (
       min=10, max=60_000),
     S("replica_pool_max", int, 10, "Most connections each replica's pool opens.", min=1,
       max=200),
-    S("cache_notifications_keepalive_s", float, 5.0, "How often the listening connection is "
-      "checked with `SELECT 1` (a silent network finds out within this plus "
-      "db_connect_timeout_s), in s.", min=0.1, max=3600),
+    S("cache_notifications_keepalive_s", float, 5.0, "How often each process says hello on "
+      "the channel: the check of its listening connection (a silent network is found within "
+      "this plus db_connect_timeout_s) and how peers know it listens (forgotten after 3 x "
+      "this), in s.", min=0.1, max=3600),
     S("cache_notifications_max_backoff_s", float, 10.0, "Longest wait between attempts to "
       "listen again (from 0.1 s, doubling), in s.", min=0.1, max=3600),
 )
@@ -320,6 +356,11 @@ LIVE = frozenset({
     "rate_limit_enabled", "rate_limit_read", "rate_limit_write", "rate_limit_not_found",
     "rate_limit_cost_render", "rate_limit_cost_page", "rate_limit_exempt", "rate_limit_headers",
     "rate_limit_reload_s",
+    # HTTP conventions and reactions: read at each use
+    "http_compress_min_bytes", "http_gzip_level", "http_brotli_quality", "http_cors_origins",
+    "http_cors_auth_origins", "http_cors_max_age_s", "reactions_counter_shards",
+    "reactions_fold_interval_ms", "reactions_fold_batch",
+    "mastodon_context_max_links",
 })
 assert LIVE <= set(BY_NAME), sorted(LIVE - set(BY_NAME))
 ENV_PREFIX = "ARBOR_"

@@ -1,4 +1,4 @@
-"""What a change notice (storage/change_feed.py, a payload of migrations/0009) invalidates in
+"""What a change notice (storage/change_feed.py, a payload of migrations/0010) invalidates in
 this process: the same as the writing process drops itself (service/http/middlewares.
 invalidate_on_write and the handlers' forget_* calls), so a write through any process is seen
 by every process on its next read.
@@ -7,6 +7,7 @@ by every process on its next read.
   a:<ids>  those accounts (viewer, tokens) + every render (an account shows everywhere)
   v:<ids>  those viewers + every render (relations also feed other viewers' sections)
   t:<hex>  those tokens + every render              r        the rate-limit rows (reload)
+  u:<ids>  those viewers' own renders (their likes and reposts)
   *        everything
 
 Pure: given the versions of the render cache and the viewer cache. Cost: O(ids in the payload)
@@ -41,6 +42,8 @@ def apply(payload: str, versions: Versions, viewers: ViewerCache | None,
         if viewers is not None:
             viewers.forget_viewers(*_ints(rest))
         versions.bump_all()
+    elif kind == "u":
+        versions.bump(*(("viewer", i) for i in _ints(rest)))
     elif kind == "t":
         if viewers is not None:
             for token_hex in rest.split(","):

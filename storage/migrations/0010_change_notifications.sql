@@ -9,6 +9,7 @@
 --   q:<id>[,<id>...]   posts whose quote lists changed
 --   a:<id>[,...]       accounts whose state or profile changed (every viewer and render)
 --   v:<id>[,...]       accounts whose relations (as viewers) changed
+--   u:<id>[,...]       accounts whose own reactions changed (their renders show `liked`)
 --   t:<hex>[,...]      tokens revoked or deleted
 --   r                  rate-limit overrides or the deny list changed
 --   *                  more than 100 ids in one statement: everything
@@ -73,6 +74,13 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE FUNCTION arbor_notify_reactors() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN  -- the counts follow when the deltas are folded into post_counts (its own notice)
+    PERFORM arbor_notify_ids('u', ARRAY(SELECT DISTINCT account_id::text FROM changed
+                                        LIMIT 101));
+    RETURN NULL;
+END $$;
+
 CREATE FUNCTION arbor_notify_tokens() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM arbor_notify_ids('t', ARRAY(SELECT DISTINCT encode(token_hash, 'hex') FROM changed
@@ -104,6 +112,7 @@ BEGIN
             ('mutes', 'arbor_notify_viewers', 'mutes'),
             ('muted_words', 'arbor_notify_viewers', 'muted_words'),
             ('account_tokens', 'arbor_notify_tokens', ''),
+            ('reactions', 'arbor_notify_reactors', ''),
             ('rate_limit_overrides', 'arbor_notify_rate_limits', ''),
             ('deny_list', 'arbor_notify_rate_limits', '')) AS v(tbl, fn, arg)
     LOOP
