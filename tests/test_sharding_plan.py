@@ -15,7 +15,10 @@ by reading the SQL (plans would depend on table statistics; the text does not):
   quote         by quote_of_id: the quotes of a post, which live in other conversations
                 (ops/scale-out.md, "Quotes across conversations");
   pending       pending_posts by in_reply_to_id: the parent may not exist yet, so its
-                conversation is unknown (ops/scale-out.md, "Pending replies").
+                conversation is unknown (ops/scale-out.md, "Pending replies");
+  per shard     the reaction fold's batch of reaction_deltas (SKIP LOCKED): a background
+                job that runs on every shard for that shard's rows (ops/scale-out.md,
+                "Reactions").
 Anything else (by author, a count over a table, a scan) fails here: a query the plan does
 not route; change the plan with it.
 """
@@ -30,11 +33,12 @@ from service.http.keys import DB
 
 from .helpers import cursors_in
 
-DISTRIBUTED = ("posts", "post_counts", "pending_posts")
+DISTRIBUTED = ("posts", "post_counts", "pending_posts", "reactions", "reaction_deltas")
 _KEYWORDS = {"where", "on", "set", "join", "left", "inner", "cross", "right", "full", "order",
              "group", "limit", "values", "using", "returning", "for", "union", "as", "and",
              "offset", "natural", "lateral", "window", "having"}
-_REFERENCE = re.compile(r"\b(FROM|JOIN|UPDATE|INTO)\s+(posts|post_counts|pending_posts)\b"
+_REFERENCE = re.compile(r"\b(FROM|JOIN|UPDATE|INTO)\s+"
+                        r"(posts|post_counts|pending_posts|reactions|reaction_deltas)\b"
                         r"(?:\s+(?:AS\s+)?([a-z_]\w*))?", re.I)
 
 
@@ -87,6 +91,8 @@ def classify(sql: str) -> list[tuple[str, str, str]]:
             kind = "quote"
         elif table == "pending_posts" and re.search(r"\bin_reply_to_id = ", scope):
             kind = "pending"
+        elif table == "reaction_deltas" and re.search(r"FOR UPDATE SKIP LOCKED", scope):
+            kind = "per shard"  # the fold: a background job, run on each shard for its rows
         else:
             kind = "unrouted"
         out.append((table, alias or "", kind))
@@ -122,6 +128,10 @@ async def _exercise(client, world) -> None:
                                       headers=headers)
                 assert up.status == 200, await up.text()
     assert (await client.get(f"/v1/posts/{elsewhere}/quotes", headers=auth)).status == 200
+    assert (await client.get(f"/v1/posts/{focal}", headers=auth)).status == 200
+    for kind in ("like", "repost"):
+        assert (await client.put(f"/v1/posts/{focal}/{kind}", headers=auth)).status in (200, 204)
+    assert (await client.delete(f"/v1/posts/{focal}/like", headers=auth)).status in (200, 204)
     made = await client.post("/v1/posts", headers=auth,
                              json={"text": "mine", "in_reply_to_id": str(focal),
                                    "quote_of_id": str(root)})
