@@ -80,6 +80,22 @@ async def test_a_block_through_a_hides_the_author_through_b(aiohttp_client, sett
     assert str(reply) not in ids_in(body)
 
 
+async def test_a_like_through_a_shows_as_liked_through_b(aiohttp_client, settings, world):
+    """The viewer's own renders (`liked`), which b had cached for that viewer's token."""
+    a, b = await two_apps(aiohttp_client, settings)
+    author, viewer = await world.account(), await world.account()
+    auth = {"Authorization": f"Bearer {await world.token(viewer)}"}
+    root = await world.post(author, "root")
+
+    async def cached_not_liked():
+        r = await b.get(f"/v1/conversations/{root}", headers=auth)
+        return r.headers["Arbor-Cache"] == "hit" and (await r.json())["focal"]["liked"] is False
+    await until(cached_not_liked)
+    assert (await a.put(f"/v1/posts/{root}/like", headers=auth)).status in (200, 204)
+    body = await (await b.get(f"/v1/conversations/{root}", headers=auth)).json()
+    assert body["focal"]["liked"] is True
+
+
 async def test_writes_behind_the_service_are_seen_too(aiohttp_client, settings, world):
     """SQL by hand, an import, a repair: the trigger notifies whatever wrote."""
     a, b = await two_apps(aiohttp_client, settings)
