@@ -135,9 +135,9 @@ async def level(db: Database, conversation_id: int, fetches: Sequence[Fetch], so
     with_head = head is not None and not keyed
     followed = with_head and bool(head.followed)
     rows = await db.fetch(_LEVEL_SQL[(sort, keyed, with_head, followed)], *args)
-    for r in rows:
-        rows_of = out[r["parent_id"]]
-        (rows_of.head if r["src"] else rows_of.listed).append(post_from_record(r))
+    for r in rows:  # parent_id, src, then POST_COLUMNS
+        rows_of = out[r[0]]
+        (rows_of.head if r[1] else rows_of.listed).append(post_from_record(r, 2))
     if head is not None:
         for rows_of in out.values():  # a followed focal author is found twice; keep one
             rows_of.head = list({p.id: p for p in rows_of.head}.values())

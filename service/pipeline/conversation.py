@@ -1,5 +1,6 @@
 """The conversation pipeline: skeleton (+ tree posts) -> hydrate -> rules -> present.
 
+A render runs its statements on one pool connection (storage/db.py `pinned`), acquired once.
 Round trips per render: the ancestor chain (1), one per tree level (<= depth; a level also
 brings its posts), the ancestors' posts (1) and the quoted posts (<= 1): at most depth + 3,
 whatever the size of the conversation. Visibility rules that hide rows can add refill
@@ -95,6 +96,12 @@ def _ancestors_json(chain: list[ChainRow], shown: int, ctx: presenters.RenderCon
 
 async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
                               viewer: Viewer = ANONYMOUS, deadline: float | None = None) -> Json:
+    async with deps.db.pinned():
+        return await _render_conversation(deps, focal_id, limits, viewer, deadline)
+
+
+async def _render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
+                               viewer: Viewer = ANONYMOUS, deadline: float | None = None) -> Json:
     # The chain walks `ancestors` hops: the root plus the nearest ancestors-1 are shown, and
     # the last hop, when it is not the root, is where the omitted gap starts.
     # The first round trip decides whether this viewer may see the focal post, before any
@@ -136,6 +143,13 @@ async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
 async def render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
                               max_nodes: int, viewer: Viewer = ANONYMOUS,
                               deadline: float | None = None) -> Json:
+    async with deps.db.pinned():
+        return await _render_replies_page(deps, focal_id, cursor, max_nodes, viewer, deadline)
+
+
+async def _render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
+                               max_nodes: int, viewer: Viewer = ANONYMOUS,
+                               deadline: float | None = None) -> Json:
     if cursor.focal != focal_id:
         raise bad_request("invalid_cursor", "cursor belongs to another conversation")
     head_left = cursor.head[cursor.head_shown:] if cursor.section == NORMAL else ()
@@ -172,6 +186,12 @@ async def render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
 
 async def render_ancestors_page(deps: Deps, focal_id: int, cursor: AncestorsCursor,
                                 viewer: Viewer = ANONYMOUS) -> Json:
+    async with deps.db.pinned():
+        return await _render_ancestors_page(deps, focal_id, cursor, viewer)
+
+
+async def _render_ancestors_page(deps: Deps, focal_id: int, cursor: AncestorsCursor,
+                                 viewer: Viewer = ANONYMOUS) -> Json:
     if cursor.focal != focal_id:
         raise bad_request("invalid_cursor", "cursor belongs to another conversation")
     chain = await thread_queries.chain_up(deps.db, cursor.start, cursor.page)

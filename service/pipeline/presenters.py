@@ -6,13 +6,14 @@ is detached; hidden leaves are left out. Every cut gets a cursor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from storage.rows import ANONYMOUS, PostRow, Viewer
 from storage.thread_queries import SECTIONS
 
 from . import visibility_rules as rules
-from .cursors import CursorCodec, RepliesCursor
+from .cursors import CursorCodec
 from .skeleton import Skeleton, SkelNode
 
 Json = dict[str, Any]
@@ -37,6 +38,14 @@ class RenderContext:
     def post(self, post_id: int) -> PostRow | None:
         return self.posts.get(post_id) or self.quoted.get(post_id)
 
+    @cached_property
+    def replies_cursor(self):
+        """This view's RepliesCursor encoder: what its cursors share is packed once."""
+        return self.cursors.replies(
+            focal=self.focal_id, conversation=self.conversation_id, sort=self.sort,
+            branching=self.branching, viewer=self.viewer.id, focal_author=self.focal_author,
+            max_nodes=self.max_nodes_cap)
+
 
 def author_json(post: PostRow) -> Json:
     a = post.author
@@ -44,12 +53,13 @@ def author_json(post: PostRow) -> Json:
 
 
 def post_json(post: PostRow, quote: Json | None, replies: Json | None) -> Json:
+    a = post.author  # author_json inlined: this runs for every post of every render
     return {
         "type": "post",
         "id": str(post.id),
         "conversation_id": str(post.conversation_id),
         "in_reply_to_id": None if post.in_reply_to_id is None else str(post.in_reply_to_id),
-        "author": author_json(post),
+        "author": {"id": str(a.id), "handle": a.handle, "display_name": a.display_name},
         "text": post.text,
         "created_at": post.created_at,
         "counts": {"replies": sum(post.replies), "likes": post.likes, "reposts": post.reposts,
@@ -111,12 +121,11 @@ def _subtree_depth(level: int, depth: int) -> int:
 
 def replies_cursor(node: SkelNode, section: int, ctx: RenderContext, *, after, consumed,
                    head_shown: int) -> str:
-    return ctx.cursors.encode(RepliesCursor(
-        focal=ctx.focal_id, conversation=ctx.conversation_id, parent=node.id, section=section,
-        sort=ctx.sort, depth=_subtree_depth(node.level, ctx.depth), branching=ctx.branching,
-        after=after, consumed=consumed, viewer=ctx.viewer.id, focal_author=ctx.focal_author,
-        head=node.head, head_shown=head_shown, head_from=node.head_from,
-        max_nodes=ctx.max_nodes_cap))
+    """A RepliesCursor for the node's list in `section` (see cursors.RepliesCursor)."""
+    return ctx.replies_cursor(parent=node.id, section=section,
+                              depth=_subtree_depth(node.level, ctx.depth), after=after,
+                              consumed=consumed, head=node.head, head_shown=head_shown,
+                              head_from=node.head_from)
 
 
 def replies_json(node: SkelNode, ctx: RenderContext, *, with_sections: bool) -> Json | None:
