@@ -104,13 +104,17 @@ def flat_node(post_id: int, ctx: RenderContext) -> Json:
 def tree_node(node: SkelNode, ctx: RenderContext) -> Json | None:
     """A reply with its subtree; a hidden one becomes a tombstone while it still holds
     something the viewer may reach, and is left out otherwise."""
-    replies = replies_json(node, ctx, with_sections=True)
-    if node.verdict is not None or node.post is None:
+    post = node.post
+    # A leaf (nothing below it, nothing listed): the common case, answered without a call.
+    replies = None if post is not None and not node.children and not any(post.replies) \
+        else replies_json(node, ctx, with_sections=True)
+    if node.verdict is not None or post is None:
         if replies is None or not (replies["items"] or replies["more"]
                                    or any(replies["sections"].values())):
             return None
         return tombstone_json(node.id, node.verdict or rules.DELETED, replies)
-    return post_json(node.post, quote_json(node.post, ctx, nested=False), replies)
+    return post_json(post, quote_json(post, ctx, nested=False) if post.quoted is not None
+                     else None, replies)
 
 
 def _subtree_depth(level: int, depth: int) -> int:
@@ -130,9 +134,14 @@ def replies_cursor(node: SkelNode, section: int, ctx: RenderContext, *, after, c
 
 def replies_json(node: SkelNode, ctx: RenderContext, *, with_sections: bool) -> Json | None:
     """The Replies object of a node's list, or None when it has no replies at all."""
-    if with_sections and sum(node.counts) == 0 and not node.children:
+    counts = node.counts
+    if with_sections and not node.children and not any(counts):
         return None
-    items = [j for j in (tree_node(c, ctx) for c in node.children or ()) if j is not None]
+    items = []
+    for child in node.children or ():
+        j = tree_node(child, ctx)
+        if j is not None:
+            items.append(j)
     more = None
     if node.more:
         count, exact = node.rest()
@@ -140,11 +149,11 @@ def replies_json(node: SkelNode, ctx: RenderContext, *, with_sections: bool) -> 
                 "cursor": replies_cursor(node, node.section, ctx, after=node.after,
                                          consumed=node.consumed, head_shown=node.head_shown)}
     sections: Json = {"low_quality": None, "offensive": None}
-    if with_sections:
+    if with_sections and (counts[1] or counts[2]):
         for i in (1, 2):
             # The stored count less the replies lifted out of it for this viewer (the head):
             # an upper bound, since no row of a section is read by the view.
-            count = node.counts[i] - node.head_from[i]
+            count = counts[i] - node.head_from[i]
             if count > 0:
                 sections[SECTIONS[i]] = {
                     "count": count, "exact": False,
