@@ -194,7 +194,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("idempotency_ttl_s", int, 86_400, "Seconds an `Idempotency-Key` is remembered (its request "
       "and response replayed); after that the same key starts a new request.", min=60,
       max=30 * 86_400),
-    # Load shedding (service/admission.py)
+    # Load shedding (service/resilience/admission.py)
     S("admission_enabled", bool, True, "Shed load: admit at most an adaptive number of requests "
       "at once (first pages of conversations first), queue a few briefly, answer the rest at once "
       "with 503 `overloaded` and `Retry-After: 1`. `/healthz`, `/readyz`, `/metrics` and "
@@ -225,7 +225,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("admission_baseline_window_s", float, 30.0, "Time constant of the baseline latency the "
       "limit compares against, in s (rises 10x slower while the service is busy).", min=0.1,
       max=86_400),
-    # Per-client rate limits (service/rate_limit_rules.py; README "Rate limits")
+    # Per-client rate limits (service/resilience/rate_limit_rules.py; README "Rate limits")
     S("rate_limit_enabled", bool, True, "Per-client rate limits: each client (its token's "
       "account, else its address) spends budgets per sliding window; over one, a 429 "
       "`rate_limited` with `Retry-After` and `RateLimit-Policy` / `RateLimit`. The deny list "
@@ -287,7 +287,7 @@ LIVE = frozenset({
     "visibility_overfetch", "quote_hydration_timeout_ms", "max_quotes_page",
     "render_cache_ttl_s", "stale_ttl_s", "request_budget_ms",
     "max_post_length", "import_max_batch", "max_relations_page", "trusted_proxies",
-    # load shedding: picked up within a second (service/admission_middleware.py)
+    # load shedding: picked up within a second (service/http/admission_middleware.py)
     "concurrency_limit_min", "concurrency_limit_max", "admission_queue_size",
     "admission_queue_timeout_ms", "admission_low_priority_share", "admission_tolerance",
     "admission_smoothing", "admission_window_ms", "admission_baseline_window_s",

@@ -1,4 +1,5 @@
-"""The admission middleware: classify, admit or shed, measure. The logic is service/admission.py.
+"""The admission middleware: classify, admit or shed, measure. The logic is
+service/resilience/admission.py.
 
 The first middleware (shed answers are counted by the controller itself, in /metrics as
 `arbor_admission_shed`), so a shed request costs no database work, no viewer lookup, no

@@ -1,7 +1,7 @@
 """Load shedding: an adaptive concurrency limit with a small priority wait queue.
 
 Pure logic, no I/O and no clock of its own (every method takes `now`, in seconds), so tests
-drive it with a fake clock; service/admission_middleware.py measures and admits.
+drive it with a fake clock; service/http/admission_middleware.py measures and admits.
 
 The limit (`GradientLimit`) is gradient-style, after Netflix concurrency-limits' Gradient2:
 
@@ -439,7 +439,7 @@ def params_from_settings(s: Any) -> Params:
 
 
 def from_settings(s: Any) -> Admission:
-    """The admission controller that the settings (service/settings.py) describe."""
+    """The admission controller that the settings (service/core/settings.py) describe."""
     p = params_from_settings(s)
     admission = Admission(GradientLimit(p.limit), queue_size=p.queue_size,
                           queue_timeout_s=p.queue_timeout_s,
