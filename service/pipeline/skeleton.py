@@ -264,8 +264,10 @@ async def _fill_in_time(db: Database, spec: ExpandSpec, lvl: _Level, frontier: l
     saved = {id(n): _save(n) for n in frontier}
     posts = len(lvl.skel.posts)
     try:
-        await asyncio.wait_for(_fill(db, spec, lvl, frontier, with_head=with_head), remaining)
-    except asyncio.TimeoutError:
+        # asyncio.timeout, not wait_for: no task created per level
+        async with asyncio.timeout(remaining):
+            await _fill(db, spec, lvl, frontier, with_head=with_head)
+    except TimeoutError:
         del lvl.skel.posts[posts:]  # what the cut level took is not shown
         _unexpand(frontier, saved)
         return False
