@@ -1,8 +1,8 @@
 """The conversation pipeline: skeleton (+ tree posts) -> hydrate -> rules -> present.
 
 A render runs its statements on one pool connection (storage/db.py `pinned`), acquired once.
-Round trips per render: the ancestor chain (1), one per tree level (<= depth; a level also
-brings its posts), the ancestors' posts (1) and the quoted posts (<= 1): at most depth + 3,
+Round trips per render: the ancestor chain with its posts (1), one per tree level (<= depth; a
+level also brings its posts) and the quoted posts (<= 1): at most depth + 2,
 whatever the size of the conversation. Visibility rules that hide rows can add refill
 rounds (at most `visibility_refill_rounds` per level, one or two queries each).
 """
@@ -107,7 +107,8 @@ async def _render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
     # The first round trip decides whether this viewer may see the focal post, before any
     # other work: a hidden post's 404 then costs what a missing id's does (same query, no
     # rows, same code path), so that time cannot tell them apart (thread_queries._FOCAL_CHAIN_SQL).
-    chain = await thread_queries.focal_chain(deps.db, focal_id, limits.ancestors, viewer.id)
+    chain, hydrated = await thread_queries.focal_chain(deps.db, focal_id, limits.ancestors,
+                                                       viewer.id)
     if not chain:
         raise not_found()
     focal = chain[0]
@@ -115,8 +116,9 @@ async def _render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
     shown = min(len(chain) - 1, limits.ancestors - 1)
     if len(chain) - 1 <= limits.ancestors and chain[-1].depth == 0:
         shown = len(chain) - 1  # the whole chain fits, root included
-    posts = await post_queries.posts_by_id(
-        deps.db, [row.id for row in chain[:shown + 1]] + [focal.conversation_id])
+    # The chain's round trip brought the posts (the whole walk and the root): keep the shown.
+    posts = {i: hydrated[i] for i in [row.id for row in chain[:shown + 1]]
+             + [focal.conversation_id] if i in hydrated}
     focal_post = posts.get(focal_id)
     if rules.post_verdict(focal_post, viewer) is not None:
         raise not_found()  # the same 404 as a post that never existed
