@@ -67,7 +67,8 @@ _PATH = re.compile(r"(?<![\w./-])((?:service|storage|bench|ops|tests)/(?:\w+/)*\
                    r"(\.py|\.md|\.sql|\.toml)?(?:\.\w+)?/?(?![\w*/-])")
 DOCS = [ROOT / "README.md", *sorted((ROOT / "ops").glob("*.md"))] + sorted(
     p for top in ("service", "storage", "tests", "bench", "loadtest")
-    for p in (ROOT / top).rglob("*.py") if p != Path(__file__).resolve())  # this file names stale paths on purpose
+    # this file names stale paths on purpose
+    for p in (ROOT / top).rglob("*.py") if p != Path(__file__).resolve())
 
 
 def _exists(path: str, suffix: str | None) -> bool:
