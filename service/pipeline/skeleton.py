@@ -166,13 +166,15 @@ class _Level:
         skip = set(node.head)
         taking = True
         visible = dropped = unsure = 0
+        viewer, want = self.spec.viewer, self.want
+        last = None  # the last row examined while taking: the keyset position after it
         for p in rows:
             if p.id in skip:  # shown in the head already: passed over, never counted twice
                 if taking:
-                    node.after = q.keyset(p, self.spec.sort)
+                    last = p
                 continue
-            verdict = _keep(p, self.spec.viewer)
-            if taking and not self.room(node):
+            verdict = _keep(p, viewer)
+            if taking and (want[node.id] <= 0 or self.budget <= 0):  # no room (room())
                 taking = False
             if not taking:
                 if verdict is None:
@@ -182,10 +184,12 @@ class _Level:
                 else:  # a tombstone shows or not depending on what is below it
                     unsure += 1
                 continue
-            node.after = q.keyset(p, self.spec.sort)
+            last = p
             node.consumed += 1
             if verdict is not False:
                 self._child(node, p, verdict)
+        if last is not None:
+            node.after = q.keyset(last, self.spec.sort)
         head_left = len(node.head) - node.head_shown
         node.rest_dropped = dropped
         if len(rows) < limit:  # the list ended within these rows: its rest is known
