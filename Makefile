@@ -16,11 +16,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/arbor serve --demo
 
-# The rate-limit tests start a real Redis server (tests/redis_server.py): Debian's package.
+# The rate-limit tests start a real Redis server (tests/redis_server.py), the pages' browser
+# tests drive a real Chromium through Playwright (tests/test_pages_browser.py): Debian's
+# packages (Playwright's own browser download is not used).
 test-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	    echo "installing redis-server (apt-get) for the tests"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	    echo "installing chromium (apt-get) for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 test: $(STAMP) test-deps
 	$(BIN)/pytest -q

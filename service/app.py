@@ -14,9 +14,9 @@ from storage.embedded import EmbeddedPostgres
 
 from service import api
 from service.core.settings import Settings, section_thresholds
-from service.http import (admission_middleware, metrics_middleware, middlewares, protocol_errors,
-                          rate_limit_middleware)
-from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
+from service.http import (admission_middleware, html, metrics_middleware, middlewares,
+                          protocol_errors, rate_limit_middleware)
+from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, PAGES, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
 from service.pipeline.viewer_cache import ViewerCache
@@ -53,6 +53,8 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     if seed_demo:
         app.on_startup.append(_seed_demo_if_empty)
     app.router.add_routes(api.ROUTES)
+    html.install(app)  # the pages' templates (service/templates)
+    app[PAGES] = {}
     metrics_middleware.install(app)
     rate_limit_middleware.install(app)  # after the routes and the metrics registry
     return app

@@ -23,6 +23,7 @@ ADMISSION = web.AppKey("admission", Admission)
 # Never limited: probes and scrapes must answer most of all when the service is overloaded.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 _CONVERSATIONS = "/v1/conversations/"
+_PAGES = "/conversations/"  # the HTML pages of the same reads: the same priorities
 _POSTS = "/v1/posts/"
 
 SHED_BODY = orjson.dumps({"error": {
@@ -57,9 +58,11 @@ def classify(request: web.Request) -> Priority | None:
     if path in EXEMPT_PATHS:
         return None
     if request.method == "GET" or request.method == "HEAD":
-        if path.startswith(_CONVERSATIONS):
-            # /v1/conversations/{id} is a first page; .../replies and .../ancestors continue one
-            return Priority.LOW if "/" in path[len(_CONVERSATIONS):] else Priority.HIGH
+        for prefix in (_CONVERSATIONS, _PAGES):
+            if path.startswith(prefix):
+                # /v1/conversations/{id} is a first page; .../replies and .../ancestors
+                # continue one
+                return Priority.LOW if "/" in path[len(prefix):] else Priority.HIGH
         if path.startswith(_POSTS) and path.endswith("/quotes"):
             return Priority.LOW
     return Priority.NORMAL

@@ -25,17 +25,15 @@ from service.resilience.breakers import BreakerOpen
 from service.resilience.failures import DATABASE_ERRORS
 from service.resilience.render_cache import ReadPath
 
-from .auth import bearer_token, viewer_of
-from .responses import error_response
+from .auth import FROM_HEADER, bearer_token, viewer_of
 
 log = logging.getLogger("arbor.reads")
 Render = Callable[[], Awaitable[Any]]
 
 
-def _key(request: web.Request) -> tuple:
-    token = bearer_token(request)  # a malformed header is a 401 before any caching
+def _key(request: web.Request, token: str | None, path: str | None) -> tuple:
     query = tuple(sorted(request.query.items()))
-    return (hash_token(token) if token else None, request.path, query)
+    return (hash_token(token) if token else None, path or request.path, query)
 
 
 # orjson writes no spaces, and a quote inside a string value is escaped (\"), so this finds
@@ -63,9 +61,9 @@ class Seen:
         return tuple(self.deps)
 
 
-async def render_viewer(request: web.Request, seen: Seen) -> Viewer:
+async def render_viewer(request: web.Request, seen: Seen, token: Any = FROM_HEADER) -> Viewer:
     """The viewer of this request, as something the cached body depends on."""
-    viewer = await viewer_of(request)
+    viewer = await viewer_of(request, token)
     seen.deps.append(("viewer", viewer.id))
     return viewer
 
@@ -75,10 +73,24 @@ async def serve(request: web.Request, read: ReadPath, render: Render,
     """`render()` returns the JSON object; `extra_deps()`, called after it, names what else
     the body depends on besides the conversations it shows (the viewer, the conversation of
     an empty page)."""
-    key = _key(request)
+    body, headers = await read_body(request, read, render, extra_deps)
+    return _response(body, **headers)
+
+
+async def read_body(request: web.Request, read: ReadPath, render: Render,
+                    extra_deps: Callable[[], tuple], *, token: Any = FROM_HEADER,
+                    path: str | None = None) -> tuple[bytes, dict[str, str]]:
+    """The JSON body of a read and its headers (Arbor-Cache, and Arbor-Degraded and Age for
+    a stale copy); ApiError(503, "database_unavailable") when the database fails and nothing
+    is cached. The HTML pages (service/api/pages) present this same body: `token` is then
+    the session cookie's, and `path` the JSON API's path of the same read, so that a page and
+    the API share one cache entry."""
+    if token is FROM_HEADER:
+        token = bearer_token(request)  # a malformed header is a 401 before any caching
+    key = _key(request, token, path)
     body = read.cache.fresh(key)
     if body is not None:
-        return _response(body, **{"Arbor-Cache": "hit"})
+        return body, {"Arbor-Cache": "hit"}
     try:
         read.database.before()
     except BreakerOpen as e:
@@ -88,7 +100,7 @@ async def serve(request: web.Request, read: ReadPath, render: Render,
                                                                        extra_deps))
     except DATABASE_ERRORS as e:
         return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
-    return _response(body, **{"Arbor-Cache": "miss"})
+    return body, {"Arbor-Cache": "miss"}
 
 
 async def _render_and_store(read: ReadPath, key: tuple, render: Render,
@@ -144,16 +156,15 @@ _outage_log = _OutageLog()
 
 
 def _stale_or_503(read: ReadPath, key: tuple, error: BaseException, *,
-                  retry_after: int) -> web.Response:
+                  retry_after: int) -> tuple[bytes, dict[str, str]]:
     stale = read.cache.stale(key)
     _outage_log.note(stale is not None, error)
     if stale is None:
-        return error_response(503, "database_unavailable",
-                              "the database is unavailable; retry shortly", retry_after=retry_after)
+        raise ApiError(503, "database_unavailable", "the database is unavailable; retry shortly",
+                       retry_after=retry_after)
     body, age = stale
     data = orjson.loads(body)
     if isinstance(data, dict) and isinstance(data.get("degraded"), list):
         data["degraded"] = [*data["degraded"], "stale"]
         body = orjson.dumps(data)
-    return _response(body, **{"Arbor-Degraded": "stale", "Age": str(int(age)),
-                              "Arbor-Cache": "stale"})
+    return body, {"Arbor-Degraded": "stale", "Age": str(int(age)), "Arbor-Cache": "stale"}

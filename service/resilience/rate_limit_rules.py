@@ -37,6 +37,7 @@ READ, WRITE, NOT_FOUND = "read", "write", "not_found"
 BUDGETS = (READ, WRITE, NOT_FOUND)
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _CONVERSATIONS = "/v1/conversations/"
+_PAGES = "/conversations/"  # the HTML pages of the same reads (service/api/pages)
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -72,8 +73,12 @@ def classify(method: str, path: str) -> str | None:
 
 
 def is_first_page(path: str) -> bool:
-    """/v1/conversations/{id}, not .../replies or .../ancestors."""
-    return path.startswith(_CONVERSATIONS) and "/" not in path[len(_CONVERSATIONS):]
+    """/v1/conversations/{id} (or its page /conversations/{id}), not .../replies or
+    .../ancestors."""
+    for prefix in (_CONVERSATIONS, _PAGES):
+        if path.startswith(prefix):
+            return "/" not in path[len(prefix):]
+    return False
 
 
 def read_cost(path: str, status: int, cache: str | None, render: int, page: int) -> int:

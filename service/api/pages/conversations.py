@@ -1,0 +1,144 @@
+"""/conversations/{post_id}, /conversations/{post_id}/replies?cursor=…,
+/conversations/{post_id}/ancestors?cursor=…: the JSON API's conversation reads
+(/v1/conversations/…) as HTML pages.
+
+Each handler runs the API's own render through the read path with the session cookie's
+token and the API's path (`read_body(..., token=, path=)`): a page and the API share one
+render-cache entry, and a stale copy or a 503 is the API's, presented. The query is the
+API's (same parameters, same 400s); "show more" links carry the API's cursors. Cost: the
+API's render plus one pass over its body (service/pipeline/page_view.py) and the template.
+"""
+from __future__ import annotations
+
+import time
+
+import orjson
+from aiohttp import web
+
+from service.core.errors import ApiError
+from service.http.auth import SESSION_COOKIE, session_token
+from service.http.cached_render import Seen, read_body, render_viewer
+from service.http.html import error_page, page
+from service.http.keys import DEPS, READS, SETTINGS, VIEWER
+from service.inputs.query import parse_int, parse_post_id, parse_view_limits, reject_unknown
+from service.pipeline import conversation, page_view
+from service.pipeline.cursors import AncestorsCursor, RepliesCursor
+
+EXPANSION_SHARE = 0.7  # as the API's (service/api/conversations.py)
+
+
+def _deadline(request: web.Request) -> float:
+    return time.monotonic() + EXPANSION_SHARE * request.app[SETTINGS].request_budget_ms / 1000
+
+
+def _cursor(request: web.Request) -> str:
+    raw = request.query.get("cursor")
+    if raw is None:
+        raise ApiError(400, "missing_parameter", "cursor is required")
+    return raw
+
+
+def _signed_in(request: web.Request) -> str | None:
+    viewer = request.get(VIEWER)
+    return None if viewer is None or viewer.anonymous else str(viewer.id)
+
+
+def _answer(request: web.Request, template: str, context: dict,
+            headers: dict[str, str]) -> web.Response:
+    # Arbor-Cache tells the rate limiter (and an SRE) how the body was served, as on the API.
+    passed = {k: v for k, v in headers.items() if k in ("Arbor-Cache", "Arbor-Degraded", "Age")}
+    return page(request, template, {**context, "viewer_handle": _signed_in(request)},
+                headers=passed)
+
+
+async def _read(request: web.Request, render, seen: Seen, api_path: str):
+    body, headers = await read_body(request, request.app[READS], render, seen,
+                                    token=session_token(request), path=api_path)
+    return orjson.loads(body), headers
+
+
+def _html_errors(handler):
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except ApiError as e:
+            if e.status == 401:  # a session whose token no longer works: sign in again
+                response = error_page(request, ApiError(
+                    401, "unauthorized", "Your sign-in is no longer valid. Sign in again, "
+                                         "or go on reading signed out."))
+                response.del_cookie(SESSION_COOKIE, path="/")
+                return response
+            return error_page(request, e, viewer_handle=_signed_in(request))
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+@_html_errors
+async def conversation_page(request: web.Request) -> web.Response:
+    post_id = parse_post_id(request.match_info["post_id"])
+    limits = parse_view_limits(request.query, request.app[SETTINGS])
+    deps, seen, token = request.app[DEPS], Seen(), session_token(request)
+
+    async def render():
+        viewer = await render_viewer(request, seen, token)
+        return await conversation.render_conversation(deps, post_id, limits, viewer,
+                                                      _deadline(request))
+    body, headers = await _read(request, render, seen, f"/v1/conversations/{post_id}")
+    view = page_view.conversation_view(body, headers)
+    focal_text = view["focal"]["text"]
+    title = (focal_text[:60] + "…") if len(focal_text) > 60 else focal_text
+    return _answer(request, "conversation.html", {"view": view, "title": title,
+                                                  "banners": view["banners"]}, headers)
+
+
+@_html_errors
+async def replies_page(request: web.Request) -> web.Response:
+    post_id = parse_post_id(request.match_info["post_id"])
+    settings = request.app[SETTINGS]
+    reject_unknown(request.query, ("cursor", "max_nodes"))
+    max_nodes = parse_int(request.query, "max_nodes", settings.default_max_nodes, 1,
+                          settings.max_max_nodes)
+    raw = _cursor(request)
+    deps, seen, token = request.app[DEPS], Seen(), session_token(request)
+
+    async def render():
+        viewer = await render_viewer(request, seen, token)
+        cursor = deps.cursors.decode(raw, RepliesCursor, viewer.id)
+        seen.deps.append(cursor.conversation)
+        return await conversation.render_replies_page(deps, post_id, cursor, max_nodes, viewer,
+                                                      _deadline(request))
+    body, headers = await _read(request, render, seen, f"/v1/conversations/{post_id}/replies")
+    view = page_view.replies_page_view(str(post_id), body, headers)
+    return _answer(request, "page.html", {
+        "view": view, "heading": "More replies", "list_class": "replies",
+        "back_href": page_view.conversation_url(str(post_id)), "banners": view["banners"]},
+        headers)
+
+
+@_html_errors
+async def ancestors_page(request: web.Request) -> web.Response:
+    post_id = parse_post_id(request.match_info["post_id"])
+    reject_unknown(request.query, ("cursor",))
+    raw = _cursor(request)
+    deps, seen, token = request.app[DEPS], Seen(), session_token(request)
+
+    async def render():
+        viewer = await render_viewer(request, seen, token)
+        cursor = deps.cursors.decode(raw, AncestorsCursor)
+        seen.deps.append(cursor.conversation)
+        return await conversation.render_ancestors_page(deps, post_id, cursor, viewer)
+    body, headers = await _read(request, render, seen,
+                                f"/v1/conversations/{post_id}/ancestors")
+    view = page_view.ancestors_page_view(str(post_id), body, headers)
+    return _answer(request, "page.html", {
+        "view": view, "heading": "Earlier in the conversation", "list_class": "thread",
+        "back_href": page_view.conversation_url(str(post_id)), "banners": view["banners"]},
+        headers)
+
+
+ROUTES = [
+    web.get("/conversations/{post_id}", conversation_page),
+    web.get("/conversations/{post_id}/replies", replies_page),
+    web.get("/conversations/{post_id}/ancestors", ancestors_page),
+]
