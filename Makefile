@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test bench lint clean test-deps
+.PHONY: run test bench lint clean test-deps screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test-deps:
 
 test: $(STAMP) test-deps
 	$(BIN)/pytest -q
+
+# The README's picture of a demo conversation page (docs/conversation-page.png), by Playwright.
+screenshot: $(STAMP) test-deps
+	ARBOR_SCREENSHOT=1 $(BIN)/pytest -q tests/test_pages_browser.py -k screenshot
 
 bench: $(STAMP)
 	$(BIN)/python bench/render_latency.py

@@ -116,6 +116,6 @@ async def _seed_demo_if_empty(app: web.Application) -> None:
     roots = await db.fetchval("SELECT roots FROM seed_runs WHERE preset = 'demo'")
     if roots:
         port = app[SETTINGS].port
-        log.info("demo conversations: %s", ", ".join(
-            f"{name}=http://localhost:{port}/v1/conversations/{post_id}"
-            for name, post_id in orjson.loads(roots).items()))
+        log.info("demo conversations (pages at http://localhost:%s/, JSON under /v1): %s", port,
+                 ", ".join(f"{name}=http://localhost:{port}/conversations/{post_id}"
+                           for name, post_id in orjson.loads(roots).items()))

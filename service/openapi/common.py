@@ -120,7 +120,10 @@ READ_HEADERS = {
 }
 # Reads that go through the render cache (service/http/cached_render.py)
 CACHED_READS = ("/v1/conversations/{post_id}", "/v1/conversations/{post_id}/replies",
-                "/v1/conversations/{post_id}/ancestors", "/v1/posts/{post_id}/quotes")
+                "/v1/conversations/{post_id}/ancestors", "/v1/posts/{post_id}/quotes",
+                # the HTML pages of the same reads (service/api/pages)
+                "/conversations/{post_id}", "/conversations/{post_id}/replies",
+                "/conversations/{post_id}/ancestors")
 
 
 def with_headers(paths: Json) -> Json:

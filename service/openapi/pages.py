@@ -25,6 +25,8 @@ PAGE_ERRORS = {
                 "service is shedding load (`overloaded`, the API's JSON error); see "
                 "Retry-After.", json_too=True),
 }
+SHED = html("The service is shedding load (`overloaded`, the API's JSON error); see "
+             "Retry-After.", json_too=True)
 _REDIRECT = {"description": "Done; go to `Location`.",
              "headers": {"Location": {"description": "A path on this site.", "required": True,
                                       "schema": {"type": "string", "pattern": "^/"}}}}
@@ -46,7 +48,7 @@ def schemas(s: Settings) -> Json:
 def _page(op_id: str, summary: str, parameters: list, ok: str, *, errors: bool = True,
           security: list | None = None) -> Json:
     responses = {"200": {**html(ok), "headers": dict(_PAGE_HEADERS)},
-                 **(PAGE_ERRORS if errors else {})}
+                 **(PAGE_ERRORS if errors else {"503": SHED})}
     return {"get": {"operationId": op_id, "summary": summary, "security": security or SESSION,
                     "parameters": parameters, "responses": responses}}
 
@@ -84,7 +86,7 @@ def paths(s: Settings) -> Json:
         "/login": {
             "get": {"operationId": "loginForm", "summary": "HTML: the sign-in form.",
                     "security": [{}], "parameters": [next_param],
-                    "responses": {"200": html("The form.")}},
+                    "responses": {"200": html("The form."), "503": SHED}},
             "post": {"operationId": "login", "security": [{}], "parameters": [next_param],
                      "summary": "Sign in: keeps the token in the `arbor_session` cookie "
                                 "(HttpOnly, SameSite=Lax).",
@@ -99,8 +101,10 @@ def paths(s: Settings) -> Json:
                          "400": html("Not a form, or not a token: the form again, saying so."),
                          "401": html("The token is not valid: the form again."),
                          "403": _CROSS_SITE,
-                         "503": html("The database is unavailable.", json_too=True)}}},
+                         "503": html("The database is unavailable (text/html), or the "
+                                     "service is shedding load (JSON).", json_too=True)}}},
         "/logout": {"post": {"operationId": "logout", "security": SESSION,
                              "summary": "Sign out: removes the session cookie.",
-                             "responses": {"303": _REDIRECT, "403": _CROSS_SITE}}},
+                             "responses": {"303": _REDIRECT, "403": _CROSS_SITE,
+                                           "503": SHED}}},
     }

@@ -86,7 +86,7 @@ async def conversation_page(request: web.Request) -> web.Response:
                                                       _deadline(request))
     body, headers = await _read(request, render, seen, f"/v1/conversations/{post_id}")
     view = page_view.conversation_view(body, headers)
-    focal_text = view["focal"]["text"]
+    focal_text = view["text"]
     title = (focal_text[:60] + "…") if len(focal_text) > 60 else focal_text
     return _answer(request, "conversation.html", {"view": view, "title": title,
                                                   "banners": view["banners"]}, headers)
