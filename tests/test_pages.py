@@ -154,12 +154,12 @@ async def test_login_refuses_bad_tokens_other_sites_and_open_redirects(client, w
 async def test_a_session_whose_token_fails_is_asked_to_sign_in_again(client, world):
     a = await world.account()
     root = await world.post(a, "root")
-    client.session.cookie_jar.update_cookies({"arbor_session": "arb_revoked-or-never-valid"})
+    client.session.cookie_jar.update_cookies({"arbor-session": "arb_revoked-or-never-valid"})
     resp = await client.get(f"/conversations/{root}")
     assert resp.status == 401 and "Sign in again" in await resp.text()
-    assert 'arbor_session=""' in resp.headers["Set-Cookie"]  # removed
+    assert 'arbor-session=""' in resp.headers["Set-Cookie"]  # removed
     # a cookie that is not even a token is the anonymous view
-    client.session.cookie_jar.update_cookies({"arbor_session": "<not a token>"})
+    client.session.cookie_jar.update_cookies({"arbor-session": "<not a token>"})
     assert (await client.get(f"/conversations/{root}")).status == 200
 
 

@@ -350,7 +350,7 @@ async def test_sign_in_through_the_form_applies_the_viewer_rules(site, page, wor
     await page.wait_for_url(f"**/conversations/{root}")
     assert str(hidden) not in await dom_ids(page)
     cookies = await page.context.cookies()
-    session = next(c for c in cookies if c["name"] == "arbor_session")
+    session = next(c for c in cookies if c["name"] == "arbor-session")
     assert session["httpOnly"] and session["sameSite"] == "Lax"
     assert await page.evaluate("document.cookie") == ""  # no script can read it
     await page.get_by_role("button", name="Sign out").click()

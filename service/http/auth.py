@@ -29,7 +29,7 @@ _INVALID = "the bearer token is not valid"
 # of their session cookie instead (session_token).
 FROM_HEADER = object()
 # The pages' session cookie (service/api/pages/session.py sets it: HttpOnly, SameSite=Lax).
-SESSION_COOKIE = "arbor_session"
+SESSION_COOKIE = "arbor-session"
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{1,512}=*")
 
 

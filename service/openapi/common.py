@@ -93,7 +93,7 @@ def security_schemes() -> Json:
                                   "`arbor accounts token`."},
         "adminBearer": {"type": "http", "scheme": "bearer",
                         "description": "The admin_token setting."},
-        "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "arbor_session",
+        "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "arbor-session",
                           "description": "The HTML pages' session (POST /login): an account "
                                          "token, kept HttpOnly and SameSite=Lax."},
     }

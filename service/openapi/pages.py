@@ -88,14 +88,14 @@ def paths(s: Settings) -> Json:
                     "security": [{}], "parameters": [next_param],
                     "responses": {"200": html("The form."), "503": SHED}},
             "post": {"operationId": "login", "security": [{}], "parameters": [next_param],
-                     "summary": "Sign in: keeps the token in the `arbor_session` cookie "
+                     "summary": "Sign in: keeps the token in the `arbor-session` cookie "
                                 "(HttpOnly, SameSite=Lax).",
                      "requestBody": {"required": True, "content": {
                          "application/x-www-form-urlencoded": {"schema": ref("LoginForm")}}},
                      "responses": {
                          "303": {**_REDIRECT, "headers": {
                              **_REDIRECT["headers"],
-                             "Set-Cookie": {"description": "arbor_session=<token>; HttpOnly; "
+                             "Set-Cookie": {"description": "arbor-session=<token>; HttpOnly; "
                                                            "SameSite=Lax; Path=/",
                                             "required": True, "schema": {"type": "string"}}}},
                          "400": html("Not a form, or not a token: the form again, saying so."),

@@ -2,7 +2,7 @@
 
 GET /login shows a form with one field, an account token; POST /login checks the token
 (service/http/auth.viewer_for_token: unknown, revoked and inactive all get the same answer)
-and keeps it in the `arbor_session` cookie: HttpOnly (no script reads it), SameSite=Lax (no
+and keeps it in the `arbor-session` cookie: HttpOnly (no script reads it), SameSite=Lax (no
 other site's POST or subresource carries it), Secure when the request came over TLS, Path=/.
 The pages then render for that viewer, exactly as the API does for `Authorization: Bearer`.
 
