@@ -13,6 +13,7 @@ from storage.db import Database
 from storage.embedded import EmbeddedPostgres
 
 from service import api
+from service.api import pages
 from service.core.settings import Settings, section_thresholds
 from service.http import (admission_middleware, html, metrics_middleware, middlewares,
                           protocol_errors, rate_limit_middleware)
@@ -55,6 +56,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     app.router.add_routes(api.ROUTES)
     html.install(app)  # the pages' templates (service/templates)
     app[PAGES] = {}
+    pages.install(app)  # the pages' HTML cache
     metrics_middleware.install(app)
     rate_limit_middleware.install(app)  # after the routes and the metrics registry
     return app

@@ -39,7 +39,7 @@ async def test_conversation_page_shows_what_the_api_shows(client, world):
     assert ids_in_html(html) == api_ids
     cursor = api["focal"]["replies"]["more"]["cursor"]
     assert f'/conversations/{root}/replies?cursor={cursor}' in html.replace("%3D", "=")
-    assert re.search(r"Show (2 more replies|more replies \(up to 2\))", html)
+    assert re.search(r"Show (up to )?2 more replies", html)
 
 
 async def test_page_and_api_share_one_cache_entry(aiohttp_client, settings, world):
@@ -51,6 +51,27 @@ async def test_page_and_api_share_one_cache_entry(aiohttp_client, settings, worl
     assert first.headers["Arbor-Cache"] == "miss"
     page = await client.get(f"/conversations/{root}")
     assert page.status == 200 and page.headers["Arbor-Cache"] == "hit"
+
+
+async def test_cached_page_is_reused_until_its_body_changes(aiohttp_client, settings, world):
+    from service.app import create_app
+    client = await aiohttp_client(create_app(settings.replace(render_cache_ttl_s=60)))
+    a = await world.account()
+    root = await world.post(a, "memo")
+    token = await world.token(a)
+    first = await client.get(f"/conversations/{root}")
+    second = await client.get(f"/conversations/{root}")
+    assert second.headers["Arbor-Cache"] == "hit"
+    assert await first.read() == await second.read()
+    assert second.headers["Content-Security-Policy"] == first.headers["Content-Security-Policy"]
+    # a write through this process invalidates the render cache: the page follows
+    resp = await client.post("/v1/posts", json={"text": "a new reply", "in_reply_to_id": str(root)},
+                             headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 201
+    third = await client.get(f"/conversations/{root}")
+    assert third.headers["Arbor-Cache"] == "miss" and "a new reply" in await third.text()
+    fourth = await client.get(f"/conversations/{root}")
+    assert fourth.headers["Arbor-Cache"] == "hit" and "a new reply" in await fourth.text()
 
 
 async def test_hostile_text_is_escaped(client, world):

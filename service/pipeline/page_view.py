@@ -56,6 +56,12 @@ SECTION_TEXT = {
     "offensive": "Show additional replies, including those that may contain offensive content",
 }
 
+# Said beside a section's link: why these replies are down here.
+SECTION_HINT = {
+    "low_quality": "ranked lower: possibly spam or low quality",
+    "offensive": "hidden by default: flagged as possibly abusive",
+}
+
 
 def conversation_url(post_id: str, **query: Any) -> str:
     url = f"{PAGE_PREFIX}/{quote(str(post_id), safe='')}" if not str(post_id).isdigit() \
@@ -160,8 +166,10 @@ class _Walk:
             f'{counts_text(c)}</span></p>\n</article>')
 
     def more(self, href: str, text: str, kind: str) -> None:
+        hint = SECTION_HINT.get(kind)
+        hint = f' <span class="hint">({hint})</span>' if hint else ""
         self.out.append(f'<li class="more {kind}"><a href="{_e(href)}" data-more>{_e(text)}'
-                        f'</a></li>\n')
+                        f'</a>{hint}</li>\n')
 
     def replies(self, replies: Json | None, *, own_list: bool = True) -> None:
         if not replies:
@@ -177,7 +185,8 @@ class _Walk:
         if more:
             count = more.get("count", 0)
             text = (f"Show {plural(count, 'more reply', 'more replies')}"
-                    if more.get("exact", True) else f"Show more replies (up to {count:,})")
+                    if more.get("exact", True) else
+                    f"Show up to {plural(count, 'more reply', 'more replies')}")
             self.more(replies_url(self.focal_id, more["cursor"]), text, "more")
         sections = replies.get("sections") or {}
         for name in ("low_quality", "offensive"):

@@ -12,3 +12,4 @@ One module per URL prefix, like the rest of service/api; ROUTES is their one lis
 from . import conversations, home, session
 
 ROUTES = [*home.ROUTES, *conversations.ROUTES, *session.ROUTES]
+install = conversations.install  # the app factory's: the pages' HTML cache

@@ -14,12 +14,15 @@ import time
 
 import orjson
 from aiohttp import web
+from cachetools import LRUCache
+
+from storage.account_tokens import hash_token
 
 from service.core.errors import ApiError
 from service.http.auth import SESSION_COOKIE, session_token
 from service.http.cached_render import Seen, read_body, render_viewer
-from service.http.html import error_page, page
-from service.http.keys import DEPS, READS, SETTINGS, VIEWER
+from service.http.html import PAGE_HEADERS, error_page, page
+from service.http.keys import DEPS, PAGES, READS, SETTINGS
 from service.inputs.query import parse_int, parse_post_id, parse_view_limits, reject_unknown
 from service.pipeline import conversation, page_view
 from service.pipeline.cursors import AncestorsCursor, RepliesCursor
@@ -39,22 +42,49 @@ def _cursor(request: web.Request) -> str:
 
 
 def _signed_in(request: web.Request) -> str | None:
-    viewer = request.get(VIEWER)
-    return None if viewer is None or viewer.anonymous else str(viewer.id)
+    """Whether the page is the signed-in view: a session token that the read accepted (a
+    render-cache hit does not resolve the viewer; its key holds the token's hash)."""
+    return "yes" if session_token(request) else None
+
+
+def _passed(headers: dict[str, str]) -> dict[str, str]:
+    # Arbor-Cache tells the rate limiter (and an SRE) how the body was served, as on the API.
+    return {k: v for k, v in headers.items() if k in ("Arbor-Cache", "Arbor-Degraded", "Age")}
 
 
 def _answer(request: web.Request, template: str, context: dict,
             headers: dict[str, str]) -> web.Response:
-    # Arbor-Cache tells the rate limiter (and an SRE) how the body was served, as on the API.
-    passed = {k: v for k, v in headers.items() if k in ("Arbor-Cache", "Arbor-Degraded", "Age")}
     return page(request, template, {**context, "viewer_handle": _signed_in(request)},
-                headers=passed)
+                headers=_passed(headers))
 
 
-async def _read(request: web.Request, render, seen: Seen, api_path: str):
-    body, headers = await read_body(request, request.app[READS], render, seen,
-                                    token=session_token(request), path=api_path)
-    return orjson.loads(body), headers
+async def _present(request: web.Request, render, seen: Seen, api_path: str, present
+                   ) -> web.Response:
+    """Read the API's body, and present it with `present(body, headers) -> Response`, unless
+    the very same cached body (the same bytes object) was presented for this page and
+    viewer before: then that page is sent again (`pages_html_cache_bytes`)."""
+    token = session_token(request)
+    body, headers = await read_body(request, request.app[READS], render, seen, token=token,
+                                    path=api_path)
+    memo = request.app[PAGES].get("html")
+    key = (hash_token(token) if token else None, request.path_qs)
+    if memo is not None:
+        found = memo.get(key)
+        if found is not None and found[0] is body:
+            return web.Response(body=found[1], content_type="text/html", charset="utf-8",
+                                headers={**PAGE_HEADERS, **_passed(headers)})
+    response = present(orjson.loads(body), headers)
+    if memo is not None and headers.get("Arbor-Cache") != "stale" and response.status == 200:
+        memo[key] = (body, response.body)
+    return response
+
+
+def install(app: web.Application) -> None:
+    size = app[SETTINGS].pages_html_cache_bytes
+    if size > 0:
+        # bytes of the page, plus the body it came from, which the entry keeps alive
+        app[PAGES]["html"] = LRUCache(maxsize=size,
+                                      getsizeof=lambda v: len(v[0]) + len(v[1]))
 
 
 def _html_errors(handler):
@@ -84,12 +114,13 @@ async def conversation_page(request: web.Request) -> web.Response:
         viewer = await render_viewer(request, seen, token)
         return await conversation.render_conversation(deps, post_id, limits, viewer,
                                                       _deadline(request))
-    body, headers = await _read(request, render, seen, f"/v1/conversations/{post_id}")
-    view = page_view.conversation_view(body, headers)
-    focal_text = view["text"]
-    title = (focal_text[:60] + "…") if len(focal_text) > 60 else focal_text
-    return _answer(request, "conversation.html", {"view": view, "title": title,
-                                                  "banners": view["banners"]}, headers)
+    def present(body, headers):
+        view = page_view.conversation_view(body, headers)
+        focal_text = view["text"]
+        title = (focal_text[:60] + "…") if len(focal_text) > 60 else focal_text
+        return _answer(request, "conversation.html", {"view": view, "title": title,
+                                                      "banners": view["banners"]}, headers)
+    return await _present(request, render, seen, f"/v1/conversations/{post_id}", present)
 
 
 @_html_errors
@@ -108,12 +139,14 @@ async def replies_page(request: web.Request) -> web.Response:
         seen.deps.append(cursor.conversation)
         return await conversation.render_replies_page(deps, post_id, cursor, max_nodes, viewer,
                                                       _deadline(request))
-    body, headers = await _read(request, render, seen, f"/v1/conversations/{post_id}/replies")
-    view = page_view.replies_page_view(str(post_id), body, headers)
-    return _answer(request, "page.html", {
-        "view": view, "heading": "More replies", "list_class": "replies",
-        "back_href": page_view.conversation_url(str(post_id)), "banners": view["banners"]},
-        headers)
+    def present(body, headers):
+        view = page_view.replies_page_view(str(post_id), body, headers)
+        return _answer(request, "page.html", {
+            "view": view, "heading": "More replies", "list_class": "replies",
+            "back_href": page_view.conversation_url(str(post_id)), "banners": view["banners"]},
+            headers)
+    return await _present(request, render, seen, f"/v1/conversations/{post_id}/replies",
+                          present)
 
 
 @_html_errors
@@ -128,13 +161,14 @@ async def ancestors_page(request: web.Request) -> web.Response:
         cursor = deps.cursors.decode(raw, AncestorsCursor)
         seen.deps.append(cursor.conversation)
         return await conversation.render_ancestors_page(deps, post_id, cursor, viewer)
-    body, headers = await _read(request, render, seen,
-                                f"/v1/conversations/{post_id}/ancestors")
-    view = page_view.ancestors_page_view(str(post_id), body, headers)
-    return _answer(request, "page.html", {
-        "view": view, "heading": "Earlier in the conversation", "list_class": "thread",
-        "back_href": page_view.conversation_url(str(post_id)), "banners": view["banners"]},
-        headers)
+    def present(body, headers):
+        view = page_view.ancestors_page_view(str(post_id), body, headers)
+        return _answer(request, "page.html", {
+            "view": view, "heading": "Earlier in the conversation", "list_class": "thread",
+            "back_href": page_view.conversation_url(str(post_id)), "banners": view["banners"]},
+            headers)
+    return await _present(request, render, seen, f"/v1/conversations/{post_id}/ancestors",
+                          present)
 
 
 ROUTES = [
