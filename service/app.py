@@ -15,8 +15,9 @@ from storage.embedded import EmbeddedPostgres
 from service import api
 from service.api import pages
 from service.core.settings import Settings, section_thresholds
-from service.http import (admission_middleware, html, metrics_middleware, middlewares,
-                          protocol_errors, rate_limit_middleware)
+from service.http import (admission_middleware, conventions, cors, html, mastodon,
+                          metrics_middleware, middlewares, protocol_errors, rate_limit_middleware,
+                          reaction_folder)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, PAGES, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
@@ -33,10 +34,13 @@ log = logging.getLogger("arbor.app")
 def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
     protocol_errors.install()  # errors raised before the handlers: JSON too
-    app = web.Application(middlewares=[rate_limit_middleware.rate_limits,  # deny, 429
+    app = web.Application(middlewares=[cors.cors,  # answers preflights before any budget
+                                        mastodon.mastodon_errors,  # /api/: Mastodon's errors
+                                        rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
                                         metrics_middleware.record,
+                                        conventions.conventions,  # ETag/304, compression
                                         middlewares.timing, middlewares.errors,
                                         middlewares.invalidate_on_write])
     # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
@@ -51,6 +55,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
         app.cleanup_ctx.append(_embedded_postgres)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_viewer_cache)
+    app.cleanup_ctx.append(reaction_folder.run)
     if seed_demo:
         app.on_startup.append(_seed_demo_if_empty)
     app.router.add_routes(api.ROUTES)

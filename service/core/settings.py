@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -80,6 +81,12 @@ def _coerce(setting: Setting, raw: Any) -> Any:
     return str(raw)
 
 
+def _check_public_url(url: str) -> None:
+    """Empty, or http(s)://host[:port] with no path, query or trailing slash."""
+    if url and not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", url):
+        raise ValueError(f"{url!r} is not http(s)://host[:port] (no path, no trailing slash)")
+
+
 S = Setting
 SETTINGS: tuple[Setting, ...] = (
     # Server
@@ -146,6 +153,27 @@ SETTINGS: tuple[Setting, ...] = (
       "long writes made elsewhere take to show.", min=0, max=3600),
     S("stale_ttl_s", float, 600.0, "Seconds a rendered response may still be served, flagged "
       "`stale`, when the database is failing.", min=0, max=86_400),
+    # HTTP conventions (service/http/conventions.py, cors.py) and reactions (storage/reactions.py)
+    S("http_compress_min_bytes", int, 1024, "Smallest response body sent compressed (br or gzip, "
+      "as Accept-Encoding prefers); smaller ones go as they are.", min=0, max=1 << 30),
+    S("http_gzip_level", int, 6, "gzip level (1 fastest .. 9 smallest). Cached reads are "
+      "compressed once per cached body.", min=1, max=9),
+    S("http_brotli_quality", int, 5, "Brotli quality (0 fastest .. 11 smallest; 11 costs "
+      "~50x more CPU than 5).", min=0, max=11),
+    S("http_cors_origins", str, "*", "Origins whose pages may read anonymously (CORS): `*` or "
+      "comma-separated origins such as `https://blog.example`; empty: none."),
+    S("http_cors_auth_origins", str, "", "Origins whose pages may send Authorization or write "
+      "(CORS): `*`, comma-separated origins, or empty (none)."),
+    S("http_cors_max_age_s", int, 600, "How long a browser may keep a CORS preflight's answer "
+      "(Access-Control-Max-Age).", min=0, max=86_400),
+    S("reactions_counter_shards", int, 16, "Delta rows per post that likes and reposts are "
+      "spread over (concurrent likers of one post contend only when they draw the same row).",
+      min=1, max=1024),
+    S("reactions_fold_interval_ms", int, 500, "How often pending like/repost deltas are folded "
+      "into the counters and the engagement score (counts and ranked order follow likes "
+      "within this).", min=10, max=600_000),
+    S("reactions_fold_batch", int, 10_000, "Most delta rows one fold moves (bounds its "
+      "transaction).", min=1, max=1_000_000),
     S("request_budget_ms", int, 1000, "Time budget of one read. The tree stops growing when it "
       "runs low (`partial: true`, cursors for the rest).", min=10, max=60_000),
     S("breaker_failure_threshold", int, 5, "Consecutive failures that open a dependency's "
@@ -198,38 +226,28 @@ SETTINGS: tuple[Setting, ...] = (
     S("idempotency_ttl_s", int, 86_400, "Seconds an `Idempotency-Key` is remembered (its request "
       "and response replayed); after that the same key starts a new request.", min=60,
       max=30 * 86_400),
-    # Load shedding (service/admission.py)
-    S("admission_enabled", bool, True, "Shed load: admit at most an adaptive number of requests "
-      "at once (first pages of conversations first), queue a few briefly, answer the rest at once "
-      "with 503 `overloaded` and `Retry-After: 1`. `/healthz`, `/readyz`, `/metrics` and "
-      "`/openapi.json` are never limited."),
-    S("concurrency_limit_initial", int, 16, "Requests in flight allowed at start-up, before "
-      "latency has been measured.", min=1, max=100_000),
-    S("concurrency_limit_min", int, 1, "Lowest the adaptive limit goes. Latency measured with "
-      "at most this many requests in flight also sets the baseline the limit compares against.",
-      min=1, max=100_000),
-    S("concurrency_limit_max", int, 256, "Highest the adaptive limit goes.", min=1, max=100_000),
-    S("admission_queue_size", int, 32, "Requests that may wait for a slot (by priority, then "
-      "arrival). 0: no queue, refuse at once. Nothing is queued for a window after a request was "
-      "shed (a sustained overload is refused at once).", min=0, max=100_000),
-    S("admission_queue_timeout_ms", int, 50, "Cap on a wait for a slot, in ms. Within it a "
-      "request waits only when a slot is expected within half the recent latency of admitted "
-      "requests (else it is refused at once), and is shed after twice its expected wait.",
-      min=0, max=60_000),
-    S("admission_low_priority_share", float, 0.5, "Share of the limit that continuation pages "
-      "(`/replies`, `/ancestors`) and quote lists may use.", min=0.01, max=1),
-    S("admission_tolerance", float, 1.2, "Latency, as a multiple of the long-window baseline, "
-      "that the limit tolerates before it shrinks. Higher: more throughput under overload, "
-      "slower answers.", min=1, max=10),
-    S("admission_smoothing", float, 0.2, "Weight of each new limit estimate (1: jump to it).",
-      min=0.01, max=1),
-    S("admission_window_ms", int, 100, "Window over which admitted requests' latencies are "
-      "averaged before the limit is recomputed (also at least 10 requests), in ms.", min=1,
-      max=60_000),
-    S("admission_baseline_window_s", float, 30.0, "Time constant of the baseline latency the "
-      "limit compares against, in s (rises 10x slower while the service is busy).", min=0.1,
-      max=86_400),
-    # Per-client rate limits (service/rate_limit_rules.py; README "Rate limits")
+    # Load shedding (service/resilience/admission.py)
+    S("admission_enabled", bool, True, "Shed load (service/resilience/admission.py): serve at most "
+      "`concurrency_limit` requests at once and queue the rest (by priority, each client in its "
+      "own lane); answer 503 `overloaded` with `Retry-After: 1` only while the queue stands "
+      "(overload) or when it is full, heaviest clients first. `/healthz`, `/readyz`, `/metrics` "
+      "and `/openapi.json` are never limited."),
+    S("concurrency_limit", int, 4, "Requests served at once; the rest wait in the admission "
+      "queue. Enough to keep the event loop and the database busy: more only adds latency "
+      "(requests in flight share one CPU). Not adapted by latency.", min=1, max=100_000),
+    S("admission_target_ms", int, 20, "Queueing delay that means overload when the oldest "
+      "waiter's wait stays above it for `admission_interval_ms` (the target is at least the time "
+      "between two departures). While overloaded, a request expected to wait more than twice it "
+      "is refused at once, and one that has waited four times it is shed.", min=1, max=60_000),
+    S("admission_interval_ms", int, 400, "How long the oldest wait must stay above "
+      "`admission_target_ms` to mean overload, and at or below it to end one; a burst that "
+      "drains within it is only delayed.", min=1, max=60_000),
+    S("admission_queue_size", int, 1000, "Most requests waiting for a slot (a memory bound); "
+      "when full, the client holding the most requests gives up its newest. 0: no queue, "
+      "refuse at once.", min=0, max=1_000_000),
+    S("admission_queue_timeout_ms", int, 1000, "Longest wait for a slot when not overloaded "
+      "(a request expected to wait longer is refused at once).", min=0, max=600_000),
+    # Per-client rate limits (service/resilience/rate_limit_rules.py; README "Rate limits")
     S("rate_limit_enabled", bool, True, "Per-client rate limits: each client (its token's "
       "account, else its address) spends budgets per sliding window; over one, a 429 "
       "`rate_limited` with `Retry-After` and `RateLimit-Policy` / `RateLimit`. The deny list "
@@ -276,6 +294,13 @@ SETTINGS: tuple[Setting, ...] = (
     S("top_clients_size", int, 1000, "Counters per measure and minute of the top-clients "
       "report (`GET /v1/admin/top_clients`): memory is bounded by 3 x 10 x this.", min=10,
       max=100_000),
+    # The Mastodon-compatible API (/api/v1, /api/v2: service/api/mastodon/)
+    S("mastodon_public_url", str, "", "Scheme and host the Mastodon API's entities link to "
+      "(`uri`, `url`), e.g. `https://arbor.example`; never taken from a request's Host header "
+      "(the bodies are cached and shared). Empty: `http://localhost:<port>`.",
+      check=_check_public_url),
+    S("mastodon_context_max_links", int, 20, "Most continuations a Mastodon `context` lists in "
+      "its `Link` header (the body's `more` lists them all).", min=0, max=1000),
 )
 del S
 
@@ -291,14 +316,18 @@ LIVE = frozenset({
     "visibility_overfetch", "quote_hydration_timeout_ms", "max_quotes_page",
     "render_cache_ttl_s", "stale_ttl_s", "request_budget_ms",
     "max_post_length", "import_max_batch", "max_relations_page", "trusted_proxies",
-    # load shedding: picked up within a second (service/admission_middleware.py)
-    "concurrency_limit_min", "concurrency_limit_max", "admission_queue_size",
-    "admission_queue_timeout_ms", "admission_low_priority_share", "admission_tolerance",
-    "admission_smoothing", "admission_window_ms", "admission_baseline_window_s",
+    # load shedding: picked up within a second (service/http/admission_middleware.py)
+    "concurrency_limit", "admission_target_ms", "admission_interval_ms", "admission_queue_size",
+    "admission_queue_timeout_ms",
     # rate limits: read at each request (the reload interval at each reload)
     "rate_limit_enabled", "rate_limit_read", "rate_limit_write", "rate_limit_not_found",
     "rate_limit_cost_render", "rate_limit_cost_page", "rate_limit_exempt", "rate_limit_headers",
     "rate_limit_reload_s",
+    # HTTP conventions and reactions: read at each use
+    "http_compress_min_bytes", "http_gzip_level", "http_brotli_quality", "http_cors_origins",
+    "http_cors_auth_origins", "http_cors_max_age_s", "reactions_counter_shards",
+    "reactions_fold_interval_ms", "reactions_fold_batch",
+    "mastodon_context_max_links",
 })
 assert LIVE <= set(BY_NAME), sorted(LIVE - set(BY_NAME))
 ENV_PREFIX = "ARBOR_"
@@ -311,7 +340,6 @@ _DEFAULT_WITHIN_MAX = (
     ("default_branching", "max_branching"),
     ("default_max_nodes", "max_max_nodes"),
     ("default_ancestors", "max_ancestors"),
-    ("concurrency_limit_min", "concurrency_limit_max"),  # the initial limit is clamped to them
 )
 
 

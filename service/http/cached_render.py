@@ -26,6 +26,9 @@ from service.resilience.failures import DATABASE_ERRORS
 from service.resilience.render_cache import ReadPath
 
 from .auth import FROM_HEADER, bearer_token, viewer_of
+from .keys import REPRESENTATION
+from .links import link_header
+from .representation import Representation
 
 log = logging.getLogger("arbor.reads")
 Render = Callable[[], Awaitable[Any]]
@@ -73,38 +76,42 @@ async def serve(request: web.Request, read: ReadPath, render: Render,
     """`render()` returns the JSON object; `extra_deps()`, called after it, names what else
     the body depends on besides the conversations it shows (the viewer, the conversation of
     an empty page)."""
-    body, headers = await read_body(request, read, render, extra_deps)
+    body, headers, representation = await read_body(request, read, render, extra_deps)
+    if representation is not None:
+        request[REPRESENTATION] = representation  # its ETag, Link, compressed forms
     return _response(body, **headers)
 
 
 async def read_body(request: web.Request, read: ReadPath, render: Render,
                     extra_deps: Callable[[], tuple], *, token: Any = FROM_HEADER,
-                    path: str | None = None) -> tuple[bytes, dict[str, str]]:
-    """The JSON body of a read and its headers (Arbor-Cache, and Arbor-Degraded and Age for
-    a stale copy); ApiError(503, "database_unavailable") when the database fails and nothing
-    is cached. The HTML pages (service/api/pages) present this same body: `token` is then
-    the session cookie's, and `path` the JSON API's path of the same read, so that a page and
-    the API share one cache entry."""
+                    path: str | None = None
+                    ) -> tuple[bytes, dict[str, str], Representation | None]:
+    """The JSON body of a read, its headers (Arbor-Cache; Arbor-Degraded, Age and Link for a
+    stale copy) and its cached Representation (None for a stale copy); ApiError(503,
+    "database_unavailable") when the database fails and nothing is cached. The HTML pages
+    (service/api/pages) present this same body: `token` is then the session cookie's, and
+    `path` the JSON API's path of the same read, so that a page and the API share one cache
+    entry (the representation is the JSON's: a page does not send it)."""
     if token is FROM_HEADER:
         token = bearer_token(request)  # a malformed header is a 401 before any caching
     key = _key(request, token, path)
-    body = read.cache.fresh(key)
-    if body is not None:
-        return body, {"Arbor-Cache": "hit"}
+    entry = read.cache.fresh_entry(key)
+    if entry is not None:
+        return entry.body, {"Arbor-Cache": "hit"}, entry.meta
     try:
         read.database.before()
     except BreakerOpen as e:
         return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
     try:
-        body = await read.coalescer.run(key, lambda: _render_and_store(read, key, render,
-                                                                       extra_deps))
+        rendered = await read.coalescer.run(key, lambda: _render_and_store(read, key, render,
+                                                                           extra_deps))
     except DATABASE_ERRORS as e:
         return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
-    return body, {"Arbor-Cache": "miss"}
+    return rendered.body, {"Arbor-Cache": "miss"}, rendered
 
 
 async def _render_and_store(read: ReadPath, key: tuple, render: Render,
-                            extra_deps: Callable[[], tuple]) -> bytes:
+                            extra_deps: Callable[[], tuple]) -> Representation:
     mark = read.cache.mark()
     try:
         async with asyncio.timeout(read.budget_s):
@@ -122,14 +129,17 @@ async def _render_and_store(read: ReadPath, key: tuple, render: Render,
         raise
     read.database.success()
     body = orjson.dumps(result, option=orjson.OPT_UTC_Z)
+    rendered = Representation(body, link_header(key[1], key[2], result))
     # Degraded answers (cut short by the time budget, quotes or ranking missing) are not kept:
     # the next request should try for a whole one.
     degraded = (result.get("partial") or result.get("degraded")
                 or b'"temporarily_unavailable"' in body)
     if not degraded and read.cache.would_store(len(body)):
         deps = tuple(sorted(conversations_in(body) | set(extra_deps()), key=repr))
-        read.cache.put(key, body, deps, mark)
-    return body
+        entry = read.cache.put(key, body, deps, mark, rendered)
+        if entry is not None:
+            rendered.on_grow = lambda: read.cache.resize(key, entry)
+    return rendered
 
 
 class _OutageLog:
@@ -156,7 +166,7 @@ _outage_log = _OutageLog()
 
 
 def _stale_or_503(read: ReadPath, key: tuple, error: BaseException, *,
-                  retry_after: int) -> tuple[bytes, dict[str, str]]:
+                  retry_after: int) -> tuple[bytes, dict[str, str], None]:
     stale = read.cache.stale(key)
     _outage_log.note(stale is not None, error)
     if stale is None:
@@ -167,4 +177,8 @@ def _stale_or_503(read: ReadPath, key: tuple, error: BaseException, *,
     if isinstance(data, dict) and isinstance(data.get("degraded"), list):
         data["degraded"] = [*data["degraded"], "stale"]
         body = orjson.dumps(data)
-    return body, {"Arbor-Degraded": "stale", "Age": str(int(age)), "Arbor-Cache": "stale"}
+    headers = {"Arbor-Degraded": "stale", "Age": str(int(age)), "Arbor-Cache": "stale"}
+    link = link_header(key[1], key[2], data)
+    if link:
+        headers["Link"] = link
+    return body, headers, None

@@ -37,6 +37,7 @@ PAGE_HEADERS = {
     "Content-Security-Policy": _csp(_CSS, _JS),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
+    "Vary": "Cookie",  # the session cookie selects the viewer (conventions.py adds the rest)
 }
 
 

@@ -1,5 +1,5 @@
 """Per-client rate limits: what a request costs, which budgets it spends, what the client is
-told. Pure logic (no I/O); service/rate_limiter.py applies it over a `limits` storage.
+told. Pure logic (no I/O); service/resilience/rate_limiter.py applies it over a `limits` storage.
 
 Budgets (each a sliding window of `q` units per `w` seconds, settings `rate_limit_*`, per
 account overridable through the admin API):
@@ -7,6 +7,7 @@ account overridable through the admin API):
     unit is charged before the handler runs and the rest after it):
         served from the render cache (`Arbor-Cache: hit` or `stale`)    1
         a conversation's first page, rendered (200)                     rate_limit_cost_render
+          (and a Mastodon /api/v1/statuses/{id}/context, rendered, any page of it)
         any other read answered 200 (continuations, quotes, /v1/me)     rate_limit_cost_page
         any other answer (4xx, 503)                                     1
   * `write`: POST/PUT/PATCH/DELETE, 1 each (before the handler);
@@ -37,6 +38,7 @@ READ, WRITE, NOT_FOUND = "read", "write", "not_found"
 BUDGETS = (READ, WRITE, NOT_FOUND)
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _CONVERSATIONS = "/v1/conversations/"
+_STATUSES, _CONTEXT = "/api/v1/statuses/", "/context"
 _PAGES = "/conversations/"  # the HTML pages of the same reads (service/api/pages)
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -74,7 +76,10 @@ def classify(method: str, path: str) -> str | None:
 
 def is_first_page(path: str) -> bool:
     """/v1/conversations/{id} (or its page /conversations/{id}), not .../replies or
-    .../ancestors."""
+    .../ancestors; and a Mastodon context (its continuations are the same path with a cursor
+    in the query, which costs the same)."""
+    if path.startswith(_STATUSES) and path.endswith(_CONTEXT):
+        return True
     for prefix in (_CONVERSATIONS, _PAGES):
         if path.startswith(prefix):
             return "/" not in path[len(prefix):]
@@ -158,7 +163,7 @@ RESERVE_WINDOW_SHARE = 10  # held at most a tenth of its window
 
 
 def reserve_chunk(policy: Policy) -> int:
-    """Units taken from the store at once (service/rate_limiter.py): 1% of the quota."""
+    """Units taken from the store at once (service/resilience/rate_limiter.py): 1% of the quota."""
     return max(1, policy.quota // RESERVE_SHARE)
 
 

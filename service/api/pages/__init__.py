@@ -7,7 +7,10 @@ copies, breaker), so the same limits, caches, degradation, shedding and viewer r
                                              /v1/conversations/... as pages
     /login, /logout                          session.py: the optional signed-in view
 
-One module per URL prefix, like the rest of service/api; ROUTES is their one list.
+One module per URL prefix, like the rest of service/api; ROUTES is their one list. The
+modules are independent of each other. May import: service.http and every layer below it
+(the page glue is service/http/html.py, the pure presenter service/pipeline/page_view.py),
+storage.
 """
 from . import conversations, home, session
 

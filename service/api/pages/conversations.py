@@ -22,7 +22,8 @@ from service.core.errors import ApiError
 from service.http.auth import SESSION_COOKIE, session_token
 from service.http.cached_render import Seen, read_body, render_viewer
 from service.http.html import PAGE_HEADERS, error_page, page
-from service.http.keys import DEPS, PAGES, READS, SETTINGS
+from service.http.keys import DEPS, PAGES, READS, REPRESENTATION, SETTINGS
+from service.http.representation import Representation
 from service.inputs.query import parse_int, parse_post_id, parse_view_limits, reject_unknown
 from service.pipeline import conversation, page_view
 from service.pipeline.cursors import AncestorsCursor, RepliesCursor
@@ -64,27 +65,31 @@ async def _present(request: web.Request, render, seen: Seen, api_path: str, pres
     the very same cached body (the same bytes object) was presented for this page and
     viewer before: then that page is sent again (`pages_html_cache_bytes`)."""
     token = session_token(request)
-    body, headers = await read_body(request, request.app[READS], render, seen, token=token,
-                                    path=api_path)
+    body, headers, _ = await read_body(request, request.app[READS], render, seen, token=token,
+                                       path=api_path)
     memo = request.app[PAGES].get("html")
     key = (hash_token(token) if token else None, request.path_qs)
     if memo is not None:
         found = memo.get(key)
         if found is not None and found[0] is body:
-            return web.Response(body=found[1], content_type="text/html", charset="utf-8",
-                                headers={**PAGE_HEADERS, **_passed(headers)})
+            request[REPRESENTATION] = found[1]  # its ETag and compressed forms, made once
+            return web.Response(body=found[1].body, content_type="text/html",
+                                charset="utf-8", headers={**PAGE_HEADERS, **_passed(headers)})
     response = present(orjson.loads(body), headers)
     if memo is not None and headers.get("Arbor-Cache") != "stale" and response.status == 200:
-        memo[key] = (body, response.body)
+        page_rep = Representation(response.body)
+        memo[key] = (body, page_rep)
+        request[REPRESENTATION] = page_rep
     return response
 
 
 def install(app: web.Application) -> None:
     size = app[SETTINGS].pages_html_cache_bytes
     if size > 0:
-        # bytes of the page, plus the body it came from, which the entry keeps alive
+        # the page, room for its compressed forms, and the body it came from, which the
+        # entry keeps alive
         app[PAGES]["html"] = LRUCache(maxsize=size,
-                                      getsizeof=lambda v: len(v[0]) + len(v[1]))
+                                      getsizeof=lambda v: len(v[0]) + 2 * len(v[1].body))
 
 
 def _html_errors(handler):
