@@ -74,6 +74,29 @@ async def test_cached_page_is_reused_until_its_body_changes(aiohttp_client, sett
     assert fourth.headers["Arbor-Cache"] == "hit" and "a new reply" in await fourth.text()
 
 
+async def test_pages_follow_the_http_conventions(aiohttp_client, settings, world):
+    """ETag/304, compression and Cache-Control come from service/http/conventions.py, as on
+    the API; a session cookie makes a page private."""
+    from service.app import create_app
+    client = await aiohttp_client(create_app(settings.replace(render_cache_ttl_s=60)))
+    a = await world.account()
+    root = await world.post(a, "conventions")
+    await world.fan(a, root, 30)
+    first = await client.get(f"/conversations/{root}", headers={"Accept-Encoding": "gzip"})
+    second = await client.get(f"/conversations/{root}", headers={"Accept-Encoding": "gzip"})
+    assert first.headers["Content-Encoding"] == "gzip"
+    assert first.headers["ETag"] == second.headers["ETag"]
+    assert first.headers["Cache-Control"].startswith("public")
+    assert "Cookie" in first.headers["Vary"]
+    again = await client.get(f"/conversations/{root}", headers={
+        "Accept-Encoding": "gzip", "If-None-Match": second.headers["ETag"]})
+    assert again.status == 304
+    token = await world.token(a)
+    await client.post("/login", data={"token": token}, allow_redirects=False)
+    mine = await client.get(f"/conversations/{root}")
+    assert mine.headers["Cache-Control"] == "private, no-cache"
+
+
 async def test_hostile_text_is_escaped(client, world):
     a = await world.account(handle="h<script>x</script>")
     root = await world.post(a, HOSTILE[0])
