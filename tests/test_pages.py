@@ -212,3 +212,16 @@ async def test_home_lists_the_demo_conversations(client):
     assert resp.status == 200
     html = await resp.text()
     assert 'href="/openapi.json"' in html and 'href="/readyz"' in html
+
+
+def test_pages_get_the_api_reads_priorities_and_costs():
+    from aiohttp.test_utils import make_mocked_request
+
+    from service.http.admission_middleware import classify
+    from service.resilience.admission import Priority
+    from service.resilience.rate_limit_rules import is_first_page
+    for path, priority, first in (("/conversations/1", Priority.HIGH, True),
+                                  ("/conversations/1/replies", Priority.LOW, False),
+                                  ("/v1/conversations/1", Priority.HIGH, True)):
+        assert classify(make_mocked_request("GET", path)) == priority, path
+        assert is_first_page(path) is first, path
