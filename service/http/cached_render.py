@@ -79,8 +79,8 @@ async def serve(request: web.Request, read: ReadPath, render: Render,
     the body depends on besides the conversations it shows (the viewer, the conversation of
     an empty page); `validate()`, called on a cache miss before anything else, parses the
     request's parameters (raising its 400s)."""
-    body, headers, representation = await read_body(request, read, render, extra_deps,
-                                                     validate=validate)
+    body, headers, representation, _ = await read_body(request, read, render, extra_deps,
+                                                        validate=validate)
     if representation is not None:
         request[REPRESENTATION] = representation  # its ETag, Link, compressed forms
     return _response(body, **headers)
@@ -89,10 +89,12 @@ async def serve(request: web.Request, read: ReadPath, render: Render,
 async def read_body(request: web.Request, read: ReadPath, render: Render,
                     extra_deps: Callable[[], tuple], *, token: Any = FROM_HEADER,
                     path: str | None = None, validate: Callable[[], None] | None = None
-                    ) -> tuple[bytes, dict[str, str], Representation | None]:
+                    ) -> tuple[bytes, dict[str, str], Representation | None, Any]:
     """The JSON body of a read, its headers (Arbor-Cache; Arbor-Degraded, Age and Link for a
-    stale copy) and its cached Representation (None for a stale copy); ApiError(503,
-    "database_unavailable") when the database fails and nothing is cached. The HTML pages
+    stale copy), its cached Representation (None for a stale copy), and the rendered object
+    itself when it was rendered now (None otherwise: the body is what there is; its times
+    are datetimes, not strings); ApiError(503, "database_unavailable") when the database
+    fails and nothing is cached. The HTML pages
     (service/api/pages) present this same body: `token` is then the session cookie's, and
     `path` the JSON API's path of the same read, so that a page and the API share one cache
     entry (the representation is the JSON's: a page does not send it)."""
@@ -101,7 +103,7 @@ async def read_body(request: web.Request, read: ReadPath, render: Render,
     key = _key(request, token, path)
     entry = read.cache.fresh_entry(key)
     if entry is not None:
-        return entry.body, {"Arbor-Cache": "hit"}, entry.meta
+        return entry.body, {"Arbor-Cache": "hit"}, entry.meta, None
     if validate is not None:
         validate()
     try:
@@ -109,15 +111,15 @@ async def read_body(request: web.Request, read: ReadPath, render: Render,
     except BreakerOpen as e:
         return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
     try:
-        rendered = await read.coalescer.run(key, lambda: _render_and_store(read, key, render,
-                                                                           extra_deps))
+        rendered, result = await read.coalescer.run(key, lambda: _render_and_store(
+            read, key, render, extra_deps))
     except DATABASE_ERRORS as e:
         return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
-    return rendered.body, {"Arbor-Cache": "miss"}, rendered
+    return rendered.body, {"Arbor-Cache": "miss"}, rendered, result
 
 
 async def _render_and_store(read: ReadPath, key: tuple, render: Render,
-                            extra_deps: Callable[[], tuple]) -> Representation:
+                            extra_deps: Callable[[], tuple]) -> tuple[Representation, Any]:
     mark = read.cache.mark()
     try:
         async with asyncio.timeout(read.budget_s):
@@ -145,7 +147,7 @@ async def _render_and_store(read: ReadPath, key: tuple, render: Render,
         entry = read.cache.put(key, body, deps, mark, rendered)
         if entry is not None:
             rendered.on_grow = lambda: read.cache.resize(key, entry)
-    return rendered
+    return rendered, result
 
 
 class _OutageLog:
@@ -172,7 +174,7 @@ _outage_log = _OutageLog()
 
 
 def _stale_or_503(read: ReadPath, key: tuple, error: BaseException, *,
-                  retry_after: int) -> tuple[bytes, dict[str, str], None]:
+                  retry_after: int) -> tuple[bytes, dict[str, str], None, None]:
     stale = read.cache.stale(key)
     _outage_log.note(stale is not None, error)
     if stale is None:
@@ -187,4 +189,4 @@ def _stale_or_503(read: ReadPath, key: tuple, error: BaseException, *,
     link = link_header(key[1], key[2], data)
     if link:
         headers["Link"] = link
-    return body, headers, None
+    return body, headers, None, None

@@ -5,7 +5,7 @@ The nodes (posts, tombstones, quote embeds, "show more" links) are written here 
 one pass over the body, and the templates put the page around them. Why not a Jinja loop or
 macro per node: 300 nodes cost 8-13 ms through the template (attribute lookups and escaping
 per output, ~30 µs a node on this 2-CPU machine), more than the JSON render it presents;
-these f-strings cost a few µs a node (bench/page_render.py measures the page against the
+these f-strings cost ~3.5 µs a node (bench/page_render.py measures the page against the
 JSON). Every value from the body is escaped (`_e`) before it touches markup.
 
 Each "show more" link is a real URL following the API's cursor (`replies_url`,
@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode
 from markupsafe import Markup
 
 Json = dict[str, Any]
+FOCAL = ' class="focal"'
 _e = escape  # html.escape: & < > " ' (C string replaces; cheaper per call than markupsafe's)
 
 PAGE_PREFIX = "/conversations"  # the pages mirror the API's /v1/conversations URLs
@@ -83,15 +84,18 @@ def plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
-def when(created_at: str | None) -> tuple[str, str]:
+def when(created_at: Any) -> tuple[str, str]:
     """(machine-readable, readable) forms of a post's time: the API's UTC ISO 8601 time
-    (`2024-03-01T10:00:00.123456Z`) as `2024-03-01 10:00 UTC`, by slicing (a datetime parse
-    per node would cost more than the node's markup)."""
+    (`2024-03-01T10:00:00.123456Z`, or the datetime a render holds before it is written) as
+    `2024-03-01 10:00 UTC`, by slicing (a parse or strftime per node would cost more than
+    the node's markup). Not user text: safe in markup (digits, `-`, `:`, `.`, `T`, `Z`)."""
     if not created_at:
         return "", ""
+    if not isinstance(created_at, str):
+        created_at = created_at.isoformat().replace("+00:00", "Z")
     if len(created_at) >= 16 and created_at[10] == "T" and created_at.endswith("Z"):
         return created_at, f"{created_at[:10]} {created_at[11:16]} UTC"
-    return created_at, created_at
+    return _e(created_at), _e(created_at)
 
 
 def counts_text(counts: Json) -> str:
@@ -128,19 +132,18 @@ class _Walk:
             stamp, readable = when(post.get("created_at"))
             inner = post.get("quote")
             inner = (f'<p class="quote gone">'
-                     f'{_e(QUOTE_TEXT.get(inner["state"], "A quoted post."))}</p>\n'
+                     f'{_e(QUOTE_TEXT.get(inner["state"], "A quoted post."))}</p>'
                      if inner is not None else "")
             self.out.append(
-                f'<blockquote class="quote" cite="{_e(href)}"><div class="post-head">'
-                f'<bdi class="name">{_e(a["display_name"])}</bdi> <bdi class="handle">'
-                f'@{_e(a["handle"])}</bdi></div>\n<p class="post-text" dir="auto">'
-                f'{_e(post["text"])}</p>\n{inner}<p class="post-meta"><a href="{_e(href)}">'
-                f'Quoted post, <time datetime="{_e(stamp)}">{_e(readable)}</time></a></p>'
-                f'</blockquote>\n')
+                f'<blockquote class="quote" cite="{_e(href)}"><div class="h">'
+                f'<bdi class="n">{_e(a["display_name"])}</bdi> <bdi>@{_e(a["handle"])}</bdi>'
+                f'</div><p class="t" dir="auto">{_e(post["text"])}</p>{inner}'
+                f'<p class="m"><a href="{_e(href)}">Quoted post, <time datetime="{stamp}">'
+                f'{readable}</time></a></p></blockquote>')
         else:
             text = QUOTE_TEXT.get(state, "The quoted post is unavailable.")
             self.out.append(f'<p class="quote gone" data-quote-id="{_e(str(q.get("id")))}">'
-                            f'{_e(text)}</p>\n')
+                            f'{_e(text)}</p>')
 
     def node(self, node: Json, focal: bool = False) -> None:
         """A node's `<li>` and article; its replies are the caller's, then `</li>`."""
@@ -148,22 +151,21 @@ class _Walk:
         node_id = node_id if node_id.isdigit() else _e(node_id)
         if node.get("type") != "post":
             text = TOMBSTONE_TEXT.get(node.get("reason"), TOMBSTONE_TEXT["deleted"])
-            self.out.append(f'<li class="node"><article id="p{node_id}" class="tombstone" '
-                            f'data-id="{node_id}" tabindex="-1"><p>{_e(text)}</p></article>')
+            self.out.append(f'<li><article id="p{node_id}" class="tombstone"><p>{text}</p>'
+                            f'</article>')
             return
-        a, c = node["author"], node.get("counts") or {}
+        a = node["author"]
         stamp, readable = when(node.get("created_at"))
         self.out.append(
-            f'<li class="node"><article id="p{node_id}" class="post{" focal" if focal else ""}" '
-            f'data-id="{node_id}" tabindex="-1">\n<div class="post-head"><bdi class="name">'
-            f'{_e(a["display_name"])}</bdi> <bdi class="handle">@{_e(a["handle"])}</bdi></div>\n'
-            f'<p class="post-text" dir="auto">{_e(node["text"])}</p>\n')
+            f'<li><article id="p{node_id}"{FOCAL if focal else ""}><div class="h"><bdi class="n">'
+            f'{_e(a["display_name"])}</bdi> <bdi>@{_e(a["handle"])}</bdi></div>'
+            f'<p class="t" dir="auto">{_e(node["text"])}</p>')
         if node.get("quote") is not None:
             self.quote(node["quote"])
         self.out.append(
-            f'<p class="post-meta"><a href="{PAGE_PREFIX}/{node_id}"><time datetime="'
-            f'{_e(stamp)}">{_e(readable)}</time></a> <span class="counts">'
-            f'{counts_text(c)}</span></p>\n</article>')
+            f'<p class="m"><a href="{PAGE_PREFIX}/{node_id}"><time datetime="{stamp}">'
+            f'{readable}</time></a> <span>{counts_text(node.get("counts") or {})}</span></p>'
+            f'</article>')
 
     def more(self, href: str, text: str, kind: str) -> None:
         hint = SECTION_HINT.get(kind)
@@ -179,8 +181,9 @@ class _Walk:
             out.append('<ol class="replies">\n')
         for item in replies.get("items") or ():
             self.node(item)
-            self.replies(item.get("replies"))
-            out.append("</li>\n")
+            if item.get("replies"):
+                self.replies(item["replies"])
+            out.append("</li>")
         more = replies.get("more")
         if more:
             count = more.get("count", 0)
@@ -225,14 +228,14 @@ def conversation_view(body: Json, headers: dict[str, str]) -> Json:
     anc = body.get("ancestors") or {}
     for i, item in enumerate(anc.get("items") or ()):
         walk.node(item)
-        walk.out.append("</li>\n")
+        walk.out.append("</li>")
         if i == 0 and anc.get("omitted") and anc.get("cursor"):
             walk.more(ancestors_url(focal_id, anc["cursor"]),
                       f"Show {plural(anc['omitted'], 'more post')} in between", "ancestors")
     ancestors = walk.markup()
     focal = body["focal"]
     walk.node(focal, focal=True)
-    walk.out.append("</li>\n")
+    walk.out.append("</li>")
     focal_html = walk.markup()
     walk.replies(focal.get("replies"), own_list=False)
     replies = walk.markup()
@@ -263,7 +266,7 @@ def ancestors_page_view(focal_id: str, body: Json, headers: dict[str, str]) -> J
                   f"Show {plural(body['omitted'], 'more post')} in between", "ancestors")
     for item in body.get("items") or ():
         walk.node(item)
-        walk.out.append("</li>\n")
+        walk.out.append("</li>")
     return {"focal_id": focal_id, "rows": walk.markup(), "banners": _page_banners(walk, headers)}
 
 

@@ -65,8 +65,8 @@ async def _present(request: web.Request, render, seen: Seen, api_path: str, pres
     the very same cached body (the same bytes object) was presented for this page and
     viewer before: then that page is sent again (`pages_html_cache_bytes`)."""
     token = session_token(request)
-    body, headers, _ = await read_body(request, request.app[READS], render, seen, token=token,
-                                       path=api_path)
+    body, headers, _, result = await read_body(request, request.app[READS], render, seen,
+                                               token=token, path=api_path)
     memo = request.app[PAGES].get("html")
     key = (hash_token(token) if token else None, request.path_qs)
     if memo is not None:
@@ -75,7 +75,8 @@ async def _present(request: web.Request, render, seen: Seen, api_path: str, pres
             request[REPRESENTATION] = found[1]  # its ETag and compressed forms, made once
             return web.Response(body=found[1].body, content_type="text/html",
                                 charset="utf-8", headers={**PAGE_HEADERS, **_passed(headers)})
-    response = present(orjson.loads(body), headers)
+    # rendered now: the object itself (parsing its body again would cost ~0.6 ms of 300 nodes)
+    response = present(result if result is not None else orjson.loads(body), headers)
     if memo is not None and headers.get("Arbor-Cache") != "stale" and response.status == 200:
         page_rep = Representation(response.body)
         memo[key] = (body, page_rep)

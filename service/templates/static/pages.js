@@ -22,12 +22,15 @@ document.addEventListener("click", async (event) => {
       main.insertBefore(document.adoptNode(banner), main.firstChild);
     }
     slot.replaceWith(...nodes);
-    const first = nodes.find((n) => n.querySelector("article"));
+    const first = nodes.find((n) => n.firstElementChild && n.firstElementChild.tagName === "ARTICLE");
     const live = document.getElementById("live");
-    const count = nodes.filter((n) => n.classList.contains("node")).length;
+    const count = nodes.filter((n) => !n.classList.contains("more")).length;
     if (live) live.textContent = "Loaded " + count + (count === 1 ? " post." : " posts.");
-    if (first) first.querySelector("article").focus();
-    else if (nodes.length) { const a = nodes[0].querySelector("a"); if (a) a.focus(); }
+    if (first) {  // focusable by script only (not a tab stop): keyboard users go on from here
+      const article = first.firstElementChild;
+      article.setAttribute("tabindex", "-1");
+      article.focus();
+    } else if (nodes.length) { const a = nodes[0].querySelector("a"); if (a) a.focus(); }
   } catch (error) {
     window.location.assign(link.href);  // fall back to the page itself
   }
