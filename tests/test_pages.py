@@ -97,6 +97,23 @@ async def test_pages_follow_the_http_conventions(aiohttp_client, settings, world
     assert mine.headers["Cache-Control"] == "private, no-cache"
 
 
+async def test_a_page_rendered_now_and_one_from_the_cached_body_are_the_same(
+        aiohttp_client, settings, world):
+    """A miss presents the rendered object (datetimes), a hit the parsed body (strings)."""
+    from service.app import create_app
+    client = await aiohttp_client(create_app(settings.replace(render_cache_ttl_s=60,
+                                                              pages_html_cache_bytes=0)))
+    a = await world.account()
+    quoted = await world.post(a, "quoted")
+    root = await world.post(a, "same", quote=quoted)
+    await world.fan(a, root, 4)
+    miss = await client.get(f"/conversations/{root}")
+    hit = await client.get(f"/conversations/{root}")
+    assert (miss.headers["Arbor-Cache"], hit.headers["Arbor-Cache"]) == ("miss", "hit")
+    body = await miss.read()
+    assert body == await hit.read() and b" UTC</time>" in body
+
+
 async def test_hostile_text_is_escaped(client, world):
     a = await world.account(handle="h<script>x</script>")
     root = await world.post(a, HOSTILE[0])
