@@ -14,8 +14,8 @@ from storage.embedded import EmbeddedPostgres
 
 from service import api
 from service.core.settings import Settings, section_thresholds
-from service.http import (admission_middleware, metrics_middleware, middlewares, protocol_errors,
-                          rate_limit_middleware)
+from service.http import (admission_middleware, metrics_middleware, middlewares, ops_metrics,
+                          protocol_errors, rate_limit_middleware, request_ids)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
@@ -32,7 +32,8 @@ log = logging.getLogger("arbor.app")
 def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
     protocol_errors.install()  # errors raised before the handlers: JSON too
-    app = web.Application(middlewares=[rate_limit_middleware.rate_limits,  # deny, 429
+    app = web.Application(middlewares=[request_ids.request_ids,  # X-Request-Id, 503s by reason
+                                        rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
                                         metrics_middleware.record,
@@ -54,6 +55,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
         app.on_startup.append(_seed_demo_if_empty)
     app.router.add_routes(api.ROUTES)
     metrics_middleware.install(app)
+    ops_metrics.install(app)
     rate_limit_middleware.install(app)  # after the routes and the metrics registry
     return app
 

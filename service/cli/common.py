@@ -1,5 +1,5 @@
-"""What the `arbor` commands share: their settings (defaults, environment, then each
-command's --setting overrides) and a database to run against (settings.database_url, or the
+"""What the `arbor` commands share: their settings (defaults, the config file, environment,
+then each command's --setting overrides) and a database to run against (settings.database_url, or the
 embedded server, started for the command when none runs)."""
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ T = TypeVar("T")
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
-    """The settings, with the command's --setting NAME=VALUE overrides."""
-    return load_settings(overrides=parse_assignments(args.setting or []))
+    """The settings: the command's --setting NAME=VALUE overrides, over the environment, over
+    the config file (--config FILE, else ARBOR_CONFIG), over the defaults."""
+    return load_settings(overrides=parse_assignments(args.setting or []),
+                         config_file=getattr(args, "config", None))
 
 
 def with_database(settings: Settings, fn: Callable[[str], T]) -> T:
