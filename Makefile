@@ -16,11 +16,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/arbor serve --demo
 
-# The rate-limit tests start a real Redis server (tests/redis_server.py): Debian's package.
+# The rate-limit tests start a real Redis server (tests/redis_server.py), and the ops tests run
+# promtool (tests/test_ops_rules.py): Debian's redis-server and prometheus packages.
 test-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	    echo "installing redis-server (apt-get) for the tests"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+	@command -v promtool >/dev/null 2>&1 || { \
+	    echo "installing prometheus (apt-get: promtool) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends prometheus; }
 
 test: $(STAMP) test-deps
 	$(BIN)/pytest -q
