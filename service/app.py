@@ -10,10 +10,9 @@ from aiohttp import web
 
 from storage import migrations, section_updates, seeding
 from storage.db import Database
-from storage.embedded import EmbeddedPostgres
 
 from service import api
-from service.core.settings import Settings, section_thresholds
+from service.core.settings import Settings, embedded_postgres_class, section_thresholds
 from service.http import (admission_middleware, metrics_middleware, middlewares, ops_metrics,
                           protocol_errors, rate_limit_middleware, request_ids)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
@@ -48,6 +47,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     if settings.database_url:
         app[DSN] = settings.database_url
     else:
+        embedded_postgres_class()  # fails here, naming DATABASE_URL, when it is not installed
         app.cleanup_ctx.append(_embedded_postgres)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_viewer_cache)
@@ -71,7 +71,7 @@ def read_path(s: Settings) -> ReadPath:
 
 
 async def _embedded_postgres(app: web.Application) -> AsyncIterator[None]:
-    server = EmbeddedPostgres(app[SETTINGS].data_dir)
+    server = embedded_postgres_class()(app[SETTINGS].data_dir)
     loop = asyncio.get_running_loop()
     app[DSN] = await loop.run_in_executor(None, server.start)
     yield

@@ -47,7 +47,7 @@ def test_settings_tables_give_the_real_defaults(doc):
 NOT_SETTINGS = {"rate_limit_store", "rate_limit_overrides", "top_clients", "request_id"}
 # Environment variables that are not ARBOR_<setting>: the config file's, a test's.
 OTHER_ENV = {CONFIG_ENV, "ARBOR_INGEST_SOAK"}
-_METRIC = re.compile(r"(?<![\w/.-])((?:arbor|process|python)_[a-z0-9_]*[a-z0-9_]|arbor:[a-z0-9_:]+)")
+_METRIC = re.compile(r"(?<![\w/.-])((?:arbor|process|python)_[a-z0-9_]*[a-z0-9_]|arbor:[a-z_][a-z0-9_:]*)")
 
 
 async def test_metric_names_in_the_docs_exist(aiohttp_client, settings, world):

@@ -18,9 +18,12 @@ from service.app import create_app
 RULES = Path("ops/prometheus/arbor-rules.yml")
 RULE_TESTS = Path("ops/prometheus/arbor-rules.test.yml")
 DASHBOARD = Path("ops/grafana/arbor-dashboard.json")
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool missing: `make test` installs Debian's prometheus")
+
+def promtool() -> str:
+    """promtool's path; a failure (not a skip) without it: `make test-deps` installs it."""
+    path = shutil.which("promtool")
+    assert path, "promtool is missing: `make test-deps` installs Debian's prometheus package"
+    return path
 
 # Series the rules may name that an app exports only when a feature is configured; each with
 # why. Nothing else may be missing from the scrape.
@@ -100,20 +103,18 @@ def exported(text: str) -> set[str]:
     return set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{| )", text, re.M))
 
 
-@needs_promtool
 def test_rules_pass_promtool_check_and_unit_tests():
-    check = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True,
+    check = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "SUCCESS" in check.stdout
-    unit = subprocess.run([PROMTOOL, "test", "rules", str(RULE_TESTS)], capture_output=True,
+    unit = subprocess.run([promtool(), "test", "rules", str(RULE_TESTS)], capture_output=True,
                           text=True, timeout=120)
     assert unit.returncode == 0, unit.stdout + unit.stderr
 
 
-@needs_promtool
 async def test_real_metrics_pass_promtool_check_metrics(scrape):
-    lint = subprocess.run([PROMTOOL, "check", "metrics"], input=scrape, capture_output=True,
+    lint = subprocess.run([promtool(), "check", "metrics"], input=scrape, capture_output=True,
                           text=True, timeout=60)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert lint.stdout.strip() == "" and lint.stderr.strip() == "", lint.stdout + lint.stderr

