@@ -9,7 +9,9 @@ does.
 ids.txt: one post id per line, e.g. the bench preset's top replies:
     psql ... -c "SELECT id FROM posts p JOIN post_counts c ON c.post_id = p.id
                  WHERE c.likes >= 5000000" -At > ids.txt
-(or ARBOR_POST_IDS=1,2,3). With `make run` (the demo preset), the ids printed in its log work.
+(or ARBOR_POST_IDS=1,2,3). With `make run` (the demo preset), the ids printed in its log
+(`demo conversations: ...`) work, except `tombstone`: that post is deleted on purpose and
+answers 404. The README's "Load shedding" section shows the run it measures (50 users).
 
 Locust is closed-loop: each user waits for an answer before its next request, so offered load
 falls when the service slows down. For a fixed offered rate (what "3x the peak" means) use

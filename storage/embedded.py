@@ -16,6 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+try:
+    import pwd  # POSIX only; used only as root (_running_as_root), never on Windows
+except ImportError:  # pragma: no cover (Windows)
+    pwd = None
+
 
 def _runtime_path() -> Path:
     """A private folder for sockets whose data-folder path is too long for a Unix socket."""
@@ -172,8 +177,6 @@ def _running_as_root() -> bool:
 
 def _prepare_for_system_user(data_dir: Path, user: str) -> None:
     """As root: create the unprivileged user and let it reach the binaries and data."""
-    import pwd  # POSIX only: this runs only as root on a POSIX system (_running_as_root)
-
     ensure_user_exists(user)
     ensure_prefix_permissions(data_dir)
     ensure_prefix_permissions(POSTGRES_BIN_PATH)

@@ -1,5 +1,5 @@
 """Idempotency keys: one row per (account, key), claimed and answered inside the transaction
-of the write it acknowledges (service/idempotency.py runs that transaction).
+of the write it acknowledges (service/http/idempotency.py runs that transaction).
 
 Claiming inserts the row first: a concurrent request with the same key blocks on the primary
 key until the first one commits (then it finds the answer) or rolls back (then it claims the

@@ -18,7 +18,7 @@ run side by side in one conversation: a participant's first post and a reply by 
 block can each miss the other in the shunned-by rule, as before. And a quoted post that
 arrives between a normal write's read and its lock is written to under its arrival key rather
 than its conversation's: still exact, but a row-lock cycle with an import is then possible;
-the normal path runs a deadlocked write again, service/idempotency.py.)
+the normal path runs a deadlocked write again, service/http/idempotency.py.)
 
 Duplicate rule upkeep: a reply's section depends on whether a *live* (not deleted) reply with
 the same normalized text and a smaller id exists in the conversation. When a reply joins that

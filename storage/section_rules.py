@@ -3,7 +3,7 @@
 The section is viewer-independent and stored with the post; it is recomputed whenever one of
 its inputs changes (storage/section_updates.py). Replies by the conversation's author are
 never demoted here; replies by the focal post's author, the viewer and the accounts the viewer
-follows are promoted back per request (the "head" of service/thread_skeleton.py).
+follows are promoted back per request (the "head" of service/pipeline/skeleton.py).
 """
 from __future__ import annotations
 

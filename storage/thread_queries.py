@@ -177,14 +177,14 @@ async def chain_up(db: Database, start_id: int, hops: int) -> list[ChainRow]:
 
 # The focal post's chain, gated: the walk starts only when, by the viewer's relations in the
 # database ($3; NULL: anonymous), the focal post is one the viewer may see
-# (service/visibility_rules.author_verdict and the deleted flag, restated). A post hidden from
-# this viewer then comes back exactly as a missing id does, as no rows, after the same work:
-# whether the id exists or not, one lookup of the post, one of its author (key -1 when there
-# is none), and the same four probes of the viewer's relations (all evaluated, OFFSET 0
-# keeps the planner from short-circuiting them), then no walk up its ancestors. What is
-# left to tell them apart is whether those index lookups found a row. The service's rules
-# run on the result as before (with the viewer's cached relations, and muted words): the
-# post is shown only when both allow it.
+# (service/pipeline/visibility_rules.author_verdict and the deleted flag, restated). A post
+# hidden from this viewer then comes back exactly as a missing id does, as no rows, after
+# the same work: whether the id exists or not, one lookup of the post, one of its author
+# (key -1 when there is none), and the same four probes of the viewer's relations (all
+# evaluated, OFFSET 0 keeps the planner from short-circuiting them), then no walk up its
+# ancestors. What is left to tell them apart is whether those index lookups found a row.
+# The service's rules run on the result as before (with the viewer's cached relations, and
+# muted words): the post is shown only when both allow it.
 _FOCAL_CHAIN_SQL = """
     WITH RECURSIVE focal AS (
         SELECT p.id, p.in_reply_to_id, p.conversation_id, p.depth,

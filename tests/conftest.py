@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,13 @@ from storage.db import Database
 from storage.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres
 
 from .builders import World
+
+
+def pytest_configure(config):
+    # --basetemp (pyproject.toml: .arbor/pytest-tmp) is made without its parents: a fresh
+    # checkout has no .arbor/ yet.
+    if config.option.basetemp:
+        Path(config.option.basetemp).parent.mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,413 +1,457 @@
-"""Load shedding: the adaptive limit's math (fake clock), the priority queue, and the middleware
-under a burst (a test-only slow route in the test's own app)."""
+"""Load shedding, the rules on a fake clock (service/resilience/admission.py): the
+standing-queue signal, timeouts, priorities, fairness and its victim, live retuning,
+cancellation. The HTTP side is in tests/test_admission_http.py."""
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from aiohttp import web
 
-from service.resilience.admission import (ADMIT, QUEUED, SHED, Admission, GradientLimit,
-                                          LimitConfig, Priority)
-from service.http.admission_middleware import ADMISSION, classify
-from service.app import create_app
+from service.resilience.admission import (ADMIT, CANCELLED, EVICTED, GRANTED, OVERLOADED,
+                                          QUEUE_FULL, QUEUED, SHED, SHED_STATE, TIMEOUT,
+                                          Admission, Params, Priority)
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
+H, N, L = Priority.HIGH, Priority.NORMAL, Priority.LOW
+MS = 0.001
 
 
-def feed(limiter: GradientLimit, clock: Clock, rtt: float, seconds: float, *,
-         inflight: int | None = None, rate: float = 500.0) -> None:
-    """`rate` samples per second of latency `rtt`, each with `inflight` in flight
-    (default: the current capacity, i.e. the limit is in use)."""
-    for _ in range(int(seconds * rate)):
-        clock.advance(1 / rate)
-        n = inflight if inflight is not None else max(1, int(limiter.limit))
-        limiter.sample(rtt, n, clock.now)
+def adm(**kw) -> Admission:
+    base = dict(concurrency=2, target_s=10 * MS, interval_s=100 * MS, queue_timeout_s=1.0,
+                queue_size=100)
+    a = Admission(Params(**{**base, **kw}))
+    a.rtt = 4 * MS    # as if measured: 2 ms per departure with 2 slots
+    return a
 
 
-def config(**kw) -> LimitConfig:
-    base = dict(initial=20, min=2, max=100, tolerance=1.5, smoothing=0.2, window_s=0.1,
-                window_min_samples=10, baseline_window_s=30.0)
-    return LimitConfig(**{**base, **kw})
+def fill(a: Admission, now: float, client: str = "a", priority: Priority = H) -> None:
+    for _ in range(a.params.concurrency):
+        assert a.try_acquire(priority, client, now)[0] == ADMIT
 
 
-# -- the limit --------------------------------------------------------------------------------
-
-def test_first_quiet_window_sets_the_baseline_and_nothing_moves_before_a_window_closes():
-    clock, lim = Clock(), GradientLimit(config())
-    for _ in range(9):
-        clock.advance(0.05)
-        assert not lim.sample(0.010, 1, clock.now)
-    assert lim.baseline_rtt is None and lim.limit == 20
-    clock.advance(0.05)
-    assert lim.sample(0.010, 1, clock.now)
-    assert lim.baseline_rtt == pytest.approx(0.010)
+def queue(a: Admission, now: float, client: str = "a", priority: Priority = H):
+    decision, w = a.try_acquire(priority, client, now)
+    assert decision == QUEUED, (decision, w)
+    return w
 
 
-def test_a_first_window_under_load_takes_its_fastest_request_as_the_baseline():
-    clock, lim = Clock(), GradientLimit(config())
-    for rtt in (0.050, 0.040, 0.012, 0.060, 0.045, 0.050, 0.050, 0.050, 0.050, 0.050, 0.050):
-        clock.advance(0.011)
-        lim.sample(rtt, 20, clock.now)
-    assert lim.baseline_rtt == pytest.approx(0.012)
+def serve_one(a: Admission, client: str, now: float) -> list:
+    """One admitted request of `client` finishes; returns who got a slot or was shed."""
+    a.release(client, 4 * MS, now)
+    return a.take_settled()
 
 
-def test_limit_shrinks_when_latency_rises_and_grows_back_when_it_falls():
-    clock, lim = Clock(), GradientLimit(config())
-    feed(lim, clock, 0.010, 1.0, inflight=1)          # baseline 10 ms, app-limited
-    assert lim.limit == 20                            # idle: no evidence to grow on
-    feed(lim, clock, 0.010, 2.0)                      # busy, fast: grows
-    grown = lim.limit
-    assert grown > 20
-    feed(lim, clock, 0.040, 3.0)                      # 4x the baseline: shrinks
-    assert lim.limit < grown / 4
-    assert lim.baseline_rtt < 0.012                   # busy windows barely move the baseline
-    shrunk = lim.limit
-    feed(lim, clock, 0.010, 3.0)                      # back to normal: grows again
-    assert lim.limit > shrunk * 2
+def standing(a: Admission, start: float = 0.0) -> list:
+    """Every slot taken and a waiter every 20 ms for 100 ms: a queue that never drains."""
+    fill(a, start)
+    return [queue(a, start + i * 0.02) for i in range(6)]
 
 
-def test_latency_within_tolerance_does_not_shrink_the_limit():
-    clock, lim = Clock(), GradientLimit(config())
-    feed(lim, clock, 0.010, 0.5, inflight=1)
-    before = lim.limit
-    feed(lim, clock, 0.014, 2.0)                      # 1.4x < tolerance 1.5
-    assert lim.limit >= before
+def overload(a: Admission) -> float:
+    """A standing queue for an interval: overloaded, with two waiters left (35 and 15 ms
+    old at the time returned)."""
+    standing(a)
+    now = a.next_deadline()
+    a.tick(now)
+    assert a.overloaded and a.queued == 2
+    a.take_settled()
+    return now
 
 
-def test_limit_stays_within_bounds():
-    clock, lim = Clock(), GradientLimit(config(min=3, max=40))
-    feed(lim, clock, 0.010, 0.5, inflight=1)
-    feed(lim, clock, 0.001, 30.0)                     # ever faster: grows to max only
-    assert lim.limit == 40
-    feed(lim, clock, 5.0, 30.0, rate=50)              # ever slower: shrinks to min only
-    assert lim.limit == 3
+# -- the standing-queue signal ----------------------------------------------------------------
+
+def test_a_queue_standing_above_the_target_for_an_interval_means_overload():
+    a = adm()
+    ws = standing(a)
+    # the oldest wait is above the target from 10 ms on; the timer is due an interval later
+    due = a.next_deadline()
+    assert due == pytest.approx(0.110)
+    a.tick(0.109)
+    assert not a.overloaded and a.take_settled() == []
+    a.tick(due)
+    assert a.overloaded and a.counters.overload_episodes == 1
+    assert a.snapshot()["overloaded"] is True and a.snapshot()["wait_limit_ms"] == 20
+    # the overload timeout (4 x target) applies at once: the four that waited 50+ ms go
+    assert a.take_settled() == ws[:4]
+    assert all(w.state == SHED_STATE and w.reason == TIMEOUT for w in ws[:4])
+    assert [w.state for w in ws[4:]] == ["waiting"] * 2
 
 
-def test_the_limit_grows_only_when_it_was_reached():
-    clock, lim = Clock(), GradientLimit(config(initial=10))
-    feed(lim, clock, 0.010, 0.5, inflight=1)
-    feed(lim, clock, 0.010, 2.0, inflight=9)          # fast, but one slot never used
-    assert lim.limit == 10
-    feed(lim, clock, 0.010, 0.2, inflight=10)         # reached: grows
-    assert lim.limit > 10
+def test_a_burst_that_drains_within_the_interval_is_only_delayed():
+    a = adm()
+    fill(a, 0.0)
+    waiters = [queue(a, 0.0) for _ in range(20)]     # 20 x 2 ms of work behind 2 slots
+    now, served = 0.0, []
+    while a.inflight:
+        now += 2 * MS
+        served += serve_one(a, "a", now)
+    assert [w.state for w in waiters] == [GRANTED] * 20 and served == waiters
+    assert not a.overloaded and a.counters.overload_episodes == 0
+    assert a.snapshot()["shed_total"] == 0
 
 
-def test_decreases_are_faster_than_increases():
-    def one_window(rtt: float) -> float:
-        lim = GradientLimit(config(initial=20))
-        lim.baseline_rtt = 0.010
-        for i in range(11):                           # eleven samples over 0.1 s: one window
-            lim.sample(rtt, 20, 1000.0 + i * 0.01)
-        return lim.limit
-
-    # within tolerance: 20 + 0.2 * sqrt(20); at 10x the baseline (gradient 0.5): the weight
-    # is 2.5 x 0.2, so 20 * (1 - 0.5 + 0.5 * 0.5) rather than 20 * (1 - 0.2 + 0.2 * 0.5)
-    assert one_window(0.010) == pytest.approx(20 + 0.2 * 20 ** 0.5)
-    assert one_window(0.100) == pytest.approx(15.0)
-
-
-def test_halving_per_window_at_most():
-    clock, lim = Clock(), GradientLimit(config(smoothing=1.0))
-    feed(lim, clock, 0.010, 0.2, inflight=1)
-    before = lim.limit
-    feed(lim, clock, 1.0, 0.1)                        # one window at 100x the baseline
-    assert lim.limit == pytest.approx(before * 0.5)
+def test_each_departure_with_the_oldest_under_the_target_restarts_the_interval():
+    """A queue that keeps forming and draining (honest bursty load) is never overload."""
+    a = adm()
+    fill(a, 0.0)
+    now = 0.0
+    for _ in range(50):                # 50 bursts of a 30-ms wait, each drained
+        queue(a, now)
+        now += 30 * MS
+        serve_one(a, "a", now)         # the waiter takes the slot: nobody waits
+        assert a.try_acquire(H, "a", now)[0] == QUEUED
+        now += 1 * MS
+        serve_one(a, "a", now)
+        assert a.oldest_wait == 0.0
+    assert not a.overloaded
 
 
-def test_a_lasting_slowdown_at_low_concurrency_is_learned():
-    clock, lim = Clock(), GradientLimit(config(baseline_window_s=5.0))
-    feed(lim, clock, 0.010, 0.5, inflight=1)
-    feed(lim, clock, 0.030, 30.0, inflight=2)         # quiet (<= min) but slower backend
-    assert lim.baseline_rtt == pytest.approx(0.030, rel=0.05)
+def test_a_stall_with_no_departures_is_seen_by_the_timer():
+    a = adm()
+    fill(a, 0.0)
+    w = queue(a, 0.0)
+    due = a.next_deadline()
+    a.tick(due)                        # nothing else happened: the loop or database stalled
+    assert a.overloaded and a.counters.overload_episodes == 1
+    assert w.state == SHED_STATE and w.reason == TIMEOUT
+    # nobody waits any more: over once that has lasted an interval, timer or not
+    assert a.next_deadline() == pytest.approx(due + 0.1)
+    a.tick(a.next_deadline())
+    assert not a.overloaded
 
 
-# -- admission and the queue ------------------------------------------------------------------
-
-def admission(limit: int = 2, *, queue_size: int = 4, timeout: float = 0.05,
-              share: float = 0.5) -> Admission:
-    lim = GradientLimit(config(initial=limit, min=limit, max=limit))
-    return Admission(lim, queue_size=queue_size, queue_timeout_s=timeout, low_priority_share=share)
-
-
-def test_admits_up_to_the_limit_then_queues_then_sheds():
-    adm, now = admission(2, queue_size=2), 0.0
-    assert [adm.try_acquire(Priority.NORMAL, now)[0] for _ in range(5)] == [
-        ADMIT, ADMIT, QUEUED, QUEUED, SHED]
-    assert adm.inflight == 2 and adm.queued == 2
-    snap = adm.snapshot()
-    assert snap["admitted"]["normal"] == 2 and snap["shed"]["normal"] == 1
-    assert snap["shed_by_reason"]["rejected"] == 1
+def test_more_work_queued_than_drains_within_the_interval_is_overload_at_once():
+    a = adm()
+    fill(a, 0.0)
+    ws = [a.try_acquire(H, "a", 0.0)[1] for _ in range(56)]   # 56 x 2 ms = 112 ms of work
+    assert a.overloaded                        # > target + interval (110 ms): standing now
+    # and the burst is cut, at once, to what the slots serve within the overload timeout
+    # (4 x target: 20 waiters); the rest would have timed out, late
+    settled = a.take_settled()
+    assert len(settled) == 36 and all(w.reason == TIMEOUT for w in settled)
+    assert [w.state for w in ws[-20:]] == ["waiting"] * 20 and a.queued == 20
 
 
-def test_queue_timeout_sheds_waiters_at_their_deadline():
-    clock, adm = Clock(), admission(1, timeout=0.05)
-    assert adm.try_acquire(Priority.NORMAL, clock.now)[0] == ADMIT
-    decision, waiter = adm.try_acquire(Priority.NORMAL, clock.now)
-    assert decision == QUEUED
-    assert adm.expire(clock.now + 0.049) == []
-    assert adm.expire(clock.now + 0.050) == [waiter]
-    assert waiter.state == "expired" and adm.queued == 0
-    assert adm.snapshot()["shed_by_reason"]["queue_timeout"] == 1
-    assert adm.release(0.01, clock.now + 0.06) == []   # nobody left to wake
-    assert adm.inflight == 0
+def test_when_the_overload_begins_the_backlog_is_cut_to_its_newest_work():
+    a = adm()
+    fill(a, 0.0)
+    old = queue(a, 0.0)
+    young = [queue(a, 0.105) for _ in range(29)]   # 60 ms of work in all: not standing yet
+    assert not a.overloaded
+    a.tick(a.next_deadline())                 # the oldest wait above the target for 100 ms
+    assert a.overloaded
+    assert old.reason == TIMEOUT               # waited 110 ms > 4 x target
+    # 58 ms of work left: the oldest beyond what 40 ms (4 x target) serves go too
+    assert [w.reason for w in young[:9]] == [TIMEOUT] * 9
+    assert all(w.state == "waiting" for w in young[9:])
+    a.take_settled()
+    assert serve_one(a, "a", 0.111) == [young[9]]
 
 
-def test_a_queued_first_page_is_admitted_before_a_queued_continuation():
-    adm, now = admission(1, share=1.0), 0.0
-    assert adm.try_acquire(Priority.NORMAL, now)[0] == ADMIT
-    _, low = adm.try_acquire(Priority.LOW, now)
-    _, normal = adm.try_acquire(Priority.NORMAL, now + 0.001)
-    _, high = adm.try_acquire(Priority.HIGH, now + 0.002)
-    assert adm.release(0.01, now + 0.01) == [high]
-    assert adm.release(0.01, now + 0.02) == [normal]
-    assert adm.release(0.01, now + 0.03) == [low]
-    assert (high.state, normal.state, low.state) == ("granted",) * 3
+def test_the_overload_ends_once_the_queue_stayed_under_the_target_for_an_interval():
+    a = adm()
+    now = overload(a)                  # waiters since 80 and 100 ms
+    serve_one(a, "a", now + 0.002)
+    assert a.overloaded and a.oldest_wait == pytest.approx(0.012)
+    serve_one(a, "a", now + 0.003)     # nobody waits: the queue drained
+    assert a.overloaded and a.oldest_wait == 0
+    w = queue(a, now + 0.05)           # a short wait does not matter...
+    serve_one(a, "a", now + 0.055)
+    assert w.state == GRANTED and a.overloaded
+    a.tick(now + 0.102)
+    assert a.overloaded
+    assert a.next_deadline() == pytest.approx(now + 0.103)
+    a.tick(a.next_deadline())          # ...an interval under the target ends it
+    assert not a.overloaded
 
 
-def test_a_full_queue_makes_room_for_a_higher_priority_by_shedding_the_newest_lowest():
-    adm, now = admission(1, queue_size=2), 0.0
-    adm.try_acquire(Priority.NORMAL, now)
-    _, low1 = adm.try_acquire(Priority.LOW, now)
-    _, low2 = adm.try_acquire(Priority.LOW, now)
-    assert adm.try_acquire(Priority.LOW, now)[0] == SHED      # equal priority: refused
-    now += 0.1                        # a window after that shed (see the next test)
-    decision, high = adm.try_acquire(Priority.HIGH, now)
-    assert decision == QUEUED and adm.take_evicted() == [low2]
-    assert low2.state == "evicted" and low1.state == "waiting"
-    assert adm.release(0.01, now) == [high]
-    assert adm.snapshot()["shed"]["continuation"] == 2
+def test_a_wait_above_the_target_restarts_the_exit_interval():
+    a = adm()
+    now = overload(a)
+    serve_one(a, "a", now + 0.002)
+    serve_one(a, "a", now + 0.003)     # drained at +3 ms
+    w = queue(a, now + 0.05)
+    serve_one(a, "a", now + 0.065)     # but this one waited 15 ms: still standing
+    assert w.state == GRANTED
+    a.tick(now + 0.104)
+    assert a.overloaded
+    a.tick(now + 0.165)
+    assert not a.overloaded
 
 
-def test_continuations_only_get_their_share_of_the_limit():
-    adm, now = admission(4, share=0.5), 0.0
-    assert [adm.try_acquire(Priority.LOW, now)[0] for _ in range(3)] == [ADMIT, ADMIT, QUEUED]
-    # first pages still get the rest of the limit at once
-    assert [adm.try_acquire(Priority.HIGH, now)[0] for _ in range(3)] == [ADMIT, ADMIT, QUEUED]
+def test_overloaded_a_newcomer_expected_to_wait_over_twice_the_target_is_refused_at_once():
+    a = adm()
+    now = overload(a)
+    # 2 ms per departure: the tenth waiter expects 20 ms = 2 x target, the eleventh more
+    while a.queued < 10:
+        assert a.try_acquire(H, "a", now)[0] == QUEUED
+    assert a.try_acquire(H, "a", now) == (SHED, OVERLOADED)
+    assert a.try_acquire(H, "a", now) == (SHED, OVERLOADED)
+    assert a.snapshot()["shed_by_reason"][OVERLOADED] == 2 and a.take_settled() == []
 
 
-def test_a_request_whose_expected_wait_is_too_long_is_refused_at_once():
-    adm, clock = admission(2, queue_size=10, timeout=0.05), Clock()
-    feed(adm.limiter, clock, 0.040, 0.2, inflight=1)           # short RTT 40 ms
-    adm.try_acquire(Priority.NORMAL, clock.now)
-    adm.try_acquire(Priority.NORMAL, clock.now)
-    # with 2 in flight, slots free after about 40/3 and 80/3 ms; up to half a request (20 ms)
-    decision, first = adm.try_acquire(Priority.NORMAL, clock.now)
-    assert decision == QUEUED                                          # ~13 ms expected
-    assert first.deadline == pytest.approx(clock.now + 2 * 0.040 / 3)  # twice its expected
-    assert adm.try_acquire(Priority.NORMAL, clock.now)[0] == SHED     # ~27 ms
-    clock.advance(0.1)                                                 # a window later
-    assert adm.try_acquire(Priority.HIGH, clock.now)[0] == QUEUED     # ahead of the queue
+def test_not_overloaded_the_same_newcomers_wait():
+    a = adm()
+    fill(a, 0.0)
+    assert all(a.try_acquire(H, "a", 0.0)[0] == QUEUED for _ in range(50))
 
 
-def test_after_a_shed_nothing_is_queued_for_a_window():
-    adm, now = admission(1, queue_size=1), 0.0
-    assert [adm.try_acquire(Priority.NORMAL, now)[0] for _ in range(3)] == [ADMIT, QUEUED, SHED]
-    adm.release(0.01, now + 0.01)                         # the waiter takes the slot
-    assert adm.queued == 0
-    assert adm.try_acquire(Priority.NORMAL, now + 0.05)[0] == SHED   # would fit the queue
-    assert adm.snapshot()["shed_by_reason"]["rejected"] == 2
-    assert adm.try_acquire(Priority.NORMAL, now + 0.2)[0] == QUEUED   # the window has passed
-    # a waiter that timed out starts a window too
-    assert adm.expire(now + 1.0) and adm.try_acquire(Priority.NORMAL, now + 1.0)[0] == SHED
+def test_overloaded_a_waiter_is_shed_after_four_times_the_target():
+    a = adm()
+    now = overload(a)
+    w = queue(a, now)
+    a.tick(now + 39 * MS)              # the two older ones have timed out by now
+    assert w.state == "waiting" and a.overloaded and a.queued == 1
+    assert a.next_deadline() == pytest.approx(now + 40 * MS)
+    a.tick(a.next_deadline())
+    assert w.state == SHED_STATE and w.reason == TIMEOUT
 
 
-def test_a_shed_continuation_does_not_stop_first_pages_from_queueing():
-    adm, now = admission(2, queue_size=2, share=0.5), 0.0
-    assert adm.try_acquire(Priority.LOW, now)[0] == ADMIT
-    assert adm.try_acquire(Priority.HIGH, now)[0] == ADMIT
-    assert adm.try_acquire(Priority.LOW, now)[0] == QUEUED
-    assert adm.try_acquire(Priority.LOW, now)[0] == QUEUED
-    assert adm.try_acquire(Priority.LOW, now)[0] == SHED         # queue full, equal priority
-    decision, high = adm.try_acquire(Priority.HIGH, now + 0.01)
-    assert decision == QUEUED and adm.take_evicted()              # a LOW one made room
-    assert adm.try_acquire(Priority.LOW, now + 0.02)[0] == SHED   # LOW: within the window
+def test_not_overloaded_the_queue_timeout_applies():
+    a = adm(queue_timeout_s=0.05, interval_s=10.0)
+    fill(a, 0.0)
+    w = queue(a, 0.0)
+    assert a.next_deadline() == pytest.approx(0.05)
+    a.tick(0.05)
+    assert w.state == SHED_STATE and w.reason == TIMEOUT and not a.overloaded
 
+
+def test_a_newcomer_expected_to_wait_past_the_queue_timeout_is_refused():
+    a = adm(queue_timeout_s=0.01)
+    fill(a, 0.0)
+    # 2 ms per departure: the fifth waiter expects 10 ms, the sixth 12
+    assert [a.try_acquire(H, "a", 0.0) for _ in range(7)][4:] == [
+        (QUEUED, a._by_arrival[4]), (SHED, QUEUE_FULL), (SHED, QUEUE_FULL)]
+
+
+# -- priorities ---------------------------------------------------------------------------------
+
+def test_first_pages_then_normal_then_continuations():
+    a = adm()
+    fill(a, 0.0)
+    low, normal, high = queue(a, 0.0, "a", L), queue(a, 0.0, "a", N), queue(a, 0.0, "a", H)
+    order = []
+    for i in range(3):
+        order += serve_one(a, "a", (i + 1) * MS)
+    assert order == [high, normal, low]
+
+
+def test_overloaded_lower_priorities_are_refused_while_higher_ones_are_shed():
+    a = adm()
+    now = overload(a)
+    while a.queued < 10:
+        queue(a, now)                                   # 20 ms of first pages waiting
+    assert a.try_acquire(H, "a", now) == (SHED, OVERLOADED)
+    serve_one(a, "a", now + MS)                         # room for 2 ms more
+    # a continuation could only wait to be overtaken: refused at once, not left to time out
+    assert a.try_acquire(L, "a", now + MS) == (SHED, OVERLOADED)
+    assert a.try_acquire(N, "a", now + MS) == (SHED, OVERLOADED)
+    assert a.try_acquire(H, "a", now + MS)[0] == QUEUED
+    # but a client with nothing queued gets its turn ahead of the backlog: it may wait
+    assert a.try_acquire(L, "polite", now + MS)[0] == QUEUED
+
+
+
+def test_only_the_client_whose_first_pages_were_shed_has_its_continuations_refused():
+    a = adm()
+    now = overload(a)                          # "a": 2 slots, waiters 35 and 15 ms old
+    a.tick(now + 0.03)                         # both time out (40 ms): "a" was shed, and
+    assert a.overloaded and a.queued == 0      # has nothing queued any more
+    assert a.try_acquire(H, "other", now + 0.03)[0] == QUEUED
+    # another client's continuation behind its own waiting first page: it may wait (with
+    # shares, "a" cannot take the next slot ahead of it)
+    assert a.try_acquire(L, "other", now + 0.03)[0] == QUEUED
+    queue(a, now + 0.03, "a")                  # but "a" itself: its first page may wait...
+    assert a.try_acquire(L, "a", now + 0.03) == (SHED, OVERLOADED)   # ...its next one not
+
+
+def test_a_full_queue_lets_a_first_page_push_out_its_clients_newest_continuation():
+    a = adm(queue_size=3)
+    fill(a, 0.0)
+    l1, l2 = queue(a, 0.0, "a", L), queue(a, 0.0, "a", L)
+    queue(a, 0.0, "a", H)
+    w = queue(a, 0.0, "a", H)                  # full: the newest continuation goes
+    assert l2.state == SHED_STATE and l2.reason == EVICTED and l1.state == "waiting"
+    assert a.try_acquire(L, "a", 0.0) == (SHED, QUEUE_FULL)
+    assert w.state == "waiting" and a.queued == 3
+
+
+# -- fairness -----------------------------------------------------------------------------------
+
+def test_a_sparse_clients_request_is_served_before_a_backlogged_one():
+    a = adm()
+    fill(a, 0.0, "greedy")
+    backlog = [queue(a, 0.0, "greedy") for _ in range(5)]
+    assert serve_one(a, "greedy", 0.001) == [backlog[0]]   # its one turn in the new list
+    polite = queue(a, 0.001, "polite", L)      # even a continuation goes first
+    assert serve_one(a, "greedy", 0.002) == [polite]
+    assert serve_one(a, "greedy", 0.003) == [backlog[1]]
+
+
+def test_a_clients_own_requests_keep_their_priorities():
+    a = adm()
+    fill(a, 0.0, "x")
+    low = queue(a, 0.0, "a", L)                # "a" was sparse: a new lane
+    high = queue(a, 0.0, "a", H)               # takes over a's turn in the new list
+    normal = queue(a, 0.0, "a", N)
+    order = serve_one(a, "x", 0.001) + serve_one(a, "x", 0.002) + serve_one(a, "a", 0.003)
+    assert order == [high, normal, low]
+
+
+def test_backlogged_clients_are_served_round_robin():
+    a = adm()
+    fill(a, 0.0, "x")
+    a1, a2, a3 = (queue(a, 0.0, "a") for _ in range(3))
+    b1, b2, b3 = (queue(a, 0.0, "b") for _ in range(3))
+    served = serve_one(a, "x", 0.001) + serve_one(a, "x", 0.002)
+    for i, client in enumerate("abab"):
+        served += serve_one(a, client, 0.003 + i * MS)
+    # one turn each in the new list, then the old lanes in turn, one request each
+    assert served == [a1, b1, a2, b2, a3, b3]
+
+
+def test_backlogged_clients_take_turns_whatever_their_priorities():
+    """Priority orders a client's own requests; between backlogged clients it is their turn
+    (else a greedy client's first pages starve a polite client's continuation)."""
+    a = adm()
+    fill(a, 0.0, "x")
+    g = [queue(a, 0.0, "g") for _ in range(3)]
+    p1, p_low = queue(a, 0.0, "p"), queue(a, 0.0, "p", L)
+    served = serve_one(a, "x", 0.001) + serve_one(a, "x", 0.002)
+    served += serve_one(a, "g", 0.003) + serve_one(a, "p", 0.004)
+    assert served == [g[0], p1, p_low, g[1]]
+
+
+def test_overloaded_a_polite_client_waits_ahead_of_the_greedy_backlog():
+    a = adm()
+    now = overload(a)                          # "a" holds 2 slots and 2 waiters
+    greedy = list(a._by_arrival)
+    while a.queued < 10:                       # 20 ms: the overload wait limit
+        greedy.append(queue(a, now, "a"))
+    assert a.try_acquire(H, "a", now) == (SHED, OVERLOADED)   # its own newcomer: refused
+    assert serve_one(a, "a", now + MS) == [greedy[0]]          # its lane's new turn
+    d, polite = a.try_acquire(L, "polite", now + MS)           # even a continuation
+    assert d == QUEUED and a.take_settled() == []
+    # served at the next departure; then one slot each (two clients, two slots)
+    assert serve_one(a, "a", now + 2 * MS) == [polite]
+    assert serve_one(a, "a", now + 3 * MS) == [greedy[1]] and a.inflight == 2
+    assert all(w.state == "waiting" for w in greedy[2:])
+
+
+def test_overloaded_a_client_holds_at_most_its_share_of_the_slots():
+    a = adm(concurrency=4)
+    assert a.slot_share() == 4                 # not overloaded: anybody may use them all
+    now = overload(a)                          # "a": 4 in flight, 2 waiting
+    assert a.slot_share() == 4                 # overloaded, but "a" is the only client
+    p = queue(a, now, "p")
+    assert a.recent_clients() == pytest.approx(2, abs=0.01) and a.slot_share() == 2
+    assert serve_one(a, "a", now + MS) == [p]  # "a" holds 3 > 2
+    assert serve_one(a, "a", now + 2 * MS) == []   # "a" holds 2: the slot stays free
+    assert a.try_acquire(H, "a", now + 2 * MS)[0] != ADMIT
+    assert a.try_acquire(H, "q", now + 2 * MS)[0] == ADMIT   # a third client's may
+    assert a.slot_share() == 1
+    # clients not seen for two intervals no longer count
+    a.tick(now + 0.25)
+    assert a.recent_clients() == 0
+
+
+def test_only_clients_being_shed_are_held_to_their_share():
+    a = adm(concurrency=4)
+    now = overload(a)                          # "a" holds 4, its oldest waiters were shed
+    t = now + MS
+    p1h, p1l = queue(a, t, "p1"), queue(a, t, "p1", L)
+    others = [queue(a, t, c) for c in ("p2", "p3")]
+    assert a.slot_share() == 1                 # four clients lately
+    for i in range(3):                         # "a" gives up slots; the new lanes get them
+        a.release("a", 4 * MS, t + (i + 1) * MS)
+    assert [w.state for w in [p1h] + others] == [GRANTED] * 3 and a.inflight == 4
+    a.release("p2", 4 * MS, t + 4 * MS)
+    # "a" (shed, holding its one slot) waits; "p1" was never shed: its second request may
+    # take the free slot although it holds its share too
+    assert p1l.state == GRANTED and a.clients["p1"].inflight == 2
+    assert a.clients["a"].inflight == 1 and a.clients["a"].queued > 0
+
+
+def test_the_share_counts_clients_seen_recently_not_only_those_in_flight():
+    a = adm(concurrency=8)
+    for i in range(4):                         # four clients came and went
+        assert a.try_acquire(N, f"c{i}", 0.0)[0] == ADMIT
+        a.release(f"c{i}", MS, 0.001)
+    assert a.clients == {}                     # no state kept for them...
+    assert a.recent_clients() == pytest.approx(4, abs=0.05)   # ...but they are counted
+    a.overloaded = True
+    assert a.slot_share() == 2
+
+
+def test_when_the_queue_is_full_the_victim_is_the_heaviest_clients_newest_least_important():
+    a = adm(queue_size=4)
+    fill(a, 0.0, "c")
+    b = [queue(a, 0.0, "b"), queue(a, 0.0, "b", L)]
+    c = [queue(a, 0.0, "c"), queue(a, 0.0, "c")]   # "c": 2 in flight + 2 queued = heaviest
+    d, w = a.try_acquire(H, "d", 0.0)
+    assert d == QUEUED and c[1].reason == EVICTED and c[0].state == "waiting"
+    # "b" (weight 2, 3 with its newcomer) vs "c" (weight 3): a tie goes against the newcomer,
+    # so "b" gives up its own less important request
+    d, w2 = a.try_acquire(H, "b", 0.0)
+    assert d == QUEUED and b[1].reason == EVICTED and c[0].state == "waiting"
+    # and then has nothing less important left: its newcomer is refused
+    assert a.try_acquire(H, "b", 0.0) == (SHED, QUEUE_FULL)
+    assert b[0].state == "waiting" and w.state == "waiting" and w2.state == "waiting"
+
+
+def test_per_client_state_exists_only_while_a_client_has_requests():
+    a = adm(concurrency=1)
+    for i in range(500):
+        assert a.try_acquire(N, f"ip:10.0.{i // 256}.{i % 256}", float(i))[0] == ADMIT
+        a.release(f"ip:10.0.{i // 256}.{i % 256}", MS, float(i) + MS)
+    assert a.clients == {} and a._by_weight == {} and a._max_weight == 0
+    fill(a, 0.0, "x")
+    w = queue(a, 0.0, "y")
+    a.cancel(w, 0.001)
+    a.release("x", MS, 0.002)
+    assert a.clients == {} and all(not lanes for lanes in a._lanes)
+
+
+# -- cancellation and live settings -----------------------------------------------------------
 
 def test_a_cancelled_waiter_leaves_and_a_granted_one_hands_its_slot_on():
-    adm, now = admission(1), 0.0
-    adm.try_acquire(Priority.NORMAL, now)
-    _, first = adm.try_acquire(Priority.NORMAL, now)
-    _, second = adm.try_acquire(Priority.NORMAL, now)
-    _, third = adm.try_acquire(Priority.NORMAL, now)
-    assert adm.cancel(second, now) == [] and adm.queued == 2
-    assert adm.release(0.01, now) == [first]
-    assert adm.cancel(first, now) == [third]            # granted, then its client left
-    assert adm.inflight == 1 and adm.queued == 0
+    a = adm()
+    fill(a, 0.0)
+    w1, w2, w3 = queue(a, 0.0), queue(a, 0.0), queue(a, 0.0)
+    a.cancel(w2, 0.001)
+    assert w2.state == CANCELLED and a.queued == 2
+    assert serve_one(a, "a", 0.002) == [w1]
+    a.cancel(w1, 0.003)                        # granted, but its client had gone
+    assert a.take_settled() == [w3] and a.inflight == 2
 
 
-def test_retune_clamps_the_learned_limit_and_admits_waiters_a_larger_limit_allows():
-    from dataclasses import replace
-
-    from service.resilience.admission import Params
-
-    adm, now = admission(2, queue_size=4), 0.0
-    adm.try_acquire(Priority.NORMAL, now)
-    adm.try_acquire(Priority.NORMAL, now)
-    _, waiter = adm.try_acquire(Priority.NORMAL, now)
-    wider = Params(replace(adm.limiter.config, min=3, max=10), queue_size=8,
-                   queue_timeout_s=0.1, low_priority_share=0.25)
-    assert adm.retune(wider, now) == [waiter]
-    assert adm.limiter.limit == 3 and adm.inflight == 3
-    assert (adm.queue_size, adm.queue_timeout_s, adm.low_priority_share) == (8, 0.1, 0.25)
-    narrower = Params(replace(adm.limiter.config, min=1, max=1), queue_size=0,
-                      queue_timeout_s=0.1, low_priority_share=0.25)
-    assert adm.retune(narrower, now) == []
-    assert adm.capacity == 1 and adm.try_acquire(Priority.HIGH, now)[0] == SHED
+def test_retune_admits_waiters_a_larger_limit_allows_and_applies_shorter_timeouts():
+    a = adm()
+    fill(a, 0.0)
+    ws = [queue(a, 0.0) for _ in range(4)]
+    a.retune(Params(concurrency=4, target_s=10 * MS, interval_s=0.1, queue_timeout_s=1.0,
+                    queue_size=100), 0.01)
+    assert [w.state for w in a.take_settled()] == [GRANTED, GRANTED]
+    a.retune(Params(concurrency=4, target_s=10 * MS, interval_s=0.1, queue_timeout_s=0.005,
+                    queue_size=100), 0.02)
+    assert [(w.state, w.reason) for w in ws[2:]] == [(SHED_STATE, TIMEOUT)] * 2
+    a.retune(Params(concurrency=4, target_s=10 * MS, interval_s=0.1, queue_timeout_s=1.0,
+                    queue_size=0), 0.03)
+    fill(a, 0.03, "z") if a.inflight < 4 else None
+    assert a.try_acquire(H, "a", 0.03) == (SHED, QUEUE_FULL)
 
 
-def test_no_queue_means_refuse_at_once():
-    adm, now = admission(1, queue_size=0), 0.0
-    assert [adm.try_acquire(Priority.HIGH, now)[0] for _ in range(2)] == [ADMIT, SHED]
+def test_retune_of_the_target_moves_the_overload_signal():
+    a = adm()
+    fill(a, 0.0)
+    queue(a, 0.0)
+    queue(a, 0.065)
+    a.tick(0.07)
+    assert not a.overloaded            # above 10 ms since 10 ms: not for 100 ms yet
+    a.retune(Params(concurrency=2, target_s=5 * MS, interval_s=50 * MS, queue_timeout_s=1.0,
+                    queue_size=100), 0.07)
+    assert a.overloaded and a.snapshot()["wait_limit_ms"] == 10
 
 
-@pytest.mark.parametrize("method, path, expected", [
-    ("GET", "/v1/conversations/123", Priority.HIGH),
-    ("GET", "/v1/conversations/123/replies", Priority.LOW),
-    ("GET", "/v1/conversations/123/ancestors", Priority.LOW),
-    ("GET", "/v1/posts/123/quotes", Priority.LOW),
-    ("POST", "/v1/posts", Priority.NORMAL),
-    ("DELETE", "/v1/posts/123", Priority.NORMAL),
-    ("GET", "/v1/me/blocks", Priority.NORMAL),
-    ("GET", "/healthz", None),
-    ("GET", "/readyz", None),
-    ("GET", "/metrics", None),
-    ("GET", "/openapi.json", None),
-])
-def test_classification(method, path, expected):
-    from aiohttp.test_utils import make_mocked_request
-
-    assert classify(make_mocked_request(method, path)) == expected
-
-
-# -- the middleware under a burst -------------------------------------------------------------
-
-SLOW_S = 0.2
-
-
-async def _app_client(aiohttp_client, settings, **overrides):
-    s = settings.replace(**{"admission_enabled": True, "concurrency_limit_initial": 2,
-                            "concurrency_limit_min": 2, "concurrency_limit_max": 2,
-                            "admission_queue_size": 2, "admission_queue_timeout_ms": 1000,
-                            **overrides})
-    app = create_app(s)
-
-    async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(SLOW_S)
-        return web.json_response({"ok": True})
-
-    app.router.add_get("/test/slow", slow)                                 # NORMAL
-    app.router.add_get("/v1/conversations/{post_id}/test-slow", slow)     # LOW, like /replies
-    return await aiohttp_client(app), app
-
-
-async def _until(predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.005)
-
-
-async def test_a_burst_is_shed_with_503_overloaded_and_admitted_requests_complete(
-        aiohttp_client, settings):
-    client, app = await _app_client(aiohttp_client, settings)
-
-    async def one():
-        async with client.get("/test/slow") as resp:
-            return resp.status, resp.headers.get("Retry-After"), await resp.json()
-
-    results = await asyncio.gather(*(one() for _ in range(50)))
-    statuses = [status for status, _, _ in results]
-    assert statuses.count(500) == 0
-    assert set(statuses) == {200, 503}
-    # two in flight and two queued (a 200 ms wait is within the 1 s queue timeout)
-    assert statuses.count(200) == 4
-    for status, retry_after, body in results:
-        if status == 503:
-            assert retry_after == "1"
-            assert body["error"]["code"] == "overloaded"
-        else:
-            assert body == {"ok": True}
-    snap = app[ADMISSION].snapshot()
-    assert snap["inflight"] == 0 and snap["queued"] == 0
-    assert snap["admitted"]["normal"] == 4 and snap["shed"]["normal"] == 46
-
-
-async def test_shed_requests_answer_at_once(aiohttp_client, settings):
-    client, _ = await _app_client(aiohttp_client, settings)
-    loop = asyncio.get_running_loop()
-
-    async def one():
-        started = loop.time()
-        async with client.get("/test/slow") as resp:
-            await resp.read()
-            return resp.status, loop.time() - started
-
-    results = await asyncio.gather(*(one() for _ in range(30)))
-    shed = [t for status, t in results if status == 503]
-    assert shed and max(shed) < SLOW_S / 2
-
-
-async def test_queue_timeout_sheds_the_waiters(aiohttp_client, settings):
-    client, app = await _app_client(aiohttp_client, settings, admission_queue_timeout_ms=50)
-    results = await asyncio.gather(*(client.get("/test/slow") for _ in range(4)))
-    assert sorted(r.status for r in results) == [200, 200, 503, 503]
-    assert app[ADMISSION].snapshot()["shed_by_reason"]["queue_timeout"] == 2
-
-
-async def test_ops_endpoints_are_never_shed(aiohttp_client, settings):
-    client, app = await _app_client(aiohttp_client, settings)
-    slow = [asyncio.ensure_future(client.get("/test/slow")) for _ in range(50)]
-    snapshot = app[ADMISSION].snapshot
-    await _until(lambda: snapshot()["inflight"] == 2 and snapshot()["queued"] == 2)
-    ops = await asyncio.gather(*(client.get(path) for path in ("/healthz", "/openapi.json") * 10),
-                               client.get("/readyz"))
-    assert [r.status for r in ops] == [200] * 21
-    statuses = [r.status for r in await asyncio.gather(*slow)]
-    assert 503 in statuses and 500 not in statuses
-
-
-async def test_first_pages_get_through_a_burst_of_continuations(aiohttp_client, settings):
-    client, app = await _app_client(aiohttp_client, settings, concurrency_limit_initial=4,
-                                    concurrency_limit_min=4, concurrency_limit_max=4)
-
-    # continuation-like pages (LOW priority), slow, fill their share of the limit and the queue
-    conts = [asyncio.ensure_future(client.get("/v1/conversations/1/test-slow"))
-             for _ in range(20)]
-    snapshot = app[ADMISSION].snapshot
-    # half of the limit of 4 in flight, and the queue full
-    await _until(lambda: snapshot()["inflight"] == 2 and snapshot()["queued"] == 2)
-    first = await client.get("/v1/conversations/1")       # a first page: admitted at once
-    assert first.status == 404                            # (no such post), not 503
-    statuses = [r.status for r in await asyncio.gather(*conts)]
-    assert statuses.count(200) == 4 and statuses.count(503) == 16
-
-
-async def test_limits_change_live_through_the_admin_api(aiohttp_client, settings, monkeypatch):
-    from service.http import admission_middleware
-
-    monkeypatch.setattr(admission_middleware, "SETTINGS_CHECK_S", 0.0)
-    client, app = await _app_client(aiohttp_client, settings)
-    admin = {"Authorization": "Bearer test-admin-token"}
-    resp = await client.patch("/v1/admin/settings", headers=admin,
-                              json={"concurrency_limit_min": 5, "concurrency_limit_max": 5,
-                                    "admission_queue_size": 0})
-    assert resp.status == 200, await resp.text()
-    assert (await client.get("/test/slow")).status == 200   # picks the change up when it ends
-    assert app[ADMISSION].capacity == 5 and app[ADMISSION].queue_size == 0
-    statuses = [r.status for r in await asyncio.gather(*(client.get("/test/slow")
-                                                         for _ in range(8)))]
-    assert statuses.count(200) == 5 and statuses.count(503) == 3
-
-
-async def test_disabled_means_no_controller(aiohttp_client, settings):
-    app = create_app(settings.replace(admission_enabled=False))
-    assert ADMISSION not in app
+def test_params_are_validated():
+    with pytest.raises(ValueError):
+        Params(concurrency=0)
+    with pytest.raises(ValueError):
+        Params(target_s=0)

@@ -1,4 +1,4 @@
-"""Who a client is (service/clients.py): accounts, addresses, trusted proxies."""
+"""Who a client is (service/core/clients.py): accounts, addresses, trusted proxies."""
 from __future__ import annotations
 
 import pytest

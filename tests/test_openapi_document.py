@@ -9,7 +9,7 @@ import pytest
 from service.http.admission_middleware import EXEMPT_PATHS
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
-# The headers middlewares and the read path add (service/openapi.py documents them)
+# The headers middlewares and the read path add (service/openapi/common.py documents them)
 SENT = ("Retry-After", "Arbor-Cache", "Arbor-Degraded", "Age", "Idempotent-Replayed",
         "Server-Timing", "Location")
 

@@ -75,7 +75,7 @@ async def test_a_malformed_body_is_a_400_not_a_500(client, world, framing, paylo
 
 
 async def test_an_error_escaping_the_middlewares_is_a_json_500(aiohttp_client):
-    """What aiohttp answers itself when a handler (or a middleware before service/middlewares'
+    """What aiohttp answers itself when a handler (or a middleware before service/http/middlewares'
     errors) raises: the same shape."""
     from aiohttp import web
 

@@ -1,6 +1,6 @@
 """Per-client rate limits through the HTTP API, against the real database: 429 and its headers,
 costs by route and outcome, the 404 budget, overrides, trusted proxies, exemptions, live
-settings (service/rate_limit_rules.py)."""
+settings (service/resilience/rate_limit_rules.py)."""
 from __future__ import annotations
 
 import asyncio

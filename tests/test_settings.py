@@ -52,7 +52,7 @@ def test_database_url_alias():
     ({"default_depth": 2.589e-42}, "not an integer"),  # and this 0
     ({"default_depth": "2.9"}, "not an integer"),
     ({"default_depth": None}, "not an integer"),
-    ({"admission_tolerance": "nan"}, "not a finite number"),
+    ({"viewer_cache_ttl_s": "nan"}, "not a finite number"),
 ])
 def test_bad_values_are_rejected_naming_the_setting(overrides, fragment):
     with pytest.raises(SettingsError, match=fragment):

@@ -68,10 +68,10 @@ async def readyz(request: web.Request) -> web.Response:
                                "hits": reads.cache.hits, "misses": reads.cache.misses,
                                "stale_served": reads.cache.stale_served,
                                "coalesced": reads.coalescer.shared}
-    admission = app.get(ADMISSION)
-    if admission is not None:
-        details["admission"] = admission.snapshot()
-        if admission.inflight >= admission.capacity:
+    gate = app.get(ADMISSION)
+    if gate is not None:
+        details["admission"] = gate.snapshot()
+        if gate.controller.overloaded:   # a standing queue: shedding
             degraded.append("overloaded")
     limits = app.get(RATE_LIMITS)
     if limits is not None:

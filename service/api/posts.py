@@ -60,7 +60,7 @@ def _creator(request: web.Request, viewer: Viewer, new: NewPostInput):
         except post_writes.ParentNotFound:
             raise not_found() from None
         posts = await post_queries.posts_by_id(tx, [created.id, *targets])  # type: ignore[arg-type]
-        # what cached reads this changes (service/middlewares.invalidate_on_write)
+        # what cached reads this changes (service/http/middlewares.invalidate_on_write)
         request[CHANGED] = [created.conversation_id] + (
             [("quotes", new.quote_of_id), posts[new.quote_of_id].conversation_id]
             if new.quote_of_id is not None else [])

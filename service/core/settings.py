@@ -209,38 +209,28 @@ SETTINGS: tuple[Setting, ...] = (
     S("idempotency_ttl_s", int, 86_400, "Seconds an `Idempotency-Key` is remembered (its request "
       "and response replayed); after that the same key starts a new request.", min=60,
       max=30 * 86_400),
-    # Load shedding (service/admission.py)
-    S("admission_enabled", bool, True, "Shed load: admit at most an adaptive number of requests "
-      "at once (first pages of conversations first), queue a few briefly, answer the rest at once "
-      "with 503 `overloaded` and `Retry-After: 1`. `/healthz`, `/readyz`, `/metrics` and "
-      "`/openapi.json` are never limited."),
-    S("concurrency_limit_initial", int, 16, "Requests in flight allowed at start-up, before "
-      "latency has been measured.", min=1, max=100_000),
-    S("concurrency_limit_min", int, 1, "Lowest the adaptive limit goes. Latency measured with "
-      "at most this many requests in flight also sets the baseline the limit compares against.",
-      min=1, max=100_000),
-    S("concurrency_limit_max", int, 256, "Highest the adaptive limit goes.", min=1, max=100_000),
-    S("admission_queue_size", int, 32, "Requests that may wait for a slot (by priority, then "
-      "arrival). 0: no queue, refuse at once. Nothing is queued for a window after a request was "
-      "shed (a sustained overload is refused at once).", min=0, max=100_000),
-    S("admission_queue_timeout_ms", int, 50, "Cap on a wait for a slot, in ms. Within it a "
-      "request waits only when a slot is expected within half the recent latency of admitted "
-      "requests (else it is refused at once), and is shed after twice its expected wait.",
-      min=0, max=60_000),
-    S("admission_low_priority_share", float, 0.5, "Share of the limit that continuation pages "
-      "(`/replies`, `/ancestors`) and quote lists may use.", min=0.01, max=1),
-    S("admission_tolerance", float, 1.2, "Latency, as a multiple of the long-window baseline, "
-      "that the limit tolerates before it shrinks. Higher: more throughput under overload, "
-      "slower answers.", min=1, max=10),
-    S("admission_smoothing", float, 0.2, "Weight of each new limit estimate (1: jump to it).",
-      min=0.01, max=1),
-    S("admission_window_ms", int, 100, "Window over which admitted requests' latencies are "
-      "averaged before the limit is recomputed (also at least 10 requests), in ms.", min=1,
-      max=60_000),
-    S("admission_baseline_window_s", float, 30.0, "Time constant of the baseline latency the "
-      "limit compares against, in s (rises 10x slower while the service is busy).", min=0.1,
-      max=86_400),
-    # Per-client rate limits (service/rate_limit_rules.py; README "Rate limits")
+    # Load shedding (service/resilience/admission.py)
+    S("admission_enabled", bool, True, "Shed load (service/resilience/admission.py): serve at most "
+      "`concurrency_limit` requests at once and queue the rest (by priority, each client in its "
+      "own lane); answer 503 `overloaded` with `Retry-After: 1` only while the queue stands "
+      "(overload) or when it is full, heaviest clients first. `/healthz`, `/readyz`, `/metrics` "
+      "and `/openapi.json` are never limited."),
+    S("concurrency_limit", int, 4, "Requests served at once; the rest wait in the admission "
+      "queue. Enough to keep the event loop and the database busy: more only adds latency "
+      "(requests in flight share one CPU). Not adapted by latency.", min=1, max=100_000),
+    S("admission_target_ms", int, 20, "Queueing delay that means overload when the oldest "
+      "waiter's wait stays above it for `admission_interval_ms` (the target is at least the time "
+      "between two departures). While overloaded, a request expected to wait more than twice it "
+      "is refused at once, and one that has waited four times it is shed.", min=1, max=60_000),
+    S("admission_interval_ms", int, 400, "How long the oldest wait must stay above "
+      "`admission_target_ms` to mean overload, and at or below it to end one; a burst that "
+      "drains within it is only delayed.", min=1, max=60_000),
+    S("admission_queue_size", int, 1000, "Most requests waiting for a slot (a memory bound); "
+      "when full, the client holding the most requests gives up its newest. 0: no queue, "
+      "refuse at once.", min=0, max=1_000_000),
+    S("admission_queue_timeout_ms", int, 1000, "Longest wait for a slot when not overloaded "
+      "(a request expected to wait longer is refused at once).", min=0, max=600_000),
+    # Per-client rate limits (service/resilience/rate_limit_rules.py; README "Rate limits")
     S("rate_limit_enabled", bool, True, "Per-client rate limits: each client (its token's "
       "account, else its address) spends budgets per sliding window; over one, a 429 "
       "`rate_limited` with `Retry-After` and `RateLimit-Policy` / `RateLimit`. The deny list "
@@ -302,10 +292,9 @@ LIVE = frozenset({
     "visibility_overfetch", "quote_hydration_timeout_ms", "max_quotes_page",
     "render_cache_ttl_s", "stale_ttl_s", "request_budget_ms",
     "max_post_length", "import_max_batch", "max_relations_page", "trusted_proxies",
-    # load shedding: picked up within a second (service/admission_middleware.py)
-    "concurrency_limit_min", "concurrency_limit_max", "admission_queue_size",
-    "admission_queue_timeout_ms", "admission_low_priority_share", "admission_tolerance",
-    "admission_smoothing", "admission_window_ms", "admission_baseline_window_s",
+    # load shedding: picked up within a second (service/http/admission_middleware.py)
+    "concurrency_limit", "admission_target_ms", "admission_interval_ms", "admission_queue_size",
+    "admission_queue_timeout_ms",
     # rate limits: read at each request (the reload interval at each reload)
     "rate_limit_enabled", "rate_limit_read", "rate_limit_write", "rate_limit_not_found",
     "rate_limit_cost_render", "rate_limit_cost_page", "rate_limit_exempt", "rate_limit_headers",
@@ -322,7 +311,6 @@ _DEFAULT_WITHIN_MAX = (
     ("default_branching", "max_branching"),
     ("default_max_nodes", "max_max_nodes"),
     ("default_ancestors", "max_ancestors"),
-    ("concurrency_limit_min", "concurrency_limit_max"),  # the initial limit is clamped to them
 )
 
 

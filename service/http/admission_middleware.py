@@ -1,10 +1,12 @@
-"""The admission middleware: classify, admit or shed, measure. The logic is service/admission.py.
+"""The admission middleware: classify, admit, queue or shed, measure. The logic is
+service/resilience/admission.py; this is its event-loop side (futures for waiters, one timer
+per app, counts of shed requests by reason and route).
 
-The first middleware (shed answers are counted by the controller itself, in /metrics as
-`arbor_admission_shed`), so a shed request costs no database work, no viewer lookup, no
-request metrics and no Server-Timing bookkeeping: a 503 with a body encoded once at import
-time. It still costs ~0.1 ms of CPU (open loop at 1,000/s), nearly all of it aiohttp reading
-and answering the HTTP request.
+It is the first middleware, so a refused request costs no database work, no viewer lookup, no
+request metrics and no Server-Timing bookkeeping: a 503 with a body encoded once at import time
+(~0.1 ms of CPU, nearly all of it aiohttp reading and answering the HTTP request). The client
+a request counts against (`service.http.auth.client_of`: its token's account when the viewer
+cache knows the token, else its address) is resolved without I/O.
 """
 from __future__ import annotations
 
@@ -13,12 +15,11 @@ import asyncio
 import orjson
 from aiohttp import web
 
-from service.resilience.admission import (ADMIT, SHED, Admission, Priority, Waiter, from_settings,
-                                          params_from_settings)
+from service.resilience.admission import (GRANTED, QUEUED, REASONS, SHED, Admission, Priority,
+                                          from_settings, params_from_settings)
 
+from .auth import client_of
 from .keys import SETTINGS
-
-ADMISSION = web.AppKey("admission", Admission)
 
 # Never limited: probes and scrapes must answer most of all when the service is overloaded.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
@@ -31,24 +32,85 @@ SHED_BODY = orjson.dumps({"error": {
 _SHED_HEADERS = {"Content-Type": "application/json", "Retry-After": "1",
                  "Cache-Control": "no-store"}
 
-
 # Live settings (PATCH /v1/admin/settings change app[SETTINGS] in place) are picked up within
 # this many seconds, by the request that finishes first after that.
 SETTINGS_CHECK_S = 1.0
 
 
+class Gate:
+    """One app's admission: the controller, its timer, and shed counts by (reason, route)
+    (routes are the app's canonical routes: bounded, never a client)."""
+
+    def __init__(self, controller: Admission, app: web.Application):
+        self.controller = controller
+        self._app = app
+        self._series: list[tuple[str, str]] | None = None
+        self.shed_by_route: dict[tuple[str, str], int] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    def count_shed(self, reason: str, request: web.Request) -> None:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        key = (reason, route)
+        self.shed_by_route[key] = self.shed_by_route.get(key, 0) + 1
+
+    def series(self) -> list[tuple[str, str]]:
+        """Every (reason, route) of arbor_admission_shed_total, exported from zero: the
+        reasons times the app's routes that admission limits (a fixed, small set), and any
+        other seen ("unmatched")."""
+        if self._series is None:
+            routes = sorted({r.canonical for r in self._app.router.resources()
+                             if r.canonical not in EXEMPT_PATHS})
+            self._series = [(reason, route) for reason in REASONS for route in routes]
+        known = set(self._series)
+        return self._series + sorted(k for k in self.shed_by_route if k not in known)
+
+    def settle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake the waiters the controller granted or shed, and keep its timer armed."""
+        c = self.controller
+        for w in c.take_settled():
+            fut, w.token = w.token, None
+            if fut is not None and not fut.done():
+                fut.set_result(w.state == GRANTED)
+        due = c.next_deadline()
+        if due is not None and (self._timer is None or due < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = due
+            self._timer = loop.call_at(due, self._fire, loop)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        # call_at may run a callback up to the clock resolution early: the time has come.
+        self.controller.tick(max(loop.time(), self._timer_at))
+        self.settle(loop)
+
+    def snapshot(self) -> dict:
+        snap = self.controller.snapshot()
+        by_route: dict[str, dict[str, int]] = {}
+        for (reason, route), n in sorted(self.shed_by_route.items()):
+            by_route.setdefault(route, {})[reason] = n
+        snap["shed_by_route"] = by_route
+        return snap
+
+
+ADMISSION = web.AppKey("admission", Gate)
+
+
 def install(app: web.Application) -> None:
-    """Create the app's admission controller from its settings (none when disabled)."""
+    """Create the app's admission gate from its settings (none when disabled)."""
     settings = app[SETTINGS]
     if settings.admission_enabled:
-        app[ADMISSION] = from_settings(settings)
+        app[ADMISSION] = Gate(from_settings(settings), app)
 
 
-def _maybe_retune(app: web.Application, controller: Admission, now: float) -> None:
+def _maybe_retune(app: web.Application, gate: Gate, now: float) -> None:
+    controller = gate.controller
     controller.next_settings_check = now + SETTINGS_CHECK_S
     params = params_from_settings(app[SETTINGS])
     if params != controller.params:
-        _wake(controller.retune(params, now), True)
+        controller.retune(params, now)
 
 
 def classify(request: web.Request) -> Priority | None:
@@ -69,44 +131,34 @@ def shed_response() -> web.Response:
     return web.Response(status=503, body=SHED_BODY, headers=_SHED_HEADERS)
 
 
-def _wake(waiters: list[Waiter], granted: bool) -> None:
-    for w in waiters:
-        fut = w.token
-        if fut is not None and not fut.done():
-            fut.set_result(granted)
-
-
-def _on_deadline(admission: Admission, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-    # call_at may run a callback up to the clock resolution early: the deadline has passed.
-    _wake(admission.expire(max(loop.time(), deadline)), False)
-
-
 @web.middleware
 async def admission(request: web.Request, handler) -> web.StreamResponse:
-    controller = request.app.get(ADMISSION)
-    if controller is None:
+    gate = request.app.get(ADMISSION)
+    if gate is None:
         return await handler(request)
     priority = classify(request)
     if priority is None:
         return await handler(request)
+    controller = gate.controller
+    client = client_of(request).key
     loop = asyncio.get_running_loop()
-    decision, waiter = controller.try_acquire(priority, loop.time())
-    if controller.evicted:
-        _wake(controller.take_evicted(), False)
+    decision, detail = controller.try_acquire(priority, client, loop.time())
+    if decision is QUEUED:
+        fut = detail.token = loop.create_future()
+    gate.settle(loop)   # a newcomer may push a waiter out, or the overload begin or end
     if decision is SHED:
+        gate.count_shed(detail, request)
         return shed_response()
-    if decision is not ADMIT:
-        fut = loop.create_future()
-        waiter.token = fut
-        timer = loop.call_at(waiter.deadline, _on_deadline, controller, loop, waiter.deadline)
+    if decision is QUEUED:
+        waiter = detail
         try:
             granted = await fut
         except asyncio.CancelledError:
-            _wake(controller.cancel(waiter, loop.time()), True)
+            controller.cancel(waiter, loop.time())
+            gate.settle(loop)
             raise
-        finally:
-            timer.cancel()
         if not granted:
+            gate.count_shed(waiter.reason, request)
             return shed_response()
     started = loop.time()
     rtt: float | None = None
@@ -115,20 +167,20 @@ async def admission(request: web.Request, handler) -> web.StreamResponse:
         rtt = loop.time() - started
         return response
     except asyncio.CancelledError:
-        raise  # the client went away: no latency sample
+        raise  # the client went away: no sample
     except BaseException:
         rtt = loop.time() - started
         raise
     finally:
         now = loop.time()
-        _wake(controller.release(rtt, now), True)
+        controller.release(client, rtt, now)
         if now >= controller.next_settings_check:
-            _maybe_retune(request.app, controller, now)
+            _maybe_retune(request.app, gate, now)
+        gate.settle(loop)
 
 
 def snapshot(app: web.Application) -> dict | None:
-    """The admission counters for /metrics and /readyz (None when load shedding is off):
-    limit, capacity, inflight, queued, admitted and shed per priority, shed by reason,
-    baseline and short-window latency."""
-    controller = app.get(ADMISSION)
-    return None if controller is None else controller.snapshot()
+    """The admission figures for /metrics and /readyz (None when load shedding is off)."""
+    gate = app.get(ADMISSION)
+    return None if gate is None else gate.snapshot()
+

@@ -37,7 +37,7 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 def client_of(request: web.Request) -> Client:
-    """The client this request counts against (service/clients.py), resolved once per request
+    """The client this request counts against (service/core/clients.py), resolved once per request
     and without I/O: the account of a token the viewer cache knows, else the address (through
     `trusted_proxies` only)."""
     found = request.get(CLIENT)
@@ -100,7 +100,7 @@ async def viewer_for_token(app: web.Application, token: str | None) -> Viewer:
 
 
 def _injected_fault(app: web.Application) -> None:
-    """Tests make loading a viewer's relations fail (service/faults.py) to check that the
+    """Tests make loading a viewer's relations fail (service/resilience/faults.py) to check that the
     rules fail closed: no relations, no personalized answer (never an anonymous one)."""
     fault = app[FAULTS].viewer_relations if FAULTS in app else None
     if fault is not None:

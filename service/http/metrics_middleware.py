@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from service.core.metrics import Metrics
 from service.resilience import loop_lag
+from service.resilience.admission import PRIORITY_NAMES, Priority
 
 from .admission_middleware import ADMISSION
 from .keys import METRICS, READS
@@ -57,20 +58,44 @@ class _StateCollector:
                 "Times this process was preempted while it could run (Linux): growing by "
                 "hundreds per second under load, something else takes its CPU.",
                 value=switches)
-        admission = self.app.get(ADMISSION)
-        if admission is not None:
-            snap = admission.snapshot()
-            yield GaugeMetricFamily("arbor_admission_limit", "Adaptive concurrency limit.",
-                                    value=snap["limit"])
-            yield GaugeMetricFamily("arbor_admission_inflight", "Requests being served.",
-                                    value=snap["inflight"])
-            yield GaugeMetricFamily("arbor_admission_queued", "Requests waiting for a slot.",
-                                    value=snap["queued"])
-            shed = CounterMetricFamily("arbor_admission_shed", "Requests shed, by priority.",
-                                       labels=["priority"])
-            for priority, count in snap["shed"].items():
-                shed.add_metric([priority], count)
-            yield shed
+        gate = self.app.get(ADMISSION)
+        if gate is not None:
+            yield from _admission_metrics(gate)
+
+
+def _admission_metrics(gate) -> Iterator[Metric]:
+    c = gate.controller
+    yield GaugeMetricFamily("arbor_admission_concurrency_limit",
+                            "Requests served at once (setting concurrency_limit).",
+                            value=c.params.concurrency)
+    yield GaugeMetricFamily("arbor_admission_inflight", "Requests being served.",
+                            value=c.inflight)
+    yield GaugeMetricFamily("arbor_admission_queued", "Requests waiting for a slot.",
+                            value=c.queued)
+    yield GaugeMetricFamily("arbor_admission_oldest_wait_seconds",
+                            "How long the oldest waiting request has waited (0: nobody "
+                            "waits); above admission_target_ms for an interval: overloaded.",
+                            value=c.oldest_wait)
+    yield GaugeMetricFamily("arbor_admission_overloaded",
+                            "1 while the queue is standing (overload): shedding.",
+                            value=1 if c.overloaded else 0)
+    yield GaugeMetricFamily("arbor_admission_clients",
+                            "Clients with requests in flight or queued.", value=len(c.clients))
+    yield CounterMetricFamily("arbor_admission_overload_episodes",
+                              "Times a standing queue began (overload).",
+                              value=c.counters.overload_episodes)
+    admitted = CounterMetricFamily("arbor_admission_admitted",
+                                   "Requests given a slot, by priority.", labels=["priority"])
+    for p in Priority:
+        admitted.add_metric([PRIORITY_NAMES[p]], c.counters.admitted[p])
+    yield admitted
+    shed = CounterMetricFamily("arbor_admission_shed",
+                               "Requests answered 503 overloaded, by reason and route.",
+                               labels=["reason", "route"])
+    counts = gate.shed_by_route
+    for reason, route in gate.series():
+        shed.add_metric([reason, route], counts.get((reason, route), 0))
+    yield shed
 
 
 def _involuntary_context_switches() -> int | None:

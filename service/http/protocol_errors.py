@@ -7,8 +7,9 @@ from one method, `RequestHandler.handle_error`, as plain text that echoes what w
 other error has, `{"error": {"code", "message"}}`, with a fixed message per kind that repeats
 nothing of the request, and logs one line per bad request instead of a traceback (a client's
 garbage is not the service's error). A body that does not decode is found later, while a
-handler reads it: service/middlewares.py answers that with `error_body` too. `install()` makes aiohttp's server build it: the server
-looks the class up in `aiohttp.web_server` for each connection.
+handler reads it: service/http/middlewares.py answers that with `error_body` too. `install()`
+makes aiohttp's server build it: the server looks the class up in `aiohttp.web_server` for
+each connection.
 """
 from __future__ import annotations
 

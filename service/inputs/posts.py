@@ -57,6 +57,7 @@ def _post_id(body: dict[str, Any], name: str) -> int | None:
 
 
 def parse_new_post(body: dict[str, Any], max_length: int) -> NewPostInput:
-    """A JSON object whose fields are among FIELDS (service/bodies.json_object checked that)."""
+    """A JSON object whose fields are among FIELDS (service/inputs/bodies.json_object checked
+    that)."""
     return NewPostInput(parse_text(body, max_length), _post_id(body, "in_reply_to_id"),
                         _post_id(body, "quote_of_id"))

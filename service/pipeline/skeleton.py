@@ -47,7 +47,7 @@ class ExpandSpec:
     head_window: int    # followed accounts' replies are looked for in this many top rows
     deadline: float | None = None  # time.monotonic() past which no new level is started
     ranking: CircuitBreaker | None = None  # guards the score-ordered lookups (sort=ranked)
-    ranking_fault: BaseException | None = None  # injected by tests (service/faults.py)
+    ranking_fault: BaseException | None = None  # injected by tests (service/resilience/faults.py)
 
 
 class RankingUnavailable(Exception):

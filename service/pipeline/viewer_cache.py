@@ -5,7 +5,7 @@ may act". Writes made through this process drop what they change at once (forget
 made elsewhere (another replica, SQL by hand) show after at most `ttl_s` seconds.
 
 A third map, token hash -> account id for an hour (as many entries as the others), only
-says whom a request counts against for rate limits (service/clients.py): it never lets a
+says whom a request counts against for rate limits (service/core/clients.py): it never lets a
 request act, so it may outlive the token (a request with a revoked token is still a 401).
 """
 from __future__ import annotations

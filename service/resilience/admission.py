@@ -1,61 +1,69 @@
-"""Load shedding: an adaptive concurrency limit with a small priority wait queue.
+"""Load shedding: a fixed concurrency limit, a fair priority queue, and a controlled-delay
+(CoDel) overload signal.
 
 Pure logic, no I/O and no clock of its own (every method takes `now`, in seconds), so tests
-drive it with a fake clock; service/admission_middleware.py measures and admits.
+drive it with a fake clock; service/http/admission_middleware.py classifies, admits and
+answers.
 
-The limit (`GradientLimit`) is gradient-style, after Netflix concurrency-limits' Gradient2:
+Why this signal. In one asyncio process requests share the CPU: any concurrency raises every
+request's latency, so a latency gradient reads honest load as overload (the adaptive limit
+this replaces shed 3-10% of a Locust run at a few percent of capacity). What does mean
+overload is a queue that does not drain. After Facebook's "Fail at Scale" (controlled delay on
+the request queue) and folly's Codel:
 
-  * every admitted request's latency (admission to handler return; queue wait excluded) is a
-    sample; samples are averaged over a short window (`window_s`, at least
-    `window_min_samples` samples): the short RTT;
-  * a long-window baseline RTT follows the short RTT as an exponential average with time
-    constant `baseline_window_s`. Downward it always moves at that rate. Upward it moves at that
-    rate only from windows in which at most `min` requests were in flight (latency that high
-    cannot be our own queueing); from busier windows ten times slower, so a sustained overload
-    does not teach the limiter that overloaded latency is normal, while a lasting slowdown of
-    the backend is still learned within minutes;
-  * gradient = clamp(tolerance * baseline / short, 0.5, 1.0): 1.0 while the latency is within
-    `tolerance` times the baseline, less the further it is above;
-  * new = limit * gradient + growth, where growth = sqrt(limit) is added only while the gradient
-    is 1 and the limit was reached in the window (Gradient2 asks for half of it; at the small
-    limits of one asyncio process that let bursts at a moderate load grow the limit to 8 where
-    3 was right, and the next overload began with 8 requests waiting on each other). Gradient2
-    adds its `queue_size` on every update, which at the small limits of a CPU-bound process
-    (2-10) holds the latency at 2-3x the baseline; adding it only within tolerance keeps the
-    latency near `tolerance` x baseline;
-  * limit = limit * (1 - w) + new * w, clamped to [min, max], where w = smoothing for an
-    increase and 2.5 x smoothing for a decrease: a limit that is too high when an overload
-    begins is cut within a few windows (8 -> 3 in ~0.3 s), not a second.
+  * At most `concurrency` requests run at once: enough to keep the event loop and the database
+    busy, not adapted by latency. A request that finds every slot taken waits in the queue.
+  * The target is `target_s`, or the time between two departures (a slot's mean holding time
+    over the slots, an exponential average over ~20 requests) when that is longer: a queue
+    of one waits that long.
+  * Overloaded (a standing queue) when the oldest waiter's wait has been above the target
+    without a break for `interval_s`, or at once when more work is queued than drains in
+    target + interval (a burst that cannot drain within the interval is standing whatever
+    comes next). Not overloaded again until the oldest wait has stayed at or below the
+    target for an interval (0 when nobody waits). A burst below capacity drains within the
+    interval and is only delayed.
+  * Not overloaded: a request may wait up to the generous `queue_timeout_s`; a newcomer
+    expected to wait longer, or finding `queue_size` waiters, is refused at once.
+  * Overloaded: a newcomer expected to wait more than 2 x target is refused at once (the cheap
+    503: no waiting, no work; a newcomer with a turn in the new list, below, may expect up to
+    4 x target); a waiter is shed after 4 x target (a stall). When the overload begins, the
+    backlog is cut to its newest 4 x target of work (the oldest would time out, having waited
+    longest already: the useful part of adaptive LIFO; serving newest first for as long as
+    the overload lasts made the oldest waiters time out, slow 503s). The queue then
+    holds about 2 x target of work: every freed slot goes straight to a waiter (full goodput)
+    and the oldest wait stays above the target while the overload lasts. A client's request
+    of a lower priority than one of its own shed in the last interval is refused at once (it
+    could only wait to be overtaken by that client's next ones), unless it has a turn in the
+    new list.
+  * Expected wait = (requests served before it + 1) x the time between departures.
 
-Default tolerance 1.3 (Gradient2's is 1.5). bench/overload.py, 3x overload, side by side:
-tolerance 2.0 held the limit at ~4 and the admitted p99 at 2.6x the unloaded p99; 1.5 at ~2.7
-and 2.0x; 1.3 at ~2.1 and 1.5x, for ~10% less goodput than 1.5 (one asyncio process on 2 CPUs
-shared with PostgreSQL: each request in flight is a large step in latency).
+Priorities: first pages (HIGH), then writes and everything else (NORMAL), then continuation
+pages and quote lists (LOW). Ops endpoints are not classified here at all.
 
-Admission (`Admission`) holds the in-flight count, the limit and the wait queue:
+Fairness, after fq_codel. A client is a `service.core.clients.Client` key (account, else address).
+Each client has a FIFO lane per priority. A client with nothing queued is *sparse*: its
+request gets a lane in the "new" list, served before every backlogged ("old") lane, new lanes
+by priority (a client's turn in the new list goes to its most important request). Then the
+backlogged clients take turns, one request each, each its most important waiter: priority
+orders a client's own requests, not one client's against another's (a greedy client's first
+pages would otherwise starve a polite client's continuation). So a polite client's request
+waits for about one departure whatever a greedy client has queued, and among many sparse
+clients (a crowd) priorities hold. While overloaded, a client being shed
+(one of its requests in the last interval) holds at most its share of the slots:
+`concurrency` over the distinct clients that came in this interval and the last (estimated
+from a fixed 1,024-bit bitmap of hashed keys: no per-client state), at least one. A slot may
+then stay free for a client that comes back: polite clients' requests are short and sparse,
+and each of them would otherwise run beside a greedy client's requests on every slot (they
+share one CPU). Clients not being shed are not held back. When the service must shed (a full queue, or a newcomer
+expected to wait too long), the victim is the client holding the most requests (in flight +
+queued): when that is not the newcomer's own client, its newest, least important waiter is
+shed (`evicted`) and the newcomer waits; of its own client only a less important waiter; else
+the newcomer is refused. Per-client state exists only while a client has requests in flight
+or queued.
 
-  * ops endpoints are not classified here at all (the middleware lets them through);
-  * a request is admitted at once while in-flight < capacity (int(limit)); continuation
-    requests (LOW) only while in-flight < capacity * low_priority_share, so first pages (HIGH)
-    keep the rest;
-  * otherwise it may wait in a queue of at most `queue_size` entries, served by priority then
-    arrival order; it is refused at once when its expected wait (the requests ahead of it plus
-    one, times the short RTT, over the capacity plus one) exceeds half the short RTT or
-    `queue_timeout_s`. The queue hands a freed slot straight to the next request; it does not
-    hold a backlog, whose wait would add to every admitted request's latency and mostly end in
-    timeouts;
-  * for one window after any shed, nothing is queued: under a sustained overload the queue
-    cannot raise goodput (a freed slot is taken by the next arrival within a millisecond) and
-    its timeouts were the slow tail of the 503s (p99 10-16 ms against 3 ms). The queue is for
-    the bursts of a load below the limit on average;
-  * a queued entry that has waited twice its expected wait (at most one short RTT, and at
-    most `queue_timeout_s`) is shed: the service has stalled, and a quick 503 serves its
-    client better than a late one;
-  * a full queue refuses the newcomer, unless the newcomer has a higher priority than the
-    lowest-priority entry queued: that entry (the most recent of the lowest priority) is shed
-    and the newcomer takes its place.
-
-`retune()` applies changed settings while running (the limit keeps what it has learned).
+Costs: O(1) amortized per arrival, departure, cancellation and timeout, except that a grant
+while overloaded may pass over the lanes of clients holding their share (at most the lanes
+waiting, <= queue_size); memory O(waiters + clients in flight), waiters <= queue_size.
 """
 from __future__ import annotations
 
@@ -74,375 +82,645 @@ class Priority(IntEnum):
 
 PRIORITY_NAMES = {Priority.HIGH: "first_page", Priority.NORMAL: "normal",
                   Priority.LOW: "continuation"}
-
-# Baseline learning from busy windows is this much slower than from quiet ones.
-_BUSY_BASELINE_SLOWDOWN = 10.0
-_MIN_GRADIENT = 0.5
-# Decreases take this many times the smoothing weight: a limit learned at a lighter load is
-# too high when an overload begins, and every window it stays too high admits requests
-# that wait on each other.
-_DECREASE_SPEEDUP = 2.5
-_MIN_WAIT_S = 0.001
-
-
-@dataclass(frozen=True)
-class LimitConfig:
-    initial: float = 16
-    min: int = 1
-    max: int = 256
-    tolerance: float = 2.0
-    smoothing: float = 0.2
-    window_s: float = 0.1
-    window_min_samples: int = 10
-    baseline_window_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min <= self.max:
-            raise ValueError("need 1 <= min <= max")
-        if not 0 < self.smoothing <= 1:
-            raise ValueError("smoothing must be in (0, 1]")
-        if self.tolerance < 1:
-            raise ValueError("tolerance must be >= 1")
-
-
-class GradientLimit:
-    """The concurrency limit as a float; `sample()` feeds it, `limit` reads it."""
-
-    def __init__(self, config: LimitConfig):
-        self.config = config
-        self.limit = float(min(max(config.initial, config.min), config.max))
-        self.baseline_rtt: float | None = None   # long window, seconds
-        self.short_rtt: float | None = None      # the last complete window's mean, seconds
-        self.updates = 0
-        self._window_start: float | None = None
-        self._sum = 0.0
-        self._count = 0
-        self._min_rtt = math.inf
-        self._peak_inflight = 0
-
-    def sample(self, rtt: float, inflight: int, now: float) -> bool:
-        """One admitted request finished after `rtt` seconds with `inflight` requests in flight
-        (itself included). True when this closed a window and the limit was recomputed."""
-        if self._window_start is None:
-            self._window_start = now
-        self._sum += rtt
-        self._count += 1
-        if rtt < self._min_rtt:
-            self._min_rtt = rtt
-        if inflight > self._peak_inflight:
-            self._peak_inflight = inflight
-        elapsed = now - self._window_start
-        if elapsed < self.config.window_s or self._count < self.config.window_min_samples:
-            return False
-        short, lowest, peak = self._sum / self._count, self._min_rtt, self._peak_inflight
-        self._window_start, self._sum, self._count = now, 0.0, 0
-        self._min_rtt, self._peak_inflight = math.inf, 0
-        self._update(short, lowest, peak, elapsed)
-        return True
-
-    def note_inflight(self, inflight: int) -> None:
-        """Admissions report the in-flight count too (a window's peak counts them all)."""
-        if inflight > self._peak_inflight:
-            self._peak_inflight = inflight
-
-    def _update(self, short: float, lowest: float, peak_inflight: int, elapsed: float) -> None:
-        c = self.config
-        self.short_rtt = short
-        self.updates += 1
-        quiet = peak_inflight <= c.min
-        if self.baseline_rtt is None:
-            # A first window taken under load would make overload look normal; its fastest
-            # request is the best estimate of the unloaded latency then.
-            self.baseline_rtt = short if quiet else lowest
-        else:
-            rate = min(1.0, elapsed / c.baseline_window_s)
-            if short > self.baseline_rtt and not quiet:
-                rate /= _BUSY_BASELINE_SLOWDOWN
-            self.baseline_rtt += (short - self.baseline_rtt) * rate
-        gradient = max(_MIN_GRADIENT, min(1.0, c.tolerance * self.baseline_rtt / short))
-        new = self.limit * gradient
-        weight = c.smoothing
-        if gradient >= 1.0:
-            if peak_inflight < int(self.limit):
-                return  # the limit was not reached: no evidence that a larger one is safe
-            new += math.sqrt(self.limit)
-        else:
-            weight = min(1.0, weight * _DECREASE_SPEEDUP)
-        limit = self.limit * (1 - weight) + new * weight
-        self.limit = min(float(c.max), max(float(c.min), limit))
-
-
-@dataclass(eq=False)
-class Waiter:
-    """One queued request. `state`: waiting, granted, expired, evicted or cancelled."""
-    priority: Priority
-    enqueued_at: float
-    deadline: float
-    state: str = "waiting"
-    token: Any = None   # the middleware's future
-
-
-@dataclass
-class Counters:
-    admitted: list[int] = field(default_factory=lambda: [0, 0, 0])
-    queued: list[int] = field(default_factory=lambda: [0, 0, 0])
-    shed_rejected: list[int] = field(default_factory=lambda: [0, 0, 0])   # refused at once
-    shed_timeout: list[int] = field(default_factory=lambda: [0, 0, 0])    # waited, no slot
-    shed_evicted: list[int] = field(default_factory=lambda: [0, 0, 0])    # a better one came
-    cancelled: list[int] = field(default_factory=lambda: [0, 0, 0])       # client went away
-
+PRIORITIES = tuple(Priority)
 
 ADMIT, QUEUED, SHED = "admit", "queued", "shed"
+# Why a request was shed: the `reason` of arbor_admission_shed_total.
+OVERLOADED = "overloaded"   # refused on arrival while overloaded
+QUEUE_FULL = "queue_full"   # refused on arrival: queue_size waiters, or a wait > queue_timeout
+EVICTED = "evicted"         # waited, then gave its place to a lighter client's request (or to
+#                             a more important one of its own client)
+TIMEOUT = "timeout"         # waited longer than allowed (or was among the oldest of the
+#                             backlog when an overload began)
+REASONS = (OVERLOADED, QUEUE_FULL, EVICTED, TIMEOUT)
 
+WAITING, GRANTED, SHED_STATE, CANCELLED = "waiting", "granted", "shed", "cancelled"
 
-class Admission:
-    def __init__(self, limit: GradientLimit, *, queue_size: int = 32,
-                 queue_timeout_s: float = 0.05, low_priority_share: float = 0.5):
-        self.limiter = limit
-        self.queue_size = queue_size
-        self.queue_timeout_s = queue_timeout_s
-        self.low_priority_share = low_priority_share
-        self.inflight = 0
-        self.peak_inflight = 0
-        self.counters = Counters()
-        self._queues: tuple[deque[Waiter], ...] = (deque(), deque(), deque())
-        self._waiting = [0, 0, 0]
-        self.evicted: list[Waiter] = []
-        self.shedding_until = [-math.inf] * 3   # per priority, see _note_shed()
-        self.params: Params | None = None      # what from_settings() built it from
-        self.next_settings_check = 0.0          # the middleware's, for live settings
-
-    def retune(self, params: Params, now: float) -> list[Waiter]:
-        """Apply changed settings while running (PATCH /v1/admin/settings): the new bounds
-        clamp the current limit (which keeps what it has learned), the queue takes the new size,
-        timeout and share for new arrivals. Returns waiters that a larger limit now admits."""
-        self.params = params
-        lim = self.limiter
-        lim.config = params.limit
-        lim.limit = min(float(params.limit.max), max(float(params.limit.min), lim.limit))
-        self.queue_size = params.queue_size
-        self.queue_timeout_s = params.queue_timeout_s
-        self.low_priority_share = params.low_priority_share
-        return self._grant(now)
-
-    # -- capacity ----------------------------------------------------------------------
-    @property
-    def capacity(self) -> int:
-        return max(1, int(self.limiter.limit))
-
-    def capacity_for(self, priority: Priority) -> int:
-        if priority == Priority.LOW:
-            return max(1, int(self.limiter.limit * self.low_priority_share))
-        return self.capacity
-
-    @property
-    def queued(self) -> int:
-        return sum(self._waiting)
-
-    # -- arrival -----------------------------------------------------------------------
-    def try_acquire(self, priority: Priority, now: float) -> tuple[str, Waiter | None]:
-        """ADMIT (a slot is taken), QUEUED (wait on the returned Waiter; expire() or release()
-        will settle it) or SHED (answer 503 now). When a queued entry is evicted to make room,
-        it is returned by `take_evicted()`."""
-        p = priority
-        if self.inflight < self.capacity_for(p) and not self._waiting_at_or_above(p):
-            self._admit(p)
-            return ADMIT, None
-        if (self.queue_size <= 0 or self.queue_timeout_s <= 0
-                or now < max(self.shedding_until[: p + 1])):
-            return self._reject(p, now)
-        ahead = self._waiting_at_or_above(p)
-        expected = self._expected_wait(ahead, p)
-        if expected > self._max_expected_wait():
-            return self._reject(p, now)
-        if self.queued >= self.queue_size:
-            victim = self._evict_for(p)
-            if victim is None:
-                return self._reject(p, now)
-            self._note_shed(victim.priority, now)
-            self.evicted.append(victim)
-        waiter = Waiter(p, now, now + self._max_wait(expected))
-        self._queues[p].append(waiter)
-        self._waiting[p] += 1
-        self.counters.queued[p] += 1
-        return QUEUED, waiter
-
-    def _reject(self, p: Priority, now: float) -> tuple[str, None]:
-        self.counters.shed_rejected[p] += 1
-        self._note_shed(p, now)
-        return SHED, None
-
-    def _note_shed(self, p: Priority, now: float) -> None:
-        """A shed means the offered load is above the limit: for the next window, what finds
-        no free slot is refused at once instead of queued, at this priority and below (a shed
-        continuation says nothing of first pages). Under a sustained overload the queue then
-        stays empty (it cannot raise goodput there: a freed slot is taken by the next arrival
-        within a millisecond) and no 503 waits; the queue is for the bursts of a load that is
-        below the limit on average."""
-        self.shedding_until[p] = now + self.limiter.config.window_s
-
-    def take_evicted(self) -> list[Waiter]:
-        out, self.evicted = self.evicted, []
-        return out
-
-    def _waiting_at_or_above(self, p: Priority) -> int:
-        return sum(self._waiting[: p + 1])
-
-    def _max_expected_wait(self) -> float:
-        """Queue only when a slot is expected within half a request's time: the queue is there
-        to hand a freed slot straight to the next request, not to hold a backlog (a backlog adds
-        its wait to every admitted request's latency and mostly ends in timeouts)."""
-        short = self.limiter.short_rtt
-        return self.queue_timeout_s if short is None else min(self.queue_timeout_s, short / 2)
-
-    def _max_wait(self, expected: float) -> float:
-        """A waiter's deadline: twice its expected wait, within the queue timeout. A longer
-        wait means the service stalled; a quick 503 serves its client better than a late one."""
-        if self.limiter.short_rtt is None:
-            return self.queue_timeout_s
-        return min(self.queue_timeout_s, max(2 * expected, _MIN_WAIT_S))
-
-    def _expected_wait(self, ahead: int, p: Priority) -> float:
-        """With k requests in flight, each with an unknown share of the short RTT left, the
-        j-th of them finishes after about j * RTT / (k + 1)."""
-        short = self.limiter.short_rtt
-        if short is None:
-            return 0.0
-        return (ahead + 1) * short / (self.capacity_for(p) + 1)
-
-    def _evict_for(self, p: Priority) -> Waiter | None:
-        for q in (Priority.LOW, Priority.NORMAL):
-            if q <= p:
-                return None
-            queue = self._queues[q]
-            while queue:
-                w = queue.pop()  # the most recent of the lowest priority
-                if w.state != "waiting":
-                    continue
-                w.state = "evicted"
-                self._waiting[q] -= 1
-                self.counters.shed_evicted[q] += 1
-                return w
-        return None
-
-    def _admit(self, p: Priority) -> None:
-        self.inflight += 1
-        if self.inflight > self.peak_inflight:
-            self.peak_inflight = self.inflight
-        self.counters.admitted[p] += 1
-        self.limiter.note_inflight(self.inflight)
-
-    # -- departure ---------------------------------------------------------------------
-    def release(self, rtt: float | None, now: float) -> list[Waiter]:
-        """An admitted request finished (`rtt` seconds after admission; None: it was
-        cancelled, no sample). Returns the waiters that now hold a slot (wake them)."""
-        if rtt is not None:
-            self.limiter.sample(rtt, self.inflight, now)
-        self.inflight -= 1
-        return self._grant(now)
-
-    def _grant(self, now: float) -> list[Waiter]:
-        granted = []
-        while True:
-            w = self._head()
-            if w is None or self.inflight >= self.capacity_for(w.priority):
-                # A LOW head may wait for its share while a NORMAL or HIGH one could go;
-                # heads are in priority order, so a blocked LOW head has nothing above it.
-                return granted
-            self._queues[w.priority].popleft()
-            self._waiting[w.priority] -= 1
-            w.state = "granted"
-            self._admit(w.priority)
-            granted.append(w)
-
-    def _head(self) -> Waiter | None:
-        for queue in self._queues:
-            while queue and queue[0].state != "waiting":
-                queue.popleft()
-            if queue:
-                return queue[0]
-        return None
-
-    def expire(self, now: float) -> list[Waiter]:
-        """Shed the queued entries whose deadline has passed."""
-        out = []
-        for p, queue in enumerate(self._queues):
-            while queue and (queue[0].state != "waiting" or queue[0].deadline <= now):
-                w = queue.popleft()
-                if w.state == "waiting":
-                    w.state = "expired"
-                    self._waiting[p] -= 1
-                    self.counters.shed_timeout[p] += 1
-                    self._note_shed(Priority(p), now)
-                    out.append(w)
-        return out
-
-    def cancel(self, waiter: Waiter, now: float) -> list[Waiter]:
-        """The client of a queued request went away. A waiter granted a slot in the meantime
-        gives it back (returns who got it instead)."""
-        if waiter.state == "waiting":
-            waiter.state = "cancelled"
-            self._waiting[waiter.priority] -= 1
-            self.counters.cancelled[waiter.priority] += 1
-            return []
-        if waiter.state == "granted":
-            waiter.state = "cancelled"
-            return self.release(None, now)
-        return []
-
-    # -- reporting ---------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        c = self.counters
-        lim = self.limiter
-
-        def by_priority(values: list[int]) -> dict[str, int]:
-            return {PRIORITY_NAMES[Priority(i)]: v for i, v in enumerate(values)}
-
-        shed = [a + b + d for a, b, d in zip(c.shed_rejected, c.shed_timeout, c.shed_evicted)]
-        return {
-            "limit": round(lim.limit, 2),
-            "capacity": self.capacity,
-            "inflight": self.inflight,
-            "peak_inflight": self.peak_inflight,
-            "queued": self.queued,
-            "baseline_rtt_ms": None if lim.baseline_rtt is None else round(lim.baseline_rtt * 1e3, 3),
-            "short_rtt_ms": None if lim.short_rtt is None else round(lim.short_rtt * 1e3, 3),
-            "limit_updates": lim.updates,
-            "admitted": by_priority(c.admitted),
-            "shed": by_priority(shed),
-            "shed_total": sum(shed),
-            "shed_by_reason": {"rejected": sum(c.shed_rejected), "queue_timeout": sum(c.shed_timeout),
-                               "evicted": sum(c.shed_evicted)},
-            "queued_total": by_priority(c.queued),
-            "cancelled": sum(c.cancelled),
-        }
+# While overloaded: newcomers expected to wait longer than this many targets are refused,
+# waiters are shed after TIMEOUT_FACTOR targets.
+WAIT_FACTOR = 2.0
+TIMEOUT_FACTOR = 4.0
+# The mean time a request holds a slot: an exponential average, this weight per request.
+_RTT_WEIGHT = 0.05
+# Bits of the bitmap that estimates how many distinct clients came recently (slot_share);
+# linear counting is within a few percent up to about this many clients.
+_SEEN_BITS = 1024
 
 
 @dataclass(frozen=True)
 class Params:
     """Everything the settings say about admission."""
-    limit: LimitConfig
-    queue_size: int
-    queue_timeout_s: float
-    low_priority_share: float
+    concurrency: int = 4          # defaults as in service/core/settings.py
+    target_s: float = 0.020
+    interval_s: float = 0.4
+    queue_timeout_s: float = 1.0
+    queue_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if self.target_s <= 0 or self.interval_s <= 0:
+            raise ValueError("target and interval must be > 0")
+        if self.queue_size < 0 or self.queue_timeout_s < 0:
+            raise ValueError("queue size and timeout must be >= 0")
+
+
+@dataclass(eq=False, slots=True)
+class Waiter:
+    """One queued request. `state`: waiting, granted, shed or cancelled; `reason`: why it was
+    shed. `token` is the middleware's (its future)."""
+    priority: Priority
+    client: str
+    enqueued_at: float
+    lane: "_Lane"
+    state: str = WAITING
+    reason: str | None = None
+    token: Any = None
+
+
+class _Lane:
+    """One client's waiters at one priority, in arrival order (settled entries are skipped)."""
+    __slots__ = ("priority", "client", "waiters", "live", "dead", "new")
+
+    def __init__(self, priority: Priority, client: str, new: bool):
+        self.priority, self.client, self.new = priority, client, new
+        self.waiters: deque[Waiter] = deque()
+        self.live = 0
+        self.dead = False
+
+
+class _Client:
+    __slots__ = ("inflight", "queued", "new_lane", "shed_at", "shed_priority", "old_waiting",
+                 "in_old")
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.queued = 0
+        self.new_lane: _Lane | None = None   # its lane in the new list: its most important
+        self.shed_at = -1e18                 # last time one of its requests was shed while
+        self.shed_priority = Priority.LOW    # overloaded, and the best priority shed then
+        self.old_waiting = 0                 # its waiters in old lanes
+        self.in_old = False                  # in the old list's round robin
+
+    @property
+    def weight(self) -> int:
+        return self.inflight + self.queued
+
+
+@dataclass
+class Counters:
+    admitted: list[int] = field(default_factory=lambda: [0, 0, 0])   # got a slot
+    queued: list[int] = field(default_factory=lambda: [0, 0, 0])     # waited for it
+    shed: dict[str, list[int]] = field(
+        default_factory=lambda: {r: [0, 0, 0] for r in REASONS})     # by reason, priority
+    cancelled: list[int] = field(default_factory=lambda: [0, 0, 0])  # client went away
+    overload_episodes: int = 0
+
+
+class Admission:
+    def __init__(self, params: Params | None = None):
+        self.params = params or Params()
+        self.inflight = 0
+        self.peak_inflight = 0
+        self.peak_queued = 0
+        self.counters = Counters()
+        self.clients: dict[str, _Client] = {}
+        self.rtt: float | None = None     # mean time a request holds a slot, s
+        self.settled: list[Waiter] = []   # granted or shed since take_settled()
+        self.overloaded = False
+        self.overloaded_since: float | None = None
+        self.oldest_wait = 0.0            # at the last look
+        self.next_settings_check = 0.0    # the middleware's, for live settings
+        self._lanes: tuple[dict[str, _Lane], ...] = ({}, {}, {})
+        self._new: tuple[deque[_Lane], ...] = (deque(), deque(), deque())
+        self._old: deque[str] = deque()   # clients with backlogged (old) lanes, in turn
+        self._new_lanes = [0, 0, 0]       # live lanes in _new, by priority
+        self._waiting = [0, 0, 0]
+        self._by_arrival: deque[Waiter] = deque()
+        # clients with waiters, by weight: the heaviest is in the top bucket
+        self._by_weight: dict[int, dict[str, None]] = {}
+        self._max_weight = 0
+        # since when the oldest wait has been above the target (not overloaded), or at or
+        # below it (overloaded)
+        self._since: float | None = None
+        self._last_watch = 0.0
+        self._seen = self._seen_before = 0       # bitmaps of hashed client keys
+        self._seen_until = 0.0
+
+    # -- settings ------------------------------------------------------------------------
+    def retune(self, params: Params, now: float) -> None:
+        """Apply changed settings while running (PATCH /v1/admin/settings): more slots admit
+        waiters at once, shorter timeouts shed those that waited longer (see take_settled)."""
+        self.params = params
+        self._expire(now)
+        self._grant(now)
+        self._watch(now)
+
+    # -- reading -------------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        return sum(self._waiting)
+
+    def target(self) -> float:
+        """The target delay, or the time between two departures (a slot's mean holding time
+        over the slots) when that is longer: a queue of one waits that long."""
+        return max(self.params.target_s, (self.rtt or 0.0) / self.params.concurrency)
+
+    def wait_limit(self) -> float:
+        """The longest expected wait a newcomer may be queued for now."""
+        p = self.params
+        return min(p.queue_timeout_s, WAIT_FACTOR * self.target()) if self.overloaded \
+            else p.queue_timeout_s
+
+    def timeout(self) -> float:
+        """How long a waiter may wait now."""
+        p = self.params
+        return min(p.queue_timeout_s, TIMEOUT_FACTOR * self.target()) if self.overloaded \
+            else p.queue_timeout_s
+
+    def expected_wait(self, priority: Priority, new_turn: bool) -> float:
+        """A newcomer's expected wait: the requests served before it (in a new lane: the new
+        lanes of its priority and above; else every waiter of its priority and above and the
+        new lanes below) plus one, each a slot's mean holding time over the slots."""
+        if new_turn:
+            ahead = sum(self._new_lanes[: priority + 1])
+        else:
+            ahead = sum(self._waiting[: priority + 1]) + sum(self._new_lanes[priority + 1:])
+        return (ahead + 1) * (self.rtt or 0.0) / self.params.concurrency
+
+    def _new_turn(self, c: _Client | None, priority: Priority) -> bool:
+        """Does a newcomer of this client get a new lane? When the client has nothing queued
+        (sparse), or when its new lane is of a lower priority: the client's turn in the new
+        list goes to its most important request."""
+        if c is None or c.queued == 0:
+            return True
+        lane = c.new_lane
+        return lane is not None and lane.priority > priority
+
+    def _queue_work(self) -> float:
+        """How long the queue takes to drain if nobody else comes."""
+        return self.queued * (self.rtt or 0.0) / self.params.concurrency
+
+    def weight_of(self, client: str) -> int:
+        c = self.clients.get(client)
+        return 0 if c is None else c.weight
+
+    def take_settled(self) -> list[Waiter]:
+        """Waiters granted a slot (GRANTED) or shed (SHED_STATE, with a reason) since the last
+        call: the middleware wakes them."""
+        out, self.settled = self.settled, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When tick() must run next (None: never, unless something happens): the oldest
+        waiter's timeout, or when the overload signal would change if nothing happened."""
+        interval = self.params.interval_s
+        head = self._oldest()
+        if self.overloaded:
+            end = None if self._since is None else self._since + interval
+            if head is None:
+                return end
+            due = head.enqueued_at + self.timeout()
+            return due if end is None else min(due, end)
+        if head is None:
+            return None
+        since = self._since
+        if since is None:
+            since = max(self._last_watch, head.enqueued_at + self.target())
+        return min(head.enqueued_at + self.timeout(), since + interval)
+
+    # -- arrival -------------------------------------------------------------------------
+    def try_acquire(self, priority: Priority, client: str,
+                    now: float) -> tuple[str, Waiter | str | None]:
+        """(ADMIT, None): a slot is taken, release() it. (QUEUED, waiter): wait until it is
+        settled. (SHED, reason): answer 503 now. Making room may shed another waiter
+        (take_settled)."""
+        self._watch(now)
+        self._see(client, now)
+        decision, detail = self._arrive(priority, client, now)
+        self._watch(now)
+        return decision, detail
+
+    def _arrive(self, priority: Priority, client: str,
+                now: float) -> tuple[str, Waiter | str | None]:
+        p = self.params
+        if self.inflight < p.concurrency and not self._held_back(self.clients.get(client), now):
+            self._admit(priority, client)
+            return ADMIT, None
+        if p.queue_size <= 0 or p.queue_timeout_s <= 0:
+            return SHED, self._refuse(priority, client, QUEUE_FULL, now)
+        c = self.clients.get(client)
+        new_turn = self._new_turn(c, priority)
+        expected = self.expected_wait(priority, new_turn)
+        reason = None
+        # A newcomer with a turn in the new list (its client has nothing queued, or nothing
+        # as important) is served first: it may wait up to the overload timeout. One of a
+        # client whose more important requests were shed in the last interval could only
+        # wait to be overtaken by that client's next ones: refused at once.
+        limit = self.timeout() if new_turn else self.wait_limit()
+        if self.overloaded and (expected > limit or (
+                not new_turn and c.shed_priority < priority
+                and c.shed_at >= now - p.interval_s)):
+            reason = OVERLOADED
+        elif self.queued >= p.queue_size or expected > p.queue_timeout_s:
+            reason = QUEUE_FULL
+        if reason is not None:
+            victim = self._victim(priority, client)
+            if victim is None:
+                return SHED, self._refuse(priority, client, reason, now)
+            self._shed_waiter(victim, EVICTED, now)
+        return QUEUED, self._enqueue(priority, client, new_turn, now)
+
+    def slot_share(self) -> int:
+        """The most slots a client being shed may hold: while overloaded, an equal share
+        among the clients seen in the last one or two intervals (at least one slot); else all
+        of them (nobody is being shed: no need to hold capacity back)."""
+        c = self.params.concurrency
+        if not self.overloaded:
+            return c
+        return max(1, c // max(1, round(self.recent_clients())))
+
+    def recent_clients(self) -> float:
+        """Distinct clients that came in this interval and the last (an estimate: linear
+        counting over a fixed bitmap, so no state per client)."""
+        zeros = _SEEN_BITS - (self._seen | self._seen_before).bit_count()
+        if zeros == 0:
+            return float(_SEEN_BITS)
+        return -_SEEN_BITS * math.log(zeros / _SEEN_BITS)
+
+    def _see(self, client: str, now: float) -> None:
+        self._rotate(now)
+        self._seen |= 1 << (hash(client) & (_SEEN_BITS - 1))
+
+    def _rotate(self, now: float) -> None:
+        if now >= self._seen_until:
+            fresh = now >= self._seen_until + self.params.interval_s
+            self._seen_before = 0 if fresh else self._seen
+            self._seen = 0
+            self._seen_until = now + self.params.interval_s
+
+    def _held_back(self, c: _Client | None, now: float, share: int | None = None) -> bool:
+        """A client being shed (one of its requests in the last interval, while overloaded)
+        that holds its share of the slots waits for one of its own to finish. Others are
+        not held back: a polite client's second request may take a free slot."""
+        if c is None or not self.overloaded or c.shed_at < now - self.params.interval_s:
+            return False
+        return c.inflight >= (self.slot_share() if share is None else share)
+
+    def _refuse(self, priority: Priority, client: str, reason: str, now: float) -> str:
+        self.counters.shed[reason][priority] += 1
+        self._note_shed(client, priority, now)
+        return reason
+
+    def _note_shed(self, client: str, priority: Priority, now: float) -> None:
+        c = self.clients.get(client)     # kept only while the client has requests anyway
+        if c is not None and self.overloaded:
+            if c.shed_at < now - self.params.interval_s or priority < c.shed_priority:
+                c.shed_priority = priority
+            c.shed_at = now
+
+    def _victim(self, priority: Priority, client: str) -> Waiter | None:
+        """Whom to shed so that this newcomer can wait: the newest, least important waiter of
+        the client holding the most (in flight + queued) when that is not the newcomer's own;
+        of its own client only a less important one. None: refuse the newcomer."""
+        own = self.weight_of(client) + 1
+        if self._max_weight > own:
+            heavy = next(iter(self._by_weight[self._max_weight]))
+            return self._newest_least_important(heavy, Priority.HIGH)
+        if priority < Priority.LOW:
+            return self._newest_least_important(client, Priority(priority + 1))
+        return None
+
+    def _newest_least_important(self, client: str, at_least: Priority) -> Waiter | None:
+        for q in (Priority.LOW, Priority.NORMAL, Priority.HIGH):
+            if q < at_least:
+                return None
+            lane = self._lanes[q].get(client)
+            if lane is not None:
+                while lane.waiters[-1].state != WAITING:
+                    lane.waiters.pop()
+                return lane.waiters[-1]
+        return None
+
+    def _enqueue(self, priority: Priority, client: str, new_turn: bool, now: float) -> Waiter:
+        c = self._client(client)
+        lanes = self._lanes[priority]
+        lane = lanes.get(client)
+        if lane is None:
+            lane = lanes[client] = _Lane(priority, client, new=new_turn)
+            if new_turn:
+                if c.new_lane is not None:         # a less important one: it goes to old
+                    self._demote(c.new_lane)
+                c.new_lane = lane
+                self._new[priority].append(lane)
+                self._new_lanes[priority] += 1
+            else:
+                self._join_old(client, c)
+        w = Waiter(priority, client, now, lane)
+        lane.waiters.append(w)
+        lane.live += 1
+        if not lane.new:
+            c.old_waiting += 1
+        self._by_arrival.append(w)
+        self._waiting[priority] += 1
+        old = c.weight
+        c.queued += 1
+        self._reweigh(client, c, old)
+        self.counters.queued[priority] += 1
+        if self.queued > self.peak_queued:
+            self.peak_queued = self.queued
+        return w
+
+    def _demote(self, lane: _Lane) -> None:
+        """A lane leaves the new list (served once, emptied, or overtaken by its client's
+        more important request); one that still has waiters joins the old list."""
+        lane.new = False
+        self._new_lanes[lane.priority] -= 1
+        c = self.clients.get(lane.client)
+        if c is not None and c.new_lane is lane:
+            c.new_lane = None
+        if not lane.dead and c is not None:
+            c.old_waiting += lane.live
+            self._join_old(lane.client, c)
+
+    def _join_old(self, client: str, c: _Client) -> None:
+        if not c.in_old:
+            c.in_old = True
+            self._old.append(client)
+
+    # -- departure -----------------------------------------------------------------------
+    def release(self, client: str, rtt: float | None, now: float) -> None:
+        """An admitted request finished after holding its slot `rtt` seconds (None: it was
+        cancelled, no sample). Freed slots go to waiters (take_settled)."""
+        if rtt is not None:
+            self.rtt = rtt if self.rtt is None else self.rtt + (rtt - self.rtt) * _RTT_WEIGHT
+        self._rotate(now)
+        self.inflight -= 1
+        c = self.clients.get(client)
+        if c is not None:
+            old = c.weight
+            c.inflight -= 1
+            self._reweigh(client, c, old)
+        self._grant(now)
+        self._watch(now)
+
+    def cancel(self, waiter: Waiter, now: float) -> None:
+        """The client of a queued request went away; one granted meanwhile gives its slot
+        back."""
+        if waiter.state == WAITING:
+            self._unqueue(waiter, CANCELLED)
+            self.counters.cancelled[waiter.priority] += 1
+            self._watch(now)
+        elif waiter.state == GRANTED:
+            waiter.state = CANCELLED
+            self.release(waiter.client, None, now)
+
+    def tick(self, now: float) -> None:
+        """The timer: the overload signal moves on, waiters past their timeout are shed."""
+        self._rotate(now)
+        self._watch(now)
+        self._expire(now)
+        self._grant(now)
+        self._watch(now)
+
+    def _grant(self, now: float) -> None:
+        while self.inflight < self.params.concurrency:
+            w = self._next_waiter(now)
+            if w is None:
+                return
+            self._unqueue(w, GRANTED)
+            self._admit(w.priority, w.client)
+            self.settled.append(w)
+            if self.overloaded and now - w.enqueued_at > self.target():
+                self._since = None     # it waited above the target: the queue still stands
+
+    def _next_waiter(self, now: float) -> Waiter | None:
+        """New lanes first, by priority, in arrival order; then the backlogged clients in
+        turn, each its most important waiter; one request per turn, first in first out
+        within a lane. A client held to its share of the slots (_held_back) waits its turn.
+        None: nobody may have the slot now."""
+        share = self.slot_share()
+        for p in PRIORITIES:
+            rr = self._new[p]
+            skipped = 0
+            while len(rr) > skipped:
+                lane = rr.popleft()
+                if lane.dead or not lane.new:
+                    continue                       # retired, or demoted to the old list
+                if self._held_back(self.clients[lane.client], now, share):
+                    rr.append(lane)                # at its share: the next lane's turn
+                    skipped += 1
+                    continue
+                if lane.live > 1:                  # its turn in the new list is used
+                    self._demote(lane)             # (its last waiter: _unqueue() retires it)
+                return self._first_waiting(lane)
+        rr = self._old
+        skipped = 0
+        while len(rr) > skipped:
+            key = rr.popleft()
+            c = self.clients.get(key)
+            if c is None or not c.old_waiting:
+                if c is not None:
+                    c.in_old = False
+                continue
+            if self._held_back(c, now, share):
+                rr.append(key)
+                skipped += 1
+                continue
+            for p in PRIORITIES:
+                lane = self._lanes[p].get(key)
+                if lane is not None and not lane.new and lane.live:
+                    if c.old_waiting > 1:
+                        rr.append(key)             # more to come: its next turn
+                    else:
+                        c.in_old = False
+                    return self._first_waiting(lane)
+            c.in_old = False                       # (counts and lanes disagree: never)
+        return None
+
+    @staticmethod
+    def _first_waiting(lane: _Lane) -> Waiter:
+        while lane.waiters[0].state != WAITING:
+            lane.waiters.popleft()
+        return lane.waiters[0]
+
+    def _admit(self, priority: Priority, client: str) -> None:
+        self.inflight += 1
+        if self.inflight > self.peak_inflight:
+            self.peak_inflight = self.inflight
+        c = self._client(client)
+        old = c.weight
+        c.inflight += 1
+        self._reweigh(client, c, old)
+        self.counters.admitted[priority] += 1
+
+    def _unqueue(self, w: Waiter, state: str) -> None:
+        """Take a waiting entry out of the queue (granted, shed or cancelled)."""
+        assert w.state == WAITING, w.state
+        w.state = state
+        p = w.priority
+        self._waiting[p] -= 1
+        lane = w.lane
+        was_new = lane.new
+        lane.live -= 1
+        if lane.waiters[0] is w:
+            lane.waiters.popleft()
+        elif lane.waiters[-1] is w:
+            lane.waiters.pop()
+        if lane.live == 0:
+            lane.dead = True
+            lane.waiters.clear()
+            if lane.new:
+                self._demote(lane)
+            del self._lanes[p][w.client]
+        c = self.clients[w.client]
+        if not was_new:
+            c.old_waiting -= 1
+        old = c.weight
+        c.queued -= 1
+        self._reweigh(w.client, c, old)
+
+    def _shed_waiter(self, w: Waiter, reason: str, now: float) -> None:
+        self._unqueue(w, SHED_STATE)
+        w.reason = reason
+        self.counters.shed[reason][w.priority] += 1
+        self._note_shed(w.client, w.priority, now)
+        self.settled.append(w)
+
+    def _expire(self, now: float) -> None:
+        limit = self.timeout()
+        q = self._by_arrival
+        while q:
+            w = q[0]
+            if w.state != WAITING:
+                q.popleft()
+            elif w.enqueued_at + limit <= now:   # as next_deadline() computes it
+                q.popleft()
+                self._shed_waiter(w, TIMEOUT, now)
+            else:
+                return
+
+    def _oldest(self) -> Waiter | None:
+        q = self._by_arrival
+        while q and q[0].state != WAITING:
+            q.popleft()
+        return q[0] if q else None
+
+    # -- the overload signal -------------------------------------------------------------
+    def _watch(self, now: float) -> None:
+        """After every change. Not overloaded: the oldest wait above the target without a
+        break for a whole interval (or more work queued than drains in target + interval)
+        means overloaded. Overloaded: until the oldest wait has been at or below the target
+        without a break for a whole interval."""
+        interval, target = self.params.interval_s, self.target()
+        head = self._oldest()
+        age = 0.0 if head is None else now - head.enqueued_at
+        self.oldest_wait = age
+        if self.overloaded:
+            if age > target:
+                self._since = None
+            else:
+                if self._since is None:
+                    self._since = now
+                if now >= self._since + interval:      # as next_deadline() computes it
+                    self._set_overloaded(False, now)
+        elif self._queue_work() > target + interval:
+            # more work queued than can drain within the interval: standing, whatever comes
+            self._set_overloaded(True, now)
+        elif age <= target:
+            self._since = None
+        else:
+            if self._since is None:
+                # it crossed the target after the last look, and not before this waiter came
+                self._since = max(self._last_watch, head.enqueued_at + target)
+            if now >= self._since + interval:          # as next_deadline() computes it
+                self._set_overloaded(True, now)
+        self._last_watch = now
+
+    def _set_overloaded(self, overloaded: bool, now: float) -> None:
+        self._since = None
+        self.overloaded = overloaded
+        if overloaded:
+            self.counters.overload_episodes += 1
+            self.overloaded_since = now
+            # The backlog of the interval before: what waited past the overload timeout, and
+            # the oldest beyond what the slots serve within it (they would time out, having
+            # waited longest already; the newest are served), go now.
+            self._expire(now)
+            limit = self.timeout()
+            while self._queue_work() > limit:
+                self._shed_waiter(self._oldest(), TIMEOUT, now)
+        else:
+            self.overloaded_since = None
+            self._grant(now)    # shares no longer hold anybody back
+
+    # -- per-client bookkeeping ----------------------------------------------------------
+    def _client(self, key: str) -> _Client:
+        c = self.clients.get(key)
+        if c is None:
+            c = self.clients[key] = _Client()
+        return c
+
+    def _reweigh(self, key: str, c: _Client, old: int) -> None:
+        """Keep the weight buckets (clients with waiters only); forget idle clients."""
+        buckets = self._by_weight
+        bucket = buckets.get(old)
+        if bucket is not None and key in bucket:
+            del bucket[key]
+            if not bucket:
+                del buckets[old]
+        new = c.weight
+        if c.queued > 0:
+            buckets.setdefault(new, {})[key] = None
+            if new > self._max_weight:
+                self._max_weight = new
+        elif new == 0:
+            del self.clients[key]
+        # weights move by one, and a client joins the buckets at most concurrency + 1 high
+        while self._max_weight > 0 and self._max_weight not in buckets:
+            self._max_weight -= 1
+
+    # -- reporting -----------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        c = self.counters
+
+        def by_priority(values: list[int]) -> dict[str, int]:
+            return {PRIORITY_NAMES[Priority(i)]: v for i, v in enumerate(values)}
+
+        shed = [sum(c.shed[r][i] for r in REASONS) for i in range(3)]
+        p = self.params
+        return {
+            "overloaded": self.overloaded,
+            "concurrency": p.concurrency,
+            "inflight": self.inflight,
+            "peak_inflight": self.peak_inflight,
+            "queued": self.queued,
+            "peak_queued": self.peak_queued,
+            "clients": len(self.clients),
+            "recent_clients": round(self.recent_clients(), 1),
+            "slot_share": self.slot_share(),
+            "oldest_wait_ms": round(self.oldest_wait * 1e3, 3),
+            "target_ms": round(p.target_s * 1e3, 3),
+            "effective_target_ms": round(self.target() * 1e3, 3),
+            "wait_limit_ms": round(self.wait_limit() * 1e3, 3),
+            "slot_time_ms": None if self.rtt is None else round(self.rtt * 1e3, 3),
+            "overload_episodes": c.overload_episodes,
+            "admitted": by_priority(c.admitted),
+            "queued_total": by_priority(c.queued),
+            "shed": by_priority(shed),
+            "shed_total": sum(shed),
+            "shed_by_reason": {r: sum(c.shed[r]) for r in REASONS},
+            "cancelled": sum(c.cancelled),
+        }
 
 
 def params_from_settings(s: Any) -> Params:
-    return Params(LimitConfig(initial=s.concurrency_limit_initial, min=s.concurrency_limit_min,
-                              max=s.concurrency_limit_max, tolerance=s.admission_tolerance,
-                              smoothing=s.admission_smoothing,
-                              window_s=s.admission_window_ms / 1000,
-                              baseline_window_s=s.admission_baseline_window_s),
-                  queue_size=s.admission_queue_size,
+    return Params(concurrency=s.concurrency_limit, target_s=s.admission_target_ms / 1000,
+                  interval_s=s.admission_interval_ms / 1000,
                   queue_timeout_s=s.admission_queue_timeout_ms / 1000,
-                  low_priority_share=s.admission_low_priority_share)
+                  queue_size=s.admission_queue_size)
 
 
 def from_settings(s: Any) -> Admission:
-    """The admission controller that the settings (service/settings.py) describe."""
-    p = params_from_settings(s)
-    admission = Admission(GradientLimit(p.limit), queue_size=p.queue_size,
-                          queue_timeout_s=p.queue_timeout_s,
-                          low_priority_share=p.low_priority_share)
-    admission.params = p
-    return admission
+    """The admission controller that the settings (service/core/settings.py) describe."""
+    return Admission(params_from_settings(s))

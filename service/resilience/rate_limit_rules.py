@@ -1,5 +1,5 @@
 """Per-client rate limits: what a request costs, which budgets it spends, what the client is
-told. Pure logic (no I/O); service/rate_limiter.py applies it over a `limits` storage.
+told. Pure logic (no I/O); service/resilience/rate_limiter.py applies it over a `limits` storage.
 
 Budgets (each a sliding window of `q` units per `w` seconds, settings `rate_limit_*`, per
 account overridable through the admin API):
@@ -153,7 +153,7 @@ RESERVE_WINDOW_SHARE = 10  # held at most a tenth of its window
 
 
 def reserve_chunk(policy: Policy) -> int:
-    """Units taken from the store at once (service/rate_limiter.py): 1% of the quota."""
+    """Units taken from the store at once (service/resilience/rate_limiter.py): 1% of the quota."""
     return max(1, policy.quota // RESERVE_SHARE)
 
 

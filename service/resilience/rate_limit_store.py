@@ -14,7 +14,7 @@ Both keep limits' sliding window counter:
     immediate retry (a connection gone stale across a Redis restart), no backoff.
 
 Redis down: fail open to the in-process counters (limits then hold per process, not across
-them), never to no limits and never to an error. A circuit breaker (service/breakers.py)
+them), never to no limits and never to an error. A circuit breaker (service/resilience/breakers.py)
 stops asking a store that failed; one request probes it again after 0.5-5 s (doubling,
 jittered). Each change is logged once, at WARNING going down and INFO coming back; while
 down, /readyz says `degraded: ["rate_limit_store"]` (and stays 200) and the metrics
@@ -149,7 +149,7 @@ class Store:
                                lambda: self.local.hit(policy, key, cost))
 
     async def window(self, policy: Policy, key: str) -> Window:
-        """The counts behind the window (service/rate_limit_rules.Window)."""
+        """The counts behind the window (service/resilience/rate_limit_rules.Window)."""
         return await self._run(self._shared_window(policy.item, key),
                                lambda: self.local.window(policy, key))
 

@@ -1,5 +1,5 @@
-"""Charging a client's budgets (service/rate_limit_rules.py) through a Store (service/
-rate_limit_store.py): `before` a request runs, `after` it has its answer.
+"""Charging a client's budgets (service/resilience/rate_limit_rules.py) through a Store
+(service/resilience/rate_limit_store.py): `before` a request runs, `after` it has its answer.
 
 Per request, in store operations (each O(1); one Redis call each with a shared store):
   before: the request's first unit, read or write, charged before any work, so that a

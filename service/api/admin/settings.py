@@ -1,6 +1,6 @@
 """/v1/admin/settings: every setting with its value and source; the live ones changeable.
 
-A change applies to the next request (service/conversation.Deps and the read path read them
+A change applies to the next request (service/pipeline/deps.Deps and the read path read them
 at each use), is validated like at start-up, all or none, and is logged for the audit trail.
 It is not persisted: a restart goes back to the configuration.
 """
