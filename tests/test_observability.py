@@ -222,8 +222,7 @@ async def test_503s_and_stale_answers_are_counted_by_reason(aiohttp_client, sett
 async def test_shed_503s_are_counted_as_overloaded(aiohttp_client, settings):
     from service.http.admission_middleware import ADMISSION
     app = create_app(settings.replace(admission_enabled=True, admission_queue_size=0,
-                                      concurrency_limit_initial=1, concurrency_limit_min=1,
-                                      concurrency_limit_max=1))
+                                      concurrency_limit=1))
     gate = asyncio.Event()
 
     async def slow(request: web.Request) -> web.Response:
@@ -232,7 +231,7 @@ async def test_shed_503s_are_counted_as_overloaded(aiohttp_client, settings):
     app.router.add_get("/v1/test/slow", slow)  # not an ops path: admission applies
     client = await aiohttp_client(app)
     first = asyncio.ensure_future(client.get("/v1/test/slow"))
-    while app[ADMISSION].inflight < 1:
+    while app[ADMISSION].controller.inflight < 1:
         await asyncio.sleep(0.01)
     shed = await client.get("/v1/test/slow", headers={"X-Request-Id": "shed-1"})
     gate.set()
