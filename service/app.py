@@ -14,7 +14,7 @@ from storage.db import Database
 from service import api
 from service.core.settings import Settings, embedded_postgres_class, section_thresholds
 from service.http import (admission_middleware, metrics_middleware, middlewares, ops_metrics,
-                          protocol_errors, rate_limit_middleware, request_ids)
+                          protocol_errors, rate_limit_middleware, request_ids, tracing)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
@@ -32,6 +32,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
     protocol_errors.install()  # errors raised before the handlers: JSON too
     app = web.Application(middlewares=[request_ids.request_ids,  # X-Request-Id, 503s by reason
+                                        *tracing.middlewares(settings),  # [] unless tracing is on
                                         rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
@@ -56,6 +57,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     app.router.add_routes(api.ROUTES)
     metrics_middleware.install(app)
     ops_metrics.install(app)
+    tracing.install(app)
     rate_limit_middleware.install(app)  # after the routes and the metrics registry
     return app
 

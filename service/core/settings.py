@@ -98,6 +98,14 @@ SETTINGS: tuple[Setting, ...] = (
     S("log_format", str, "text", "Log lines as `text` (key=value pairs after the message) or "
       "`json` (one object per line: ts, level, logger, message, request_id, trace_id).",
       choices=("text", "json")),
+    S("tracing_enabled", bool, False, "OpenTelemetry: one span per request, a child of the "
+      "client's `traceparent`, exported over OTLP/HTTP. Needs the `otel` extra (`pip install "
+      "'arbor[otel]'`). Off: no tracing code runs at all."),
+    S("tracing_sample_ratio", float, 0.1, "Share of the traces started here that are recorded "
+      "and exported (a client's sampled `traceparent` is always followed).", min=0, max=1),
+    S("tracing_otlp_endpoint", str, "", "Where spans are sent (OTLP/HTTP, e.g. "
+      "`http://collector:4318/v1/traces`). Empty: the standard OTEL_EXPORTER_OTLP_* "
+      "environment, else http://localhost:4318/v1/traces."),
     S("request_id_max_length", int, 128, "Longest `X-Request-Id` accepted from a client "
       "(letters, digits and `._:+=/-` only); a longer or otherwise invalid one is replaced "
       "by a generated id.", min=8, max=1024),

@@ -30,6 +30,7 @@ VIEWERS = web.AppKey("viewers", ViewerCache)
 FAULTS = web.AppKey("faults", Faults)
 READS = web.AppKey("reads", ReadPath)
 METRICS = web.AppKey("metrics", Metrics)
+TRACER_PROVIDER = web.AppKey("tracer_provider", object)  # OpenTelemetry's, when tracing is on
 OPS_METRICS = web.AppKey("ops_metrics", OpsMetrics)  # 503s and degraded answers by reason, pool
 RATE_LIMITS = web.AppKey("rate_limits", RateLimits)
 # The app's deny list (RateLimits.deny_accounts): an account on it whose token this process
