@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test bench lint clean test-deps
+.PHONY: run test bench loadtest lint clean test-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ test: $(STAMP) test-deps
 
 bench: $(STAMP)
 	$(BIN)/python bench/render_latency.py
+
+# Seeds the bench preset (once, under .arbor/loadtest), starts the service, runs a short
+# Locust run gated by loadtest/slo.toml, stops everything; exit code = the gate's (0/1/2).
+# LOADTEST_ARGS: e.g. "--users 40 --run-time 2m", "--setting concurrency_limit_max=1",
+# "-- --slo-p99-ms 100" (after --: Locust's and the gate's own options). See loadtest/run.py.
+LOADTEST_ARGS ?=
+loadtest: $(STAMP)
+	$(BIN)/python -m loadtest.run $(LOADTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .arbor .pytest_cache .hypothesis

@@ -13,8 +13,9 @@ from storage.db import Database
 
 from service import api
 from service.core.settings import Settings, embedded_postgres_class, section_thresholds
-from service.http import (admission_middleware, metrics_middleware, middlewares, ops_metrics,
-                          protocol_errors, rate_limit_middleware, request_ids, tracing)
+from service.http import (admission_middleware, conventions, cors, metrics_middleware,
+                          middlewares, ops_metrics, protocol_errors, rate_limit_middleware,
+                          reaction_folder, request_ids, tracing)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
@@ -33,10 +34,12 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     protocol_errors.install()  # errors raised before the handlers: JSON too
     app = web.Application(middlewares=[request_ids.request_ids,  # X-Request-Id, 503s by reason
                                         *tracing.middlewares(settings),  # [] unless tracing is on
+                                        cors.cors,  # answers preflights before any budget
                                         rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
                                         metrics_middleware.record,
+                                        conventions.conventions,  # ETag/304, compression
                                         middlewares.timing, middlewares.errors,
                                         middlewares.invalidate_on_write])
     # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
@@ -52,6 +55,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
         app.cleanup_ctx.append(_embedded_postgres)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_viewer_cache)
+    app.cleanup_ctx.append(reaction_folder.run)
     if seed_demo:
         app.on_startup.append(_seed_demo_if_empty)
     app.router.add_routes(api.ROUTES)

@@ -1,5 +1,6 @@
 """Counter SQL that more than one writer shares (write-time only: it may count rows): the
-reply-counter columns per section, and the quote counter's rule with the recount that applies it.
+reply-counter columns per section, the quote counter's rule with the recount that applies it,
+and the recount of a post's likes and reposts rows (storage/reactions.py keeps the counters).
 
 Quote counter rule: a post's `post_counts.quotes` is the number of its quoting posts an
 anonymous viewer can see (not deleted, author active and not protected), so that it equals
@@ -9,7 +10,7 @@ repair compares it with the same rule (storage/repair.py).
 """
 from __future__ import annotations
 
-from .db import CountedConnection
+from .db import CountedConnection, Database
 
 # post_counts' listed direct replies per section, indexed by section (section_rules' order).
 REPLY_COLUMNS = ("replies_normal", "replies_low_quality", "replies_offensive")
@@ -26,3 +27,13 @@ async def recount_quotes(tx: CountedConnection, post_ids: list[int]) -> None:
     await tx.execute(
         f"UPDATE post_counts pc SET quotes = ({QUOTES_OF.replace('$1', 'pc.post_id')}) "
         "WHERE pc.post_id = ANY($1::bigint[])", post_ids)
+
+
+async def recount_reactions(conn: Database | CountedConnection, post_id: int) -> tuple[int, int]:
+    """(likes, reposts) rows of a post, counted: what post_counts plus the pending
+    reaction_deltas must equal (repair and tests; an index range of reactions_post)."""
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE kind = 1) AS likes, "
+        "count(*) FILTER (WHERE kind = 2) AS reposts FROM reactions WHERE post_id = $1",
+        post_id)
+    return int(row["likes"]), int(row["reposts"])

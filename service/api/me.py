@@ -1,4 +1,5 @@
-"""/v1/me: the signed-in viewer's follows, blocks, mutes and muted words.
+"""/v1/me: the signed-in viewer's own account (`GET /v1/me`), and their follows, blocks, mutes
+and muted words.
 
 Lists are keyset pages by account id (muted words: by word); `cursor` is the last id (word) of
 the previous page, null on the last page. Adding and removing are idempotent (204 either way).
@@ -9,16 +10,40 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from storage import relation_queries, relation_writes
+from storage import account_queries, relation_queries, relation_writes
 from storage.account_queries import AccountNotFound
 
 from service.core.errors import account_not_found, bad_request
 from service.http.auth import require_viewer
 from service.http.keys import DB, SETTINGS, VIEWERS
+from service.http.links import link_header
 from service.http.responses import json_response
 from service.inputs.bodies import json_object, require, take_text
 from service.inputs.pages import parse_account_page, parse_id, parse_word_page
 from service.inputs.relations import KINDS, parse_muted_word
+
+
+async def get_me(request: web.Request) -> web.Response:
+    """The viewer's account and how many accounts they follow, block and mute (the sizes of
+    the viewer's cached relations: no count at request time)."""
+    viewer = await require_viewer(request)
+    account = await account_queries.account_by_id(request.app[DB], viewer.id)
+    if account is None:  # deleted between the token check and now
+        raise account_not_found()
+    return json_response({
+        "id": str(account.id), "handle": account.handle, "display_name": account.display_name,
+        "protected": account.protected, "has_avatar": account.has_avatar,
+        "verified": account.verified, "created_at": account.created_at,
+        "relations": {"follows": len(viewer.follows), "blocks": len(viewer.blocks),
+                      "mutes": len(viewer.mutes), "muted_words": len(viewer.muted_words)}})
+
+
+def _link(request: web.Request, cursor: str | None, response: web.Response) -> web.Response:
+    """RFC 8288 Link to the next page of a list, beside the body's cursor."""
+    link = link_header(request.path, request.query.items(), {"cursor": cursor})
+    if link:
+        response.headers["Link"] = link
+    return response
 
 
 def _lister(kind: str):
@@ -30,7 +55,7 @@ def _lister(kind: str):
         items = [{"id": str(r.id), "handle": r.handle, "display_name": r.display_name}
                  for r in rows[:page.limit]]
         cursor = items[-1]["id"] if len(rows) > page.limit else None
-        return json_response({"items": items, "cursor": cursor})
+        return _link(request, cursor, json_response({"items": items, "cursor": cursor}))
     return list_relations
 
 
@@ -60,7 +85,8 @@ async def list_muted_words(request: web.Request) -> web.Response:
     words = await relation_queries.muted_words_page(request.app[DB], viewer.id, page.after,
                                                     page.limit + 1)
     cursor = words[page.limit - 1] if len(words) > page.limit else None
-    return json_response({"items": [{"word": w} for w in words[:page.limit]], "cursor": cursor})
+    return _link(request, cursor, json_response(
+        {"items": [{"word": w} for w in words[:page.limit]], "cursor": cursor}))
 
 
 async def add_muted_word(request: web.Request) -> web.Response:
@@ -86,6 +112,7 @@ async def remove_muted_word(request: web.Request) -> web.Response:
 
 
 ROUTES = [
+    web.get("/v1/me", get_me),
     *(route for kind in KINDS for route in (
         web.get(f"/v1/me/{kind}", _lister(kind)),
         web.put(f"/v1/me/{kind}/{{account_id}}", _writer(kind, relation_writes.add_relation)),

@@ -1,6 +1,12 @@
-"""/v1/posts: a post's quotes (`GET /v1/posts/{post_id}/quotes`, through the read path like a
-conversation: service/http/cached_render.py, service/pipeline/quotes.py), and writes
-(`POST /v1/posts`, `DELETE /v1/posts/{post_id}`) by the signed-in viewer.
+"""/v1/posts: a post (`GET /v1/posts/{post_id}`) and its quotes (`GET
+/v1/posts/{post_id}/quotes`), through the read path like a conversation
+(service/http/cached_render.py, service/pipeline/); writes by the signed-in viewer (`POST
+/v1/posts`, `DELETE /v1/posts/{post_id}`); the viewer's like and repost (`PUT` / `DELETE
+/v1/posts/{post_id}/like|repost`, idempotent, storage/reactions.py).
+
+A like changes the liker's own cached renders at once (their `liked`); the counts and the
+ranked order shown to everyone follow within `reactions_fold_interval_ms` (the fold), and the
+like's own answer carries the exact counts.
 
 A post the viewer may not see (missing, deleted, by an account that blocks them or that they
 block or mute, unavailable, protected and not followed, or with a muted word) is a 404
@@ -12,7 +18,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from storage import post_queries, post_writes
+from storage import post_queries, post_writes, reactions
 from storage.db import CountedConnection
 from storage.rows import PostRow, Viewer
 
@@ -22,10 +28,11 @@ from service.http.auth import require_viewer
 from service.http.cached_render import Seen, render_viewer, serve
 from service.http.idempotency import Outcome
 from service.http.keys import CHANGED, DB, DEPS, READS, SETTINGS
+from service.http.responses import json_response
 from service.inputs.bodies import json_object
 from service.inputs.posts import FIELDS, NewPostInput, parse_new_post
 from service.inputs.query import parse_int, parse_post_id, reject_unknown
-from service.pipeline import presenters, quotes, visibility_rules as rules
+from service.pipeline import conversation, presenters, quotes, visibility_rules as rules
 from service.pipeline.cursors import QuotesCursor
 
 
@@ -128,7 +135,42 @@ async def get_quotes(request: web.Request) -> web.Response:
     return await serve(request, request.app[READS], render, seen)
 
 
+async def get_post(request: web.Request) -> web.Response:
+    post_id = parse_post_id(request.match_info["post_id"])
+    reject_unknown(request.query, ())
+    deps, seen = request.app[DEPS], Seen()
+
+    async def render():
+        viewer = await render_viewer(request, seen)
+        return await conversation.render_post(deps, post_id, viewer)
+    return await serve(request, request.app[READS], render, seen)
+
+
+def _reaction(change):
+    """PUT/DELETE /v1/posts/{post_id}/like|repost: `change` is storage/reactions' like, unlike,
+    repost or unrepost. 200 with the viewer's state and the exact counts, changed or not."""
+    async def react(request: web.Request) -> web.Response:
+        viewer = await require_viewer(request)
+        post_id = parse_post_id(request.match_info["post_id"])
+        db = request.app[DB]
+        post = (await post_queries.posts_by_id(db, [post_id])).get(post_id)
+        if post is None or rules.post_verdict(post, viewer) is not None:
+            raise not_found()
+        await change(db, post_id, viewer.id, shards=request.app[SETTINGS].reactions_counter_shards)
+        liked, reposted, likes, reposts = (
+            await reactions.state_and_counts(db, post_id, viewer.id) or (False, False, 0, 0))
+        request[CHANGED] = [("viewer", viewer.id)]  # the viewer's own renders show `liked`
+        return json_response({"id": str(post_id), "liked": liked, "reposted": reposted,
+                              "counts": {"likes": likes, "reposts": reposts}})
+    return react
+
+
 ROUTES = [
+    web.get("/v1/posts/{post_id}", get_post),
+    web.put("/v1/posts/{post_id}/like", _reaction(reactions.like)),
+    web.delete("/v1/posts/{post_id}/like", _reaction(reactions.unlike)),
+    web.put("/v1/posts/{post_id}/repost", _reaction(reactions.repost)),
+    web.delete("/v1/posts/{post_id}/repost", _reaction(reactions.unrepost)),
     web.get("/v1/posts/{post_id}/quotes", get_quotes),
     web.post("/v1/posts", create_post),
     web.delete("/v1/posts/{post_id}", delete_post),

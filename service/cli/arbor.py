@@ -1,5 +1,6 @@
 """The `arbor` command: its parser and main; serve, seed, migrate and settings here, the
-other subcommands in their own modules (accounts.py, import_posts.py, repair.py)."""
+other subcommands in their own modules (accounts.py, import_posts.py, repair.py; export.py
+is `seed --export`)."""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ from service.core.settings import SettingsError, markdown_table
 from service.http import gc_tuning
 from service.http.middlewares import AccessLogger
 
-from . import accounts, import_posts, repair
+from . import accounts, export, import_posts, repair
 from .common import settings_of, with_database
 
 log = logging.getLogger("arbor.cli")
@@ -44,8 +45,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_seed(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     logs.configure(settings.log_level, settings.log_format)
-    report = with_database(settings,
-                            lambda dsn: asyncio.run(seeding.seed_dsn(dsn, args.preset)))
+    if args.export is None:
+        report = with_database(settings,
+                               lambda dsn: asyncio.run(seeding.seed_dsn(dsn, args.preset)))
+    else:
+        report = with_database(settings, lambda dsn: asyncio.run(export.seed_and_export(
+            dsn, args.preset, args.export, accounts=args.export_accounts,
+            labels=args.export_labels)))
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     return 0
 
@@ -93,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seed the demo data when the database has no posts")
     seed = command("seed", cmd_seed, "load a data preset (idempotent)")
     seed.add_argument("--preset", required=True, choices=("demo", "viral", "bench"))
+    export.register_options(seed)
     command("migrate", cmd_migrate, "apply pending migrations")
     settings = command("settings", cmd_settings, "list every setting and its current value")
     settings.add_argument("--markdown", action="store_true", help="print the README table")

@@ -165,6 +165,27 @@ SETTINGS: tuple[Setting, ...] = (
       "long writes made elsewhere take to show.", min=0, max=3600),
     S("stale_ttl_s", float, 600.0, "Seconds a rendered response may still be served, flagged "
       "`stale`, when the database is failing.", min=0, max=86_400),
+    # HTTP conventions (service/http/conventions.py, cors.py) and reactions (storage/reactions.py)
+    S("http_compress_min_bytes", int, 1024, "Smallest response body sent compressed (br or gzip, "
+      "as Accept-Encoding prefers); smaller ones go as they are.", min=0, max=1 << 30),
+    S("http_gzip_level", int, 6, "gzip level (1 fastest .. 9 smallest). Cached reads are "
+      "compressed once per cached body.", min=1, max=9),
+    S("http_brotli_quality", int, 5, "Brotli quality (0 fastest .. 11 smallest; 11 costs "
+      "~50x more CPU than 5).", min=0, max=11),
+    S("http_cors_origins", str, "*", "Origins whose pages may read anonymously (CORS): `*` or "
+      "comma-separated origins such as `https://blog.example`; empty: none."),
+    S("http_cors_auth_origins", str, "", "Origins whose pages may send Authorization or write "
+      "(CORS): `*`, comma-separated origins, or empty (none)."),
+    S("http_cors_max_age_s", int, 600, "How long a browser may keep a CORS preflight's answer "
+      "(Access-Control-Max-Age).", min=0, max=86_400),
+    S("reactions_counter_shards", int, 16, "Delta rows per post that likes and reposts are "
+      "spread over (concurrent likers of one post contend only when they draw the same row).",
+      min=1, max=1024),
+    S("reactions_fold_interval_ms", int, 500, "How often pending like/repost deltas are folded "
+      "into the counters and the engagement score (counts and ranked order follow likes "
+      "within this).", min=10, max=600_000),
+    S("reactions_fold_batch", int, 10_000, "Most delta rows one fold moves (bounds its "
+      "transaction).", min=1, max=1_000_000),
     S("request_budget_ms", int, 1000, "Time budget of one read. The tree stops growing when it "
       "runs low (`partial: true`, cursors for the rest).", min=10, max=60_000),
     S("breaker_failure_threshold", int, 5, "Consecutive failures that open a dependency's "
@@ -307,6 +328,10 @@ LIVE = frozenset({
     "rate_limit_enabled", "rate_limit_read", "rate_limit_write", "rate_limit_not_found",
     "rate_limit_cost_render", "rate_limit_cost_page", "rate_limit_exempt", "rate_limit_headers",
     "rate_limit_reload_s",
+    # HTTP conventions and reactions: read at each use
+    "http_compress_min_bytes", "http_gzip_level", "http_brotli_quality", "http_cors_origins",
+    "http_cors_auth_origins", "http_cors_max_age_s", "reactions_counter_shards",
+    "reactions_fold_interval_ms", "reactions_fold_batch",
 })
 assert LIVE <= set(BY_NAME), sorted(LIVE - set(BY_NAME))
 ENV_PREFIX = "ARBOR_"

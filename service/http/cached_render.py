@@ -26,7 +26,10 @@ from service.resilience.failures import DATABASE_ERRORS
 from service.resilience.render_cache import ReadPath
 
 from .auth import bearer_token, viewer_of
+from .keys import REPRESENTATION
+from .links import link_header
 from .ops_metrics import count_degraded
+from .representation import Representation
 from .responses import error_response
 
 log = logging.getLogger("arbor.reads")
@@ -77,22 +80,24 @@ async def serve(request: web.Request, read: ReadPath, render: Render,
     the body depends on besides the conversations it shows (the viewer, the conversation of
     an empty page)."""
     key = _key(request)
-    body = read.cache.fresh(key)
-    if body is not None:
-        return _response(body, **{"Arbor-Cache": "hit"})
+    entry = read.cache.fresh_entry(key)
+    if entry is not None:
+        request[REPRESENTATION] = entry.meta  # its ETag, Link, compressed forms (conventions.py)
+        return _response(entry.body, **{"Arbor-Cache": "hit"})
     try:
         read.database.before()
     except BreakerOpen as e:
         return _counted(request, _stale_or_503(read, key, e,
                                                retry_after=read.database.retry_after_s()))
     try:
-        body = await read.coalescer.run(key, lambda: _render_and_store(read, key, render,
-                                                                       extra_deps))
+        rendered = await read.coalescer.run(key, lambda: _render_and_store(read, key, render,
+                                                                           extra_deps))
     except DATABASE_ERRORS as e:
         return _counted(request, _stale_or_503(read, key, e,
                                                retry_after=read.database.retry_after_s()))
-    count_degraded(request.app, body)  # arbor_degraded_responses_total{part}
-    return _response(body, **{"Arbor-Cache": "miss"})
+    count_degraded(request.app, rendered.body)  # arbor_degraded_responses_total{part}
+    request[REPRESENTATION] = rendered
+    return _response(rendered.body, **{"Arbor-Cache": "miss"})
 
 
 def _counted(request: web.Request, response: web.Response) -> web.Response:
@@ -102,7 +107,7 @@ def _counted(request: web.Request, response: web.Response) -> web.Response:
 
 
 async def _render_and_store(read: ReadPath, key: tuple, render: Render,
-                            extra_deps: Callable[[], tuple]) -> bytes:
+                            extra_deps: Callable[[], tuple]) -> Representation:
     mark = read.cache.mark()
     try:
         async with asyncio.timeout(read.budget_s):
@@ -120,14 +125,17 @@ async def _render_and_store(read: ReadPath, key: tuple, render: Render,
         raise
     read.database.success()
     body = orjson.dumps(result, option=orjson.OPT_UTC_Z)
+    rendered = Representation(body, link_header(key[1], key[2], result))
     # Degraded answers (cut short by the time budget, quotes or ranking missing) are not kept:
     # the next request should try for a whole one.
     degraded = (result.get("partial") or result.get("degraded")
                 or b'"temporarily_unavailable"' in body)
     if not degraded and read.cache.would_store(len(body)):
         deps = tuple(sorted(conversations_in(body) | set(extra_deps()), key=repr))
-        read.cache.put(key, body, deps, mark)
-    return body
+        entry = read.cache.put(key, body, deps, mark, rendered)
+        if entry is not None:
+            rendered.on_grow = lambda: read.cache.resize(key, entry)
+    return rendered
 
 
 class _OutageLog:
@@ -165,5 +173,6 @@ def _stale_or_503(read: ReadPath, key: tuple, error: BaseException, *,
     if isinstance(data, dict) and isinstance(data.get("degraded"), list):
         data["degraded"] = [*data["degraded"], "stale"]
         body = orjson.dumps(data)
-    return _response(body, **{"Arbor-Degraded": "stale", "Age": str(int(age)),
-                              "Arbor-Cache": "stale"})
+    headers = {"Arbor-Degraded": "stale", "Age": str(int(age)), "Arbor-Cache": "stale"}
+    link = link_header(key[1], key[2], data)
+    return _response(body, **headers, **({"Link": link} if link else {}))

@@ -4,6 +4,7 @@ to every operation (with_headers).
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from service.inputs.pages import ID_PATTERN
@@ -128,14 +129,54 @@ TRACEPARENT_HEADER = {
     "schema": {"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}"}}
 # Reads that go through the render cache (service/http/cached_render.py)
 CACHED_READS = ("/v1/conversations/{post_id}", "/v1/conversations/{post_id}/replies",
-                "/v1/conversations/{post_id}/ancestors", "/v1/posts/{post_id}/quotes")
+                "/v1/conversations/{post_id}/ancestors", "/v1/posts/{post_id}/quotes",
+                "/v1/posts/{post_id}")
+
+
+# HTTP conventions on every successful GET (service/http/conventions.py, links.py, cors.py)
+GET_HEADERS = {
+    "ETag": {"description": "Strong validator: a hash of the body, suffixed `-gzip`/`-br` for "
+                            "the compressed forms. Send it back in If-None-Match for a 304.",
+             "required": True, "schema": {"type": "string", "pattern": '^"[0-9a-f]+(-gzip|-br)?"$'}},
+    "Cache-Control": {"description": "`public, max-age=<render_cache_ttl_s>, stale-if-error="
+                                     "<stale_ttl_s>` for an anonymous read through the render "
+                                     "cache; `private, no-cache` with Authorization; `no-cache` "
+                                     "otherwise.",
+                      "required": True, "schema": {"type": "string"}},
+    "Vary": {"description": "`Authorization, Accept-Encoding` (and `Origin` when CORS origins "
+                            "are listed).", "required": True, "schema": {"type": "string"}},
+    "Content-Encoding": {"description": "`br` or `gzip` as Accept-Encoding prefers (q-values), "
+                                        "for bodies of at least `http_compress_min_bytes`.",
+                         "schema": {"enum": ["br", "gzip"]}},
+    "Link": {"description": "RFC 8288: `<url>; rel=\"next\"` for the next page (a "
+                            "conversation's: its focal replies' next page; `rel=\"prev\"` for "
+                            "its omitted ancestors).", "schema": {"type": "string"}},
+}
+NOT_MODIFIED = {"description": "Not modified: If-None-Match names this body's ETag (or is `*`).",
+                "headers": {k: GET_HEADERS[k] for k in ("ETag", "Cache-Control", "Vary")}}
+IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
+                 "description": "ETags of copies the client holds (or `*`): a 304 when one is "
+                                "this body's.", "schema": {"type": "string"}}
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": {
+        "description": "With an Origin request header that `http_cors_origins` (anonymous reads) "
+                       "or `http_cors_auth_origins` (with Authorization, and writes) allows.",
+        "schema": {"type": "string"}},
+    "Access-Control-Expose-Headers": {"description": "The headers a page may read.",
+                                      "schema": {"type": "string"}},
+}
 
 
 def with_headers(paths: Json) -> Json:
     """Add the headers that middlewares and the read path send to every response they send
     them on (an operation's own header entries win)."""
     for path, operations in paths.items():
-        for operation in operations.values():
+        for method, operation in operations.items():
+            # operations may share response objects; what is added below is per operation
+            operation["responses"] = copy.deepcopy(operation["responses"])
+            if method == "get" and "200" in operation["responses"]:
+                operation["responses"].setdefault("304", copy.deepcopy(NOT_MODIFIED))
+                operation["parameters"] = [*operation.get("parameters", []), IF_NONE_MATCH]
             for status, response in operation["responses"].items():
                 headers = response.setdefault("headers", {})
                 headers.setdefault("X-Request-Id", REQUEST_ID_HEADER)
@@ -147,6 +188,11 @@ def with_headers(paths: Json) -> Json:
                 if status == "200" and path in CACHED_READS:
                     for name, header in READ_HEADERS.items():
                         headers.setdefault(name, header)
+                if status == "200" and method == "get":
+                    for name, header in GET_HEADERS.items():
+                        headers.setdefault(name, header)
+                for name, header in CORS_HEADERS.items():
+                    headers.setdefault(name, header)
                 if not headers:
                     del response["headers"]
     return paths

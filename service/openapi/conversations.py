@@ -31,6 +31,9 @@ def schemas(s: Settings) -> Json:
             "type": {"const": "post"}, "id": ID, "conversation_id": ID,
             "in_reply_to_id": nullable(ID), "author": ref("Author"), "text": {"type": "string"},
             "created_at": {"type": "string", "format": "date-time"}, "counts": ref("Counts"),
+            "liked": {"type": "boolean", "description": "The viewer likes this post (false for "
+                                                        "an anonymous viewer)."},
+            "reposted": {"type": "boolean", "description": "The viewer reposted this post."},
             "quote": nullable(ref("Quote")), "replies": nullable(ref("Replies"))}),
         "Tombstone": obj({
             "type": {"const": "tombstone"}, "id": ID,

@@ -1,5 +1,5 @@
-"""The contract of /v1/me (service/api/me.py): the viewer's follows, blocks, mutes and muted
-words.
+"""The contract of /v1/me (service/api/me.py): the viewer's account, and their follows,
+blocks, mutes and muted words.
 
 Every pattern and bound here is the one the server checks (service/inputs/pages.py,
 service/inputs/relations.py), so the contract and the server accept exactly the same input.
@@ -25,6 +25,13 @@ def schemas(s: Settings) -> Json:
     return {
         "AccountPage": obj({"items": {"type": "array", "items": ref("Author")},
                             "cursor": nullable({"type": "string"})}),
+        "Me": obj({
+            "id": {"type": "string", "pattern": "^[0-9]+$"}, "handle": {"type": "string"},
+            "display_name": {"type": "string"}, "protected": {"type": "boolean"},
+            "has_avatar": {"type": "boolean"}, "verified": {"type": "boolean"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "relations": obj({k: {"type": "integer", "minimum": 0}
+                              for k in ("follows", "blocks", "mutes", "muted_words")})}),
         "MutedWord": obj({"word": {"type": "string"}}),
         "MutedWordPage": obj({"items": {"type": "array", "items": ref("MutedWord")},
                               "cursor": nullable({"type": "string"})}),
@@ -80,7 +87,10 @@ def _muted_word_paths(s: Settings) -> Json:
 
 
 def paths(s: Settings) -> Json:
-    found: Json = {}
+    found: Json = {"/v1/me": {"get": {
+        "operationId": "getMe", "summary": "The viewer's own account and the sizes of their "
+                                           "relations.",
+        "security": _ME, "responses": {"200": ok("Me", "The viewer's account."), **_ME_ERRORS}}}}
     for kind in KINDS:
         found.update(_relation_paths(s, kind))
     return {**found, **_muted_word_paths(s)}

@@ -1,5 +1,5 @@
-"""The contract of /v1/posts (service/api/posts.py): a post's quotes, and writes (`POST
-/v1/posts`, `DELETE /v1/posts/{post_id}`).
+"""The contract of /v1/posts (service/api/posts.py): a post and its quotes, writes (`POST
+/v1/posts`, `DELETE /v1/posts/{post_id}`), and the viewer's like and repost.
 
 Every pattern and bound is the one the server checks (service/inputs/posts.py,
 service/inputs/idempotency.py), so the contract and the server accept exactly the same input.
@@ -10,7 +10,7 @@ from service.core.settings import Settings
 from service.inputs.idempotency import HEADER, KEY_PATTERN, REPLAYED_HEADER
 from service.inputs.posts import POST_TEXT_PATTERN
 
-from .common import CURSOR, POST_ID, THREAD_ERRORS, Json, error, int_param, obj, ref
+from .common import CURSOR, ID, POST_ID, THREAD_ERRORS, Json, error, int_param, obj, ref
 
 _ID = {"type": "string", "pattern": POST_ID["schema"]["pattern"]}
 _WRITER = [{"bearer": []}]
@@ -37,6 +37,10 @@ def schemas(s: Settings) -> Json:
         "QuotesPage": obj({"items": {"type": "array", "items": ref("Post")},
                            "count": {"type": "integer", "minimum": 0},
                            "cursor": {"oneOf": [{"type": "string"}, {"type": "null"}]}}),
+        "Reaction": obj({
+            "id": ID, "liked": {"type": "boolean"}, "reposted": {"type": "boolean"},
+            "counts": obj({"likes": {"type": "integer", "minimum": 0},
+                           "reposts": {"type": "integer", "minimum": 0}},)},),
         "NewPost": obj({
             "text": {"type": "string", "minLength": 1, "maxLength": s.max_post_length,
                      "pattern": POST_TEXT_PATTERN,
@@ -75,7 +79,14 @@ def paths(s: Settings) -> Json:
                             "required": True, "schema": {"type": "string"}}},
                         "content": {"application/json": {"schema": ref("Post")}}},
                 **_WRITE_ERRORS}}},
-        "/v1/posts/{post_id}": {"delete": {
+        **_reaction_paths(),
+        "/v1/posts/{post_id}": {"get": {
+            "operationId": "getPost", "security": [{}, {"bearer": []}],
+            "summary": "One post as a conversation shows it (its quote embedded, the viewer's "
+                       "`liked` and `reposted`), with `replies: null`.",
+            "parameters": [POST_ID],
+            "responses": {"200": {"description": "The post.", "content": {
+                "application/json": {"schema": ref("Post")}}}, **THREAD_ERRORS}}, "delete": {
             "operationId": "deletePost", "security": _WRITER,
             "summary": "Delete one of the viewer's posts (it stays as a tombstone while it has "
                        "replies).",
@@ -85,3 +96,24 @@ def paths(s: Settings) -> Json:
                 "403": error("The post is not the viewer's."),
                 **_WRITE_ERRORS}}},
     }
+
+
+def _reaction_paths() -> Json:
+    def operation(verb: str, what: str, done: str) -> Json:
+        return {
+            "operationId": f"{verb}{what.capitalize()}", "security": _WRITER,
+            "summary": f"{done} as the viewer. Idempotent: the same answer whether or not it "
+                       "changed anything.",
+            "parameters": [POST_ID],
+            "responses": {
+                "200": {"description": "The viewer's state and the post's exact counts (the "
+                                       "counts in renders follow within "
+                                       "`reactions_fold_interval_ms`).",
+                        "content": {"application/json": {"schema": ref("Reaction")}}},
+                "400": error("Invalid id."), "401": error("No valid bearer token."),
+                "404": error("No such post, or not visible to the viewer."),
+                "503": error("Database unavailable; see Retry-After.")}}
+    return {f"/v1/posts/{{post_id}}/{what}": {
+        "put": operation("put", what, f"{what.capitalize()} the post"),
+        "delete": operation("delete", what, f"Take back the {what}")}
+        for what in ("like", "repost")}

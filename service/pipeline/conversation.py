@@ -1,8 +1,9 @@
 """The conversation pipeline: skeleton (+ tree posts) -> hydrate -> rules -> present.
 
 Round trips per render: the ancestor chain (1), one per tree level (<= depth; a level also
-brings its posts), the ancestors' posts (1) and the quoted posts (<= 1): at most depth + 3,
-whatever the size of the conversation. Visibility rules that hide rows can add refill
+brings its posts), the ancestors' posts (1), the quoted posts (<= 1) and, for a signed-in
+viewer, their own likes and reposts of the posts shown (1, concurrent with the quotes'): at
+most depth + 4, whatever the size of the conversation. Visibility rules that hide rows can add refill
 rounds (at most `visibility_refill_rounds` per level, one or two queries each).
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import logging
 from typing import Any, Iterable
 
-from storage import post_queries, thread_queries
+from storage import post_queries, reactions, thread_queries
 from storage.rows import ANONYMOUS, ChainRow, PostRow, Viewer
 
 from service.core.errors import bad_request, not_found
@@ -46,6 +47,18 @@ async def _quoted(deps: Deps, posts: Iterable[PostRow], have: dict[int, PostRow]
         log.warning("quote hydration failed, serving without embeds: %s: %s",
                     type(e).__name__, e)
         return {}, True
+
+
+async def _hydrate(deps: Deps, posts: list[PostRow], have: dict[int, PostRow],
+                   viewer: Viewer) -> tuple[dict[int, PostRow], bool, dict]:
+    """The quoted posts (_quoted) and, for a signed-in viewer, their own likes and reposts
+    of every post shown (one query for the page, run beside the quotes' one)."""
+    if viewer.anonymous:
+        return (*await _quoted(deps, posts, have, viewer), {})
+    ids = {p.id for p in posts} | {p.quote_of_id for p in posts if p.quote_of_id is not None}
+    (quoted, failed), reacted = await asyncio.gather(
+        _quoted(deps, posts, have, viewer), reactions.viewer_state(deps.db, viewer.id, ids))
+    return quoted, failed, reacted
 
 
 def _spec(deps: Deps, conversation_id: int, sort: str, depth: int, branching: int,
@@ -117,17 +130,19 @@ async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
                  limits.max_nodes, viewer, focal_post.author.id, deadline)
     spec, root, skel, degraded = await _expand(
         deps, spec, lambda restart=False: SkelNode(focal_id, focal_post, 0))
-    quoted, quotes_failed = await _quoted(deps, [*posts.values(), *skel.posts], posts, viewer)
+    quoted, quotes_failed, reacted = await _hydrate(deps, [*posts.values(), *skel.posts], posts,
+                                                    viewer)
     ctx = presenters.RenderContext(
         posts=posts, quoted=quoted, cursors=deps.cursors, focal_id=focal_id,
         conversation_id=focal.conversation_id, sort=spec.sort, branching=limits.branching,
         depth=limits.depth, viewer=viewer, focal_author=focal_post.author.id,
-        quotes_failed=quotes_failed, max_nodes_cap=focal.caps.max_nodes)
+        quotes_failed=quotes_failed, max_nodes_cap=focal.caps.max_nodes, reactions=reacted)
     return {
         "focal_id": str(focal_id),
         "ancestors": _ancestors_json(chain, shown, ctx, limits.ancestors),
         "focal": presenters.post_json(focal_post, presenters.quote_json(focal_post, ctx, False),
-                                      presenters.replies_json(root, ctx, with_sections=True)),
+                                      presenters.replies_json(root, ctx, with_sections=True),
+                                      ctx.reacted(focal_id)),
         "degraded": degraded + (["quotes"] if quotes_failed else []),
         "partial": skel.partial,
     }
@@ -161,12 +176,12 @@ async def render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
             root.head_shown += len(head_left) - len(head_posts)
         return root
     spec, root, skel, _ = await _expand(deps, spec, make_root, head_posts=head_posts)
-    quoted, quotes_failed = await _quoted(deps, skel.posts, posts, viewer)
+    quoted, quotes_failed, reacted = await _hydrate(deps, list(skel.posts), posts, viewer)
     ctx = presenters.RenderContext(
         posts=posts, quoted=quoted, cursors=deps.cursors, focal_id=focal_id,
         conversation_id=cursor.conversation, sort=spec.sort, branching=cursor.branching,
         depth=depth, viewer=viewer, focal_author=cursor.focal_author,
-        quotes_failed=quotes_failed, max_nodes_cap=cursor.max_nodes)
+        quotes_failed=quotes_failed, max_nodes_cap=cursor.max_nodes, reactions=reacted)
     return presenters.page_json(skel, ctx)
 
 
@@ -178,11 +193,11 @@ async def render_ancestors_page(deps: Deps, focal_id: int, cursor: AncestorsCurs
     chain = [row for row in chain if row.depth > 0 and row.conversation_id == cursor.conversation]
     page, rest = chain[:cursor.page], chain[cursor.page:]
     posts = await post_queries.posts_by_id(deps.db, [row.id for row in page])
-    quoted, quotes_failed = await _quoted(deps, posts.values(), posts, viewer)
+    quoted, quotes_failed, reacted = await _hydrate(deps, list(posts.values()), posts, viewer)
     ctx = presenters.RenderContext(
         posts=posts, quoted=quoted, cursors=deps.cursors, focal_id=focal_id,
         conversation_id=cursor.conversation, sort="ranked", branching=1, depth=0, viewer=viewer,
-        quotes_failed=quotes_failed)
+        quotes_failed=quotes_failed, reactions=reacted)
     next_cursor, omitted = None, 0
     if rest:
         omitted = rest[0].depth
@@ -190,3 +205,21 @@ async def render_ancestors_page(deps: Deps, focal_id: int, cursor: AncestorsCurs
             focal=focal_id, conversation=cursor.conversation, start=rest[0].id, page=cursor.page))
     return {"items": [presenters.flat_node(row.id, ctx) for row in reversed(page)],
             "omitted": omitted, "cursor": next_cursor}
+
+
+async def render_post(deps: Deps, post_id: int, viewer: Viewer = ANONYMOUS) -> Json:
+    """One post as a conversation shows it (its quote embedded, the viewer's own `liked` and
+    `reposted`), without its replies (`replies: null`; they are the conversation's). A post
+    the viewer may not see is the same 404 as a missing one: one query decides both."""
+    posts = await post_queries.posts_by_id(deps.db, [post_id])
+    post = posts.get(post_id)
+    if post is None or rules.post_verdict(post, viewer) is not None:
+        raise not_found()
+    quoted, quotes_failed, reacted = await _hydrate(deps, [post], posts, viewer)
+    ctx = presenters.RenderContext(
+        posts=posts, quoted=quoted, cursors=deps.cursors, focal_id=post_id,
+        conversation_id=post.conversation_id, sort="ranked", branching=1, depth=0,
+        viewer=viewer, focal_author=post.author.id, quotes_failed=quotes_failed,
+        reactions=reacted)
+    return presenters.post_json(post, presenters.quote_json(post, ctx, nested=False), None,
+                                ctx.reacted(post_id))

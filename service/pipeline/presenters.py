@@ -5,8 +5,8 @@ is detached; hidden leaves are left out. Every cut gets a cursor.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from storage.rows import ANONYMOUS, PostRow, Viewer
 from storage.thread_queries import SECTIONS
@@ -33,9 +33,17 @@ class RenderContext:
     focal_author: int = 0
     quotes_failed: bool = False    # quoted posts could not be loaded: embeds say so
     max_nodes_cap: int | None = None  # the conversation's cap, carried by cursors
+    # the viewer's own (liked, reposted) per post id (storage/reactions.viewer_state)
+    reactions: Mapping[int, tuple[bool, bool]] = field(default_factory=dict)
 
     def post(self, post_id: int) -> PostRow | None:
         return self.posts.get(post_id) or self.quoted.get(post_id)
+
+    def reacted(self, post_id: int) -> tuple[bool, bool]:
+        return self.reactions.get(post_id, _NEITHER)
+
+
+_NEITHER = (False, False)
 
 
 def author_json(post: PostRow) -> Json:
@@ -43,7 +51,9 @@ def author_json(post: PostRow) -> Json:
     return {"id": str(a.id), "handle": a.handle, "display_name": a.display_name}
 
 
-def post_json(post: PostRow, quote: Json | None, replies: Json | None) -> Json:
+def post_json(post: PostRow, quote: Json | None, replies: Json | None,
+              reacted: tuple[bool, bool] = _NEITHER) -> Json:
+    """`reacted`: the viewer's own (liked, reposted) of this post."""
     return {
         "type": "post",
         "id": str(post.id),
@@ -54,6 +64,8 @@ def post_json(post: PostRow, quote: Json | None, replies: Json | None) -> Json:
         "created_at": post.created_at,
         "counts": {"replies": sum(post.replies), "likes": post.likes, "reposts": post.reposts,
                    "quotes": post.quotes},
+        "liked": reacted[0],
+        "reposted": reacted[1],
         "quote": quote,
         "replies": replies,
     }
@@ -77,7 +89,8 @@ def quote_json(post: PostRow, ctx: RenderContext, nested: bool) -> Json | None:
         elif quoted is None or verdict not in (None, rules.MUTED):
             state = verdict or rules.DELETED
         else:
-            embedded = post_json(quoted, quote_json(quoted, ctx, nested=True), None)
+            embedded = post_json(quoted, quote_json(quoted, ctx, nested=True), None,
+                                 ctx.reacted(quoted.id))
     return {"state": state, "id": str(post.quote_of_id), "post": embedded}
 
 
@@ -88,7 +101,7 @@ def flat_node(post_id: int, ctx: RenderContext) -> Json:
     verdict = rules.post_verdict(post, ctx.viewer)
     if verdict is not None or post is None:
         return tombstone_json(post_id, verdict or rules.DELETED, None)
-    return post_json(post, quote_json(post, ctx, nested=False), None)
+    return post_json(post, quote_json(post, ctx, nested=False), None, ctx.reacted(post_id))
 
 
 def tree_node(node: SkelNode, ctx: RenderContext) -> Json | None:
@@ -100,7 +113,8 @@ def tree_node(node: SkelNode, ctx: RenderContext) -> Json | None:
                                    or any(replies["sections"].values())):
             return None
         return tombstone_json(node.id, node.verdict or rules.DELETED, replies)
-    return post_json(node.post, quote_json(node.post, ctx, nested=False), replies)
+    return post_json(node.post, quote_json(node.post, ctx, nested=False), replies,
+                     ctx.reacted(node.id))
 
 
 def _subtree_depth(level: int, depth: int) -> int:

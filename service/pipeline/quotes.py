@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage import post_queries, quote_queries
+from storage import post_queries, quote_queries, reactions
 from storage.rows import Viewer
 
 from service.core.errors import bad_request, not_found
@@ -43,12 +43,14 @@ async def render_quotes(deps: Deps, post_id: int, cursor: QuotesCursor | None, l
         more = taken < len(rows) or len(rows) == fetch
         if not more or len(items) == limit:
             break
+    reacted = {} if viewer.anonymous else await reactions.viewer_state(
+        deps.db, viewer.id, [post_id, *(p.id for p in items)])  # one query for the page
     ctx = presenters.RenderContext(
         posts={post_id: quoted}, quoted={}, cursors=deps.cursors, focal_id=post_id,
         conversation_id=quoted.conversation_id, sort="newest", branching=limit, depth=0,
-        viewer=viewer)
+        viewer=viewer, reactions=reacted)
     next_cursor = deps.cursors.encode(QuotesCursor(quoted=post_id, before=before, viewer=viewer.id)) \
         if more and before is not None else None
-    return {"items": [presenters.post_json(p, presenters.quote_json(p, ctx, nested=False), None)
-                      for p in items],
+    return {"items": [presenters.post_json(p, presenters.quote_json(p, ctx, nested=False), None,
+                                           ctx.reacted(p.id)) for p in items],
             "count": quoted.quotes, "cursor": next_cursor}

@@ -74,10 +74,14 @@ class Entry:
     deps: tuple
     versions: tuple
     created: float
+    # What the HTTP layer derives from the body once (its ETag, compressed forms, Link:
+    # service/http/representation.py), kept and counted with it; anything with a .size
+    meta: Any = None
 
     @property
     def size(self) -> int:
-        return len(self.body) + _ENTRY_OVERHEAD + 16 * len(self.deps)
+        extra = self.meta.size if self.meta is not None else 0
+        return len(self.body) + _ENTRY_OVERHEAD + 16 * len(self.deps) + extra
 
 
 class RenderCache:
@@ -107,13 +111,22 @@ class RenderCache:
         return len(self._entries)
 
     def fresh(self, key: Key) -> bytes | None:
+        entry = self.fresh_entry(key)
+        return entry.body if entry is not None else None
+
+    def fresh_entry(self, key: Key) -> Entry | None:
         entry = self._entries.get(key)
         if (entry is not None and self._clock() - entry.created <= self._fresh_ttl
                 and self.versions.snapshot(entry.deps) == entry.versions):
             self.hits += 1
-            return entry.body
+            return entry
         self.misses += 1
         return None
+
+    def resize(self, key: Key, entry: Entry) -> None:
+        """Re-count an entry whose meta grew (a compressed form added), if still cached."""
+        if self._entries.get(key) is entry:
+            self._entries[key] = entry
 
     def stale(self, key: Key) -> tuple[bytes, float] | None:
         """The last body stored under key, and its age, while younger than the stale TTL."""
@@ -130,17 +143,20 @@ class RenderCache:
         """Take this before reading the database, and give it to put()."""
         return self.versions.mark()
 
-    def put(self, key: Key, body: bytes, deps: tuple, mark: int) -> None:
+    def put(self, key: Key, body: bytes, deps: tuple, mark: int,
+            meta: Any = None) -> Entry | None:
         """Store a render built from data read after `mark`, unless one of its dependencies
         changed while it was being built (it might hold data older than that write)."""
         if not self.enabled:
-            return
+            return None
         versions = self.versions.snapshot(deps)
         if max(versions) > mark:
-            return
-        entry = Entry(body, deps, versions, self._clock())
+            return None
+        entry = Entry(body, deps, versions, self._clock(), meta)
         if entry.size <= self._entries.maxsize:
             self._entries[key] = entry
+            return entry
+        return None
 
 
 class Coalescer:
