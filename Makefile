@@ -35,7 +35,7 @@ bench: $(STAMP)
 
 # Seeds the bench preset (once, under .arbor/loadtest), starts the service, runs a short
 # Locust run gated by loadtest/slo.toml, stops everything; exit code = the gate's (0/1/2).
-# LOADTEST_ARGS: e.g. "--users 40 --run-time 2m", "--setting concurrency_limit_max=1",
+# LOADTEST_ARGS: e.g. "--users 40 --run-time 2m", "--setting concurrency_limit=1",
 # "-- --slo-p99-ms 100" (after --: Locust's and the gate's own options). See loadtest/run.py.
 LOADTEST_ARGS ?=
 loadtest: $(STAMP)

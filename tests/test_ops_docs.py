@@ -45,9 +45,12 @@ def test_settings_tables_give_the_real_defaults(doc):
 
 # Not settings, though they look like ones: what /readyz, the admin API and the logs name.
 NOT_SETTINGS = {"rate_limit_store", "rate_limit_overrides", "top_clients", "request_id"}
-# Environment variables that are not ARBOR_<setting>: the config file's, a test's, the
-# locustfile's.
-OTHER_ENV = {CONFIG_ENV, "ARBOR_INGEST_SOAK", "ARBOR_POST_IDS"}
+# Environment variables that are not ARBOR_<setting> but that code reads: the config file's,
+# and those the load tests, benches and tests read (found in their source, not listed here).
+OTHER_ENV = {CONFIG_ENV} | {
+    name for top in ("loadtest", "bench", "tests", "service") for path in Path(top).rglob("*.py")
+    if path.name != "test_ops_docs.py"
+    for name in re.findall(r"[\"'](ARBOR_[A-Z0-9_]+)[\"']", path.read_text())}
 _METRIC = re.compile(r"(?<![\w/.-])((?:arbor|process|python)_[a-z0-9_]*[a-z0-9_]|arbor:[a-z_][a-z0-9_:]*)")
 
 
