@@ -13,7 +13,7 @@ from storage.db import Database
 
 from service import api
 from service.core.settings import Settings, embedded_postgres_class, section_thresholds
-from service.http import (admission_middleware, conventions, cors, metrics_middleware,
+from service.http import (admission_middleware, conventions, cors, mastodon, metrics_middleware,
                           middlewares, ops_metrics, protocol_errors, rate_limit_middleware,
                           reaction_folder, request_ids, tracing)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
@@ -32,9 +32,11 @@ log = logging.getLogger("arbor.app")
 def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
     protocol_errors.install()  # errors raised before the handlers: JSON too
-    app = web.Application(middlewares=[request_ids.request_ids,  # X-Request-Id, 503s by reason
+    app = web.Application(middlewares=[request_ids.request_ids,  # X-Request-Id, traceparent
                                         *tracing.middlewares(settings),  # [] unless tracing is on
                                         cors.cors,  # answers preflights before any budget
+                                        mastodon.mastodon_errors,  # /api/: Mastodon's errors
+                                        request_ids.unavailable,  # 503s by reason (our codes)
                                         rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself

@@ -1,5 +1,8 @@
-"""Reading accounts: by id, or by "id or handle" (the CLI's way of naming one)."""
+"""Reading accounts: by id, by a batch of ids (one round trip), or by "id or handle" (the
+CLI's way of naming one)."""
 from __future__ import annotations
+
+from typing import Iterable
 
 import asyncpg
 
@@ -33,3 +36,13 @@ async def account_by_ref(db: Database, ref: str) -> AccountRow | None:
         f"""SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1 OR handle = $2
             ORDER BY id = $1 DESC NULLS LAST LIMIT 1""", account_id, ref)
     return account_row(row) if row else None
+
+
+async def accounts_by_id(db: Database, account_ids: Iterable[int]) -> dict[int, AccountRow]:
+    """The accounts of these ids (any state), in one round trip; none asked: none read."""
+    ids = sorted(set(account_ids))
+    if not ids:
+        return {}
+    rows = await db.fetch(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1::bigint[])",
+                          ids)
+    return {row["id"]: account_row(row) for row in rows}

@@ -226,6 +226,10 @@ def test_classification():
              ("POST", "/v1/posts", Priority.NORMAL),
              ("DELETE", "/v1/posts/123", Priority.NORMAL),
              ("GET", "/v1/me/blocks", Priority.NORMAL),
+             ("GET", "/api/v1/statuses/123/context", Priority.HIGH),
+             ("GET", "/api/v1/statuses/123/context?replies_cursor=x", Priority.LOW),
+             ("GET", "/api/v1/statuses/123/context?ancestors_cursor=x", Priority.LOW),
+             ("GET", "/api/v1/statuses/123", Priority.NORMAL),
              ("GET", "/healthz", None), ("GET", "/readyz", None), ("GET", "/metrics", None),
              ("GET", "/openapi.json", None)]
     for method, path, expected in cases:

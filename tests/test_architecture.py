@@ -46,6 +46,8 @@ VIOLATIONS = {
     "service/openapi/posts.py": "import service.openapi.me",
     "service/openapi/admin/tokens.py": "import service.openapi.admin.accounts",
     "service/cli/repair.py": "import service.cli.accounts",        # command -> command
+    "service/api/mastodon/instance.py": "import service.api.mastodon.statuses",
+    "service/openapi/mastodon/instance.py": "import service.openapi.mastodon.accounts",
 }
 
 

@@ -50,11 +50,12 @@ async def _viewer_examples(world, ex: dict) -> dict:
 
 
 def _param_examples(spec: dict, ex: dict) -> None:
-    """Real account ids, token ids, muted words and post ids for the /v1/me and admin paths."""
+    """Real account ids, token ids, muted words and post ids for the /v1/me, admin and
+    Mastodon (/api/) paths."""
     values = {"account_id": ex["accounts"], "token_id": [ex["token_id"]], "word": [ex["word"]],
-              "post_id": ex["ids"]}
+              "post_id": ex["ids"], "status_id": ex["ids"] + ex["own_posts"]}
     for path, operations in spec["paths"].items():
-        if not path.startswith(("/v1/me/", "/v1/admin/")):
+        if not path.startswith(("/v1/me/", "/v1/admin/", "/api/")):
             continue
         for operation in operations.values():
             for param in operation.get("parameters", []):

@@ -234,11 +234,16 @@ async def test_shed_503s_are_counted_as_overloaded(aiohttp_client, settings):
     while app[ADMISSION].controller.inflight < 1:
         await asyncio.sleep(0.01)
     shed = await client.get("/v1/test/slow", headers={"X-Request-Id": "shed-1"})
+    # the Mastodon API reshapes error bodies ({"error": message}): still counted by its code
+    mastodon = await client.get("/api/v1/instance", headers={"X-Request-Id": "shed-2"})
     gate.set()
     assert (await first).status == 200
     assert shed.status == 503 and shed.headers["X-Request-Id"] == "shed-1"
+    assert mastodon.status == 503 and mastodon.headers["X-Request-Id"] == "shed-2"
+    assert isinstance((await mastodon.json())["error"], str)
     text = await (await client.get("/metrics")).text()
-    assert value(text, 'arbor_unavailable_responses_total{reason="overloaded"}') == 1
+    assert value(text, 'arbor_unavailable_responses_total{reason="overloaded"}') == 2
+    assert 'reason="unknown"' not in text
 
 
 async def test_degraded_parts_are_counted(aiohttp_client, settings, world):

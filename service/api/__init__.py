@@ -9,6 +9,7 @@ service.openapi (the /openapi.json handler), service.http and every layer below 
 from . import conversations, me, ops, posts
 from .admin import accounts, conversations as admin_conversations, deny_list, posts as admin_posts
 from .admin import settings, tokens, top_clients
+from .mastodon import accounts as mastodon_accounts, instance, statuses
 
 ROUTES = [
     *conversations.ROUTES,      # /v1/conversations/{post_id}[/replies|/ancestors]
@@ -21,5 +22,8 @@ ROUTES = [
     *admin_conversations.ROUTES,  # /v1/admin/conversations/{post_id}/limits
     *deny_list.ROUTES,          # /v1/admin/deny_list
     *top_clients.ROUTES,        # /v1/admin/top_clients
+    *instance.ROUTES,           # /api/v1/instance, /api/v2/instance
+    *mastodon_accounts.ROUTES,  # /api/v1/accounts/...
+    *statuses.ROUTES,           # /api/v1/statuses[/{status_id}[/context|/favourite|...]]
     *ops.ROUTES,                # /healthz, /readyz, /metrics, /openapi.json
 ]

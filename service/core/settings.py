@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -87,6 +88,12 @@ def _coerce(setting: Setting, raw: Any) -> Any:
             value = int(value)
         return value
     return str(raw)
+
+
+def _check_public_url(url: str) -> None:
+    """Empty, or http(s)://host[:port] with no path, query or trailing slash."""
+    if url and not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?", url):
+        raise ValueError(f"{url!r} is not http(s)://host[:port] (no path, no trailing slash)")
 
 
 S = Setting
@@ -306,6 +313,13 @@ SETTINGS: tuple[Setting, ...] = (
     S("top_clients_size", int, 1000, "Counters per measure and minute of the top-clients "
       "report (`GET /v1/admin/top_clients`): memory is bounded by 3 x 10 x this.", min=10,
       max=100_000),
+    # The Mastodon-compatible API (/api/v1, /api/v2: service/api/mastodon/)
+    S("mastodon_public_url", str, "", "Scheme and host the Mastodon API's entities link to "
+      "(`uri`, `url`), e.g. `https://arbor.example`; never taken from a request's Host header "
+      "(the bodies are cached and shared). Empty: `http://localhost:<port>`.",
+      check=_check_public_url),
+    S("mastodon_context_max_links", int, 20, "Most continuations a Mastodon `context` lists in "
+      "its `Link` header (the body's `more` lists them all).", min=0, max=1000),
 )
 del S
 
@@ -332,6 +346,7 @@ LIVE = frozenset({
     "http_compress_min_bytes", "http_gzip_level", "http_brotli_quality", "http_cors_origins",
     "http_cors_auth_origins", "http_cors_max_age_s", "reactions_counter_shards",
     "reactions_fold_interval_ms", "reactions_fold_batch",
+    "mastodon_context_max_links",
 })
 assert LIVE <= set(BY_NAME), sorted(LIVE - set(BY_NAME))
 ENV_PREFIX = "ARBOR_"

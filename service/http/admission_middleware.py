@@ -25,6 +25,7 @@ from .keys import SETTINGS
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 _CONVERSATIONS = "/v1/conversations/"
 _POSTS = "/v1/posts/"
+_STATUSES = "/api/v1/statuses/"
 
 SHED_BODY = orjson.dumps({"error": {
     "code": "overloaded",
@@ -124,6 +125,11 @@ def classify(request: web.Request) -> Priority | None:
             return Priority.LOW if "/" in path[len(_CONVERSATIONS):] else Priority.HIGH
         if path.startswith(_POSTS) and path.endswith("/quotes"):
             return Priority.LOW
+        if path.startswith(_STATUSES) and path.endswith("/context"):
+            # Mastodon's context is a conversation's first page; with a cursor, it continues one
+            query = request.query
+            return (Priority.LOW if "replies_cursor" in query or "ancestors_cursor" in query
+                    else Priority.HIGH)
     return Priority.NORMAL
 
 

@@ -1,4 +1,5 @@
-"""The outermost middleware: each request's id and trace context, and 503s by reason.
+"""The outermost middleware: each request's id and trace context; and, further in, 503s by
+reason.
 
   * `X-Request-Id`: the client's when valid (service/core/request_ids.py: bounded by
     `request_id_max_length`, safe characters), else a generated one; sent back on every
@@ -7,7 +8,8 @@
   * both are in the context variable every log line of the request reads
     (service/core/logs.py), and in request[REQUEST_CONTEXT] for the access log (written after
     the handler returned, outside this context);
-  * a 503 is counted by its reason (service/http/ops_metrics.count_unavailable).
+  * `unavailable`, a middleware placed after those that reshape error bodies, counts each
+    503 by its reason (service/http/ops_metrics.count_unavailable).
 O(header length) per request.
 """
 from __future__ import annotations
@@ -37,6 +39,14 @@ async def request_ids(request: web.Request, handler) -> web.StreamResponse:
     finally:
         CURRENT.reset(token)
     _stamp(response, ctx)
+    return response
+
+
+@web.middleware
+async def unavailable(request: web.Request, handler) -> web.StreamResponse:
+    """Counts 503s by reason: placed inside the middlewares that reshape error bodies (the
+    Mastodon API's), so that it reads the service's own error code."""
+    response = await handler(request)
     if response.status == 503:
         count_unavailable(request.app, response)
     return response

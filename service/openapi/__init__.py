@@ -17,16 +17,17 @@ from . import conversations, me, ops, posts
 from .admin import accounts, conversations as admin_conversations, deny_list, posts as admin_posts
 from .admin import settings, tokens, top_clients
 from .common import ERROR_SCHEMA, Json, security_schemes, with_headers
+from .mastodon import accounts as mastodon_accounts, common as mastodon_common, instance, statuses
 from .rate_limits import add_rate_limit_answers
 
 # In the order of service/api/__init__.ROUTES.
 PARTS = (conversations, posts, me, accounts, tokens, admin_posts, settings, admin_conversations,
-         deny_list, top_clients, ops)
+         deny_list, top_clients, instance, mastodon_accounts, statuses, ops)
 
 
 def build_spec(s: Settings) -> Json:
     paths: Json = {}
-    schemas: Json = {"Error": ERROR_SCHEMA}
+    schemas: Json = {"Error": ERROR_SCHEMA, **mastodon_common.schemas(s)}
     for part in PARTS:
         for found, into in ((part.paths(s), paths), (part.schemas(s), schemas)):
             twice = set(found) & set(into)
@@ -42,4 +43,5 @@ def build_spec(s: Settings) -> Json:
         "components": {"schemas": schemas, "securitySchemes": security_schemes()},
     }
     add_rate_limit_answers(spec["paths"])
+    mastodon_common.use_mastodon_errors(spec["paths"])  # after every error answer is there
     return spec

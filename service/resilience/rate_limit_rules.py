@@ -7,6 +7,7 @@ account overridable through the admin API):
     unit is charged before the handler runs and the rest after it):
         served from the render cache (`Arbor-Cache: hit` or `stale`)    1
         a conversation's first page, rendered (200)                     rate_limit_cost_render
+          (and a Mastodon /api/v1/statuses/{id}/context, rendered, any page of it)
         any other read answered 200 (continuations, quotes, /v1/me)     rate_limit_cost_page
         any other answer (4xx, 503)                                     1
   * `write`: POST/PUT/PATCH/DELETE, 1 each (before the handler);
@@ -37,6 +38,7 @@ READ, WRITE, NOT_FOUND = "read", "write", "not_found"
 BUDGETS = (READ, WRITE, NOT_FOUND)
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _CONVERSATIONS = "/v1/conversations/"
+_STATUSES, _CONTEXT = "/api/v1/statuses/", "/context"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -72,7 +74,10 @@ def classify(method: str, path: str) -> str | None:
 
 
 def is_first_page(path: str) -> bool:
-    """/v1/conversations/{id}, not .../replies or .../ancestors."""
+    """/v1/conversations/{id}, not .../replies or .../ancestors; and a Mastodon context (its
+    continuations are the same path with a cursor in the query, which costs the same)."""
+    if path.startswith(_STATUSES) and path.endswith(_CONTEXT):
+        return True
     return path.startswith(_CONVERSATIONS) and "/" not in path[len(_CONVERSATIONS):]
 
 
