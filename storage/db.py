@@ -20,6 +20,12 @@ its own when the database returns (see ops/runbook-database.md):
   * `close()` is bounded too, and terminates the pool's connections past its timeout.
 
 Connections that the server closed (a restart) are replaced by asyncpg on the next acquire.
+
+`pinned()`: every statement of a task (a render: several statements in a row) on one pool
+connection, acquired once, instead of one acquire and release per statement (~0.2 ms each).
+The statements of a pinned task must run one after the other (they do: a render awaits each
+before the next); a statement cancelled by a time-out leaves the connection usable (asyncpg
+waits for the cancellation before the next statement).
 """
 from __future__ import annotations
 
@@ -39,6 +45,9 @@ class QueryStats:
     seconds: float = 0.0
 
 
+# (database, connection) of the task's pinned() block, if any
+_pinned: contextvars.ContextVar[tuple[Any, asyncpg.Connection] | None] = contextvars.ContextVar(
+    "arbor_pinned_connection", default=None)
 _stats: contextvars.ContextVar[QueryStats | None] = contextvars.ContextVar("arbor_query_stats",
                                                                             default=None)
 
@@ -165,7 +174,26 @@ class Database:
         return _Acquire(self, self.pool.acquire(timeout=self.acquire_timeout))
 
     @asynccontextmanager
+    async def pinned(self) -> AsyncIterator[None]:
+        """Run this block's fetch/fetchrow/fetchval/execute on one connection (see above).
+        Nested blocks share the outer one's connection."""
+        current = _pinned.get()
+        if current is not None and current[0] is self:
+            yield
+            return
+        async with self.acquire() as con:
+            token = _pinned.set((self, con))
+            try:
+                yield
+            finally:
+                _pinned.reset(token)
+
+    @asynccontextmanager
     async def connection(self) -> AsyncIterator[CountedConnection]:
+        current = _pinned.get()
+        if current is not None and current[0] is self:
+            yield CountedConnection(current[1])
+            return
         async with self.acquire() as con:
             yield CountedConnection(con)
 

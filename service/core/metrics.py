@@ -32,5 +32,20 @@ class Metrics:
                                   buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, .25, 1),
                                   registry=self.registry)
 
+        # (route, method, status) -> (counter, histogram) children: labels() takes a lock and
+        # builds its key on every call, which was ~2.6% of a cached read's CPU. As bounded as
+        # the label sets themselves.
+        self._request_children: dict[tuple[str, str, str], tuple] = {}
+
+    def observe_request(self, route: str, method: str, status: str, seconds: float) -> None:
+        """One answered (or abandoned: status "499") request of `route`, and its duration."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(route, method, status), self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
+
     def text(self) -> bytes:
         return generate_latest(self.registry)

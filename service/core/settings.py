@@ -152,8 +152,9 @@ SETTINGS: tuple[Setting, ...] = (
       "given (the root is always one of them).", min=1, max=1000),
     S("max_ancestors", int, 200, "Largest `ancestors` a request may ask for.", min=1, max=1000),
     # Cursors
-    S("cursor_secret", str, "", "HMAC key that signs cursors. Empty: a random key per process "
-      "(cursors then die with the process and differ between replicas).", secret=True),
+    S("cursor_secret", str, "", "Secret the cursors' AES-SIV key is derived from (HKDF): it "
+      "signs and encrypts them. Empty: a random key per process (cursors then die with the "
+      "process and differ between replicas).", secret=True),
     S("cursor_ttl_s", int, 86_400, "Seconds a cursor stays valid.", min=60, max=30 * 86_400),
     # Writes
     S("max_post_length", int, 500, "Longest post text, in characters (writes and imports).",

@@ -1,7 +1,8 @@
 """Serving a read: fresh from the render cache, else rendered once (coalesced), else stale.
 
 The order of a read: (1) a fresh cached body for this token and request, with no database
-work at all; (2) if the database breaker is open, the stale copy or a fast 503; (3) the
+work and no parsing of its parameters (only what once rendered is cached, so the same
+request would parse the same way; the handler's `validate` runs on a miss, first); (2) if the database breaker is open, the stale copy or a fast 503; (3) the
 render, shared by every concurrent request for the same key, its outcome telling the
 breaker whether the database works; (4) on a database failure, the stale copy with
 `degraded: ["stale"]` and an `Arbor-Degraded: stale` header, or a 503 with Retry-After.
@@ -75,15 +76,19 @@ async def render_viewer(request: web.Request, seen: Seen) -> Viewer:
 
 
 async def serve(request: web.Request, read: ReadPath, render: Render,
-                extra_deps: Callable[[], tuple]) -> web.Response:
+                extra_deps: Callable[[], tuple], *,
+                validate: Callable[[], None] | None = None) -> web.Response:
     """`render()` returns the JSON object; `extra_deps()`, called after it, names what else
     the body depends on besides the conversations it shows (the viewer, the conversation of
-    an empty page)."""
+    an empty page); `validate()`, called on a cache miss before anything else, parses the
+    request's parameters (raising its 400s)."""
     key = _key(request)
     entry = read.cache.fresh_entry(key)
     if entry is not None:
         request[REPRESENTATION] = entry.meta  # its ETag, Link, compressed forms (conventions.py)
         return _response(entry.body, **{"Arbor-Cache": "hit"})
+    if validate is not None:
+        validate()
     try:
         read.database.before()
     except BreakerOpen as e:
