@@ -10,12 +10,12 @@ from aiohttp import web
 
 from storage import migrations, section_updates, seeding
 from storage.db import Database
-from storage.embedded import EmbeddedPostgres
 
 from service import api
-from service.core.settings import Settings, section_thresholds
+from service.core.settings import Settings, embedded_postgres_class, section_thresholds
 from service.http import (admission_middleware, conventions, cors, mastodon, metrics_middleware,
-                          middlewares, protocol_errors, rate_limit_middleware, reaction_folder)
+                          middlewares, ops_metrics, protocol_errors, rate_limit_middleware,
+                          reaction_folder, request_ids, tracing)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
@@ -32,8 +32,11 @@ log = logging.getLogger("arbor.app")
 def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
     protocol_errors.install()  # errors raised before the handlers: JSON too
-    app = web.Application(middlewares=[cors.cors,  # answers preflights before any budget
+    app = web.Application(middlewares=[request_ids.request_ids,  # X-Request-Id, traceparent
+                                        *tracing.middlewares(settings),  # [] unless tracing is on
+                                        cors.cors,  # answers preflights before any budget
                                         mastodon.mastodon_errors,  # /api/: Mastodon's errors
+                                        request_ids.unavailable,  # 503s by reason (our codes)
                                         rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
@@ -50,6 +53,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     if settings.database_url:
         app[DSN] = settings.database_url
     else:
+        embedded_postgres_class()  # fails here, naming DATABASE_URL, when it is not installed
         app.cleanup_ctx.append(_embedded_postgres)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_viewer_cache)
@@ -58,6 +62,8 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
         app.on_startup.append(_seed_demo_if_empty)
     app.router.add_routes(api.ROUTES)
     metrics_middleware.install(app)
+    ops_metrics.install(app)
+    tracing.install(app)
     rate_limit_middleware.install(app)  # after the routes and the metrics registry
     return app
 
@@ -73,7 +79,7 @@ def read_path(s: Settings) -> ReadPath:
 
 
 async def _embedded_postgres(app: web.Application) -> AsyncIterator[None]:
-    server = EmbeddedPostgres(app[SETTINGS].data_dir)
+    server = embedded_postgres_class()(app[SETTINGS].data_dir)
     loop = asyncio.get_running_loop()
     app[DSN] = await loop.run_in_executor(None, server.start)
     yield

@@ -29,6 +29,7 @@ from service.resilience.render_cache import ReadPath
 from .auth import bearer_token, viewer_of
 from .keys import REPRESENTATION
 from .links import link_header
+from .ops_metrics import count_degraded
 from .representation import Representation
 from .responses import error_response
 
@@ -91,14 +92,23 @@ async def serve(request: web.Request, read: ReadPath, render: Render,
     try:
         read.database.before()
     except BreakerOpen as e:
-        return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
+        return _counted(request, _stale_or_503(read, key, e,
+                                               retry_after=read.database.retry_after_s()))
     try:
         rendered = await read.coalescer.run(key, lambda: _render_and_store(read, key, render,
                                                                            extra_deps))
     except DATABASE_ERRORS as e:
-        return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
+        return _counted(request, _stale_or_503(read, key, e,
+                                               retry_after=read.database.retry_after_s()))
+    count_degraded(request.app, rendered.body)  # arbor_degraded_responses_total{part}
     request[REPRESENTATION] = rendered
     return _response(rendered.body, **{"Arbor-Cache": "miss"})
+
+
+def _counted(request: web.Request, response: web.Response) -> web.Response:
+    if response.headers.get("Arbor-Cache") == "stale":
+        count_degraded(request.app, response.body, stale=True)
+    return response
 
 
 async def _render_and_store(read: ReadPath, key: tuple, render: Render,
