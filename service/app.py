@@ -10,14 +10,13 @@ from aiohttp import web
 
 from storage import migrations, section_updates, seeding
 from storage.db import Database
-from storage.embedded import EmbeddedPostgres
 
 from service import api
 from service.api import pages
-from service.core.settings import Settings, section_thresholds
+from service.core.settings import Settings, embedded_postgres_class, section_thresholds
 from service.http import (admission_middleware, conventions, cors, html, mastodon,
-                          metrics_middleware, middlewares, protocol_errors, rate_limit_middleware,
-                          reaction_folder)
+                          metrics_middleware, middlewares, ops_metrics, protocol_errors,
+                          rate_limit_middleware, reaction_folder, request_ids, tracing)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, PAGES, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
@@ -34,8 +33,11 @@ log = logging.getLogger("arbor.app")
 def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
     protocol_errors.install()  # errors raised before the handlers: JSON too
-    app = web.Application(middlewares=[cors.cors,  # answers preflights before any budget
+    app = web.Application(middlewares=[request_ids.request_ids,  # X-Request-Id, traceparent
+                                        *tracing.middlewares(settings),  # [] unless tracing is on
+                                        cors.cors,  # answers preflights before any budget
                                         mastodon.mastodon_errors,  # /api/: Mastodon's errors
+                                        request_ids.unavailable,  # 503s by reason (our codes)
                                         rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
@@ -52,6 +54,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     if settings.database_url:
         app[DSN] = settings.database_url
     else:
+        embedded_postgres_class()  # fails here, naming DATABASE_URL, when it is not installed
         app.cleanup_ctx.append(_embedded_postgres)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_viewer_cache)
@@ -63,6 +66,8 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     app[PAGES] = {}
     pages.install(app)  # the pages' HTML cache
     metrics_middleware.install(app)
+    ops_metrics.install(app)
+    tracing.install(app)
     rate_limit_middleware.install(app)  # after the routes and the metrics registry
     return app
 
@@ -78,7 +83,7 @@ def read_path(s: Settings) -> ReadPath:
 
 
 async def _embedded_postgres(app: web.Application) -> AsyncIterator[None]:
-    server = EmbeddedPostgres(app[SETTINGS].data_dir)
+    server = embedded_postgres_class()(app[SETTINGS].data_dir)
     loop = asyncio.get_running_loop()
     app[DSN] = await loop.run_in_executor(None, server.start)
     yield

@@ -29,6 +29,7 @@ from service.resilience.render_cache import ReadPath
 from .auth import FROM_HEADER, bearer_token, viewer_of
 from .keys import REPRESENTATION
 from .links import link_header
+from .ops_metrics import count_degraded
 from .representation import Representation
 
 log = logging.getLogger("arbor.reads")
@@ -109,13 +110,23 @@ async def read_body(request: web.Request, read: ReadPath, render: Render,
     try:
         read.database.before()
     except BreakerOpen as e:
-        return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
+        return _counted(request, _stale_or_503(read, key, e,
+                                               retry_after=read.database.retry_after_s()))
     try:
         rendered, result = await read.coalescer.run(key, lambda: _render_and_store(
             read, key, render, extra_deps))
     except DATABASE_ERRORS as e:
-        return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
+        return _counted(request, _stale_or_503(read, key, e,
+                                               retry_after=read.database.retry_after_s()))
+    count_degraded(request.app, rendered.body)  # arbor_degraded_responses_total{part}
     return rendered.body, {"Arbor-Cache": "miss"}, rendered, result
+
+
+def _counted(request: web.Request, read: tuple) -> tuple:
+    """A stale copy (read_body's tuple) counted as a degraded answer."""
+    if read[1].get("Arbor-Cache") == "stale":
+        count_degraded(request.app, read[0], stale=True)
+    return read
 
 
 async def _render_and_store(read: ReadPath, key: tuple, render: Render,
