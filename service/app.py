@@ -12,11 +12,12 @@ from storage import migrations, section_updates, seeding
 from storage.db import Database
 
 from service import api
+from service.api import pages
 from service.core.settings import Settings, embedded_postgres_class, section_thresholds
-from service.http import (admission_middleware, conventions, cors, mastodon, metrics_middleware,
-                          middlewares, ops_metrics, protocol_errors, rate_limit_middleware,
-                          reaction_folder, request_ids, tracing)
-from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
+from service.http import (admission_middleware, conventions, cors, html, mastodon,
+                          metrics_middleware, middlewares, ops_metrics, protocol_errors,
+                          rate_limit_middleware, reaction_folder, request_ids, tracing)
+from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, PAGES, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
 from service.pipeline.viewer_cache import ViewerCache
@@ -61,6 +62,9 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     if seed_demo:
         app.on_startup.append(_seed_demo_if_empty)
     app.router.add_routes(api.ROUTES)
+    html.install(app)  # the pages' templates (service/templates)
+    app[PAGES] = {}
+    pages.install(app)  # the pages' HTML cache
     metrics_middleware.install(app)
     ops_metrics.install(app)
     tracing.install(app)
@@ -124,6 +128,6 @@ async def _seed_demo_if_empty(app: web.Application) -> None:
     roots = await db.fetchval("SELECT roots FROM seed_runs WHERE preset = 'demo'")
     if roots:
         port = app[SETTINGS].port
-        log.info("demo conversations: %s", ", ".join(
-            f"{name}=http://localhost:{port}/v1/conversations/{post_id}"
-            for name, post_id in orjson.loads(roots).items()))
+        log.info("demo conversations (pages at http://localhost:%s/, JSON under /v1): %s", port,
+                 ", ".join(f"{name}=http://localhost:{port}/conversations/{post_id}"
+                           for name, post_id in orjson.loads(roots).items()))

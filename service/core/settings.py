@@ -168,6 +168,10 @@ SETTINGS: tuple[Setting, ...] = (
     S("render_cache_bytes", int, 64 * 1024 * 1024, "Bytes of rendered responses kept (fresh and "
       "stale together; least recently used go first). 0 disables the cache.", min=0,
       max=16 * 1024 ** 3),
+    S("pages_html_cache_bytes", int, 16 * 1024 * 1024, "Bytes of HTML pages kept beside the "
+      "render cache: a page whose JSON body is served from the render cache unchanged is sent "
+      "as it was presented last time (least recently used go first). 0: presented anew every "
+      "time.", min=0, max=4 * 1024 ** 3),
     S("render_cache_ttl_s", float, 2.0, "Seconds a rendered response is served without reading "
       "the database again. Writes through this process invalidate at once; this bounds how "
       "long writes made elsewhere take to show.", min=0, max=3600),

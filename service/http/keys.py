@@ -36,6 +36,8 @@ RATE_LIMITS = web.AppKey("rate_limits", RateLimits)
 # The app's deny list (RateLimits.deny_accounts): an account on it whose token this process
 # did not know yet is refused by service/http/auth.viewer_of, once resolved.
 DENY_LIST = web.AppKey("deny_list", object)
+# The HTML pages' per-app state (service/api/pages/home.py: the demo list it last read)
+PAGES = web.AppKey("pages", dict)
 
 # A request's
 VIEWER = web.RequestKey("viewer", Viewer)

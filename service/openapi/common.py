@@ -94,6 +94,9 @@ def security_schemes() -> Json:
                                   "`arbor accounts token`."},
         "adminBearer": {"type": "http", "scheme": "bearer",
                         "description": "The admin_token setting."},
+        "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "arbor-session",
+                          "description": "The HTML pages' session (POST /login): an account "
+                                         "token, kept HttpOnly and SameSite=Lax."},
     }
 
 
@@ -130,7 +133,10 @@ TRACEPARENT_HEADER = {
 # Reads that go through the render cache (service/http/cached_render.py)
 CACHED_READS = ("/v1/conversations/{post_id}", "/v1/conversations/{post_id}/replies",
                 "/v1/conversations/{post_id}/ancestors", "/v1/posts/{post_id}/quotes",
-                "/v1/posts/{post_id}")
+                "/v1/posts/{post_id}",
+                # the HTML pages of the same reads (service/api/pages)
+                "/conversations/{post_id}", "/conversations/{post_id}/replies",
+                "/conversations/{post_id}/ancestors")
 
 
 # HTTP conventions on every successful GET (service/http/conventions.py, links.py, cors.py)
