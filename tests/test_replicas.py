@@ -79,8 +79,8 @@ async def test_reads_go_to_the_replica_writes_to_the_primary(replica_app, world)
     assert ready["details"]["replicas"]["replicas"][0]["up"] is True
     assert "replicas" not in ready["degraded"]
     metrics = await (await client.get("/metrics")).text()
-    assert 'arbor_replica_up{replica="replica-0"} 1.0' in metrics
-    assert 'arbor_replica_lag_seconds{replica="replica-0"}' in metrics
+    assert 'arbor_db_replica_up{replica="replica-0"} 1.0' in metrics
+    assert 'arbor_db_replica_lag_seconds{replica="replica-0"}' in metrics
 
 
 async def test_a_viewer_never_reads_older_than_their_own_write(replica_app, world, standby):

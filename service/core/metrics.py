@@ -4,12 +4,22 @@ service/http/metrics_middleware.py; GET /metrics (service/api/ops.py) prints it.
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (CollectorRegistry, Counter, GCCollector, Histogram,
+                               PlatformCollector, ProcessCollector, generate_latest)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+# The text format's media type with its version (what generate_latest writes: no UTF-8 names).
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # The standard process_* (CPU, memory, fds, start time; Linux /proc) and python_*
+        # (version, gc) series, on this app's registry rather than the global one.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.requests = Counter("arbor_http_requests", "HTTP requests answered.",
                                 ["route", "method", "status"], registry=self.registry)
         self.latency = Histogram("arbor_http_request_duration_seconds",

@@ -12,7 +12,7 @@ from storage.db import start_query_stats
 from service.core.errors import ApiError
 from service.resilience.failures import DATABASE_ERRORS
 
-from .keys import CHANGED, DB_ROUND_TRIPS, READS
+from .keys import CHANGED, DB_ROUND_TRIPS, READS, REQUEST_CONTEXT
 from .protocol_errors import CLIENT_ERRORS, error_body
 from .responses import error_response
 
@@ -78,9 +78,13 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request, response, time):  # noqa: A002 - aiohttp's signature
+        # written after the request's context ended: its ids from the request itself
+        ctx = request.get(REQUEST_CONTEXT)
+        extra = {"request_id": ctx.request_id, "trace_id": ctx.trace_id} if ctx else None
         self.logger.info('%s %s %s status=%s bytes=%s ms=%.1f db_round_trips=%s',
                          request.remote, request.method, request.path_qs[:300], response.status,
-                         response.body_length, time * 1000, request.get(DB_ROUND_TRIPS, 0))
+                         response.body_length, time * 1000, request.get(DB_ROUND_TRIPS, 0),
+                         extra=extra)
 
 
 @web.middleware

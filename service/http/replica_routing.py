@@ -8,9 +8,9 @@ replicas are configured). What the read path caches from a replica is dropped ag
 replica_max_lag_ms after each change notice (service/http/coherence.py), so that a render
 cached from a replica that had not yet replayed a write does not outlive the lag bound.
 
-Metrics: arbor_replica_count (configured), and with replicas arbor_replica_up,
-arbor_replica_lag_seconds, arbor_replica_reads_total (by replica) and
-arbor_replica_primary_reads_total (reads that found no usable replica).
+Metrics: arbor_db_replica_configured (configured), and with replicas arbor_db_replica_up,
+arbor_db_replica_lag_seconds, arbor_db_replica_reads_total (by replica) and
+arbor_db_replica_primary_reads_total (reads that found no usable replica).
 """
 from __future__ import annotations
 
@@ -100,17 +100,17 @@ class _Collector:
         self.replicas = replicas
 
     def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("arbor_replica_count", "Read replicas configured "
+        yield GaugeMetricFamily("arbor_db_replica_configured", "Read replicas configured "
                                 "(replica_urls).",
                                 value=len(self.replicas.replicas) if self.replicas else 0)
         if self.replicas is None:
             return
-        up = GaugeMetricFamily("arbor_replica_up", "1 while a replica answers its polls.",
+        up = GaugeMetricFamily("arbor_db_replica_up", "1 while a replica answers its polls.",
                                labels=["replica"])
-        lag = GaugeMetricFamily("arbor_replica_lag_seconds", "How far a replica's replay is "
+        lag = GaugeMetricFamily("arbor_db_replica_lag_seconds", "How far a replica's replay is "
                                 "behind the primary (0: it has replayed what the primary had "
                                 "at the last poll).", labels=["replica"])
-        reads = CounterMetricFamily("arbor_replica_reads", "Requests whose reads a replica "
+        reads = CounterMetricFamily("arbor_db_replica_reads", "Requests whose reads a replica "
                                     "served.", labels=["replica"])
         for r in self.replicas.replicas:
             up.add_metric([r.name], 1 if r.up else 0)
@@ -120,7 +120,7 @@ class _Collector:
         yield up
         yield lag
         yield reads
-        yield CounterMetricFamily("arbor_replica_primary_reads", "Requests routed for "
+        yield CounterMetricFamily("arbor_db_replica_primary_reads", "Requests routed for "
                                   "replicas whose reads went to the primary (none usable, "
                                   "or none had replayed the viewer's last write).",
                                   value=self.replicas.primary_reads)
