@@ -34,9 +34,8 @@ import asyncpg
 import orjson
 
 from storage import migrations, seeding
-from storage.embedded import EmbeddedPostgres
 
-from service.core.settings import Settings
+from service.core.settings import Settings, SettingsError, embedded_postgres_class
 
 log = logging.getLogger("arbor.workers")
 
@@ -63,7 +62,7 @@ class Supervisor:
         self.settings, self.count, self.demo = settings, count, demo
         self.setting_args = setting_args
         self.workers: list[Worker | None] = [None] * count
-        self.server: EmbeddedPostgres | None = None
+        self.server = None  # storage.embedded.EmbeddedPostgres, when this process starts one
         self.env: dict[str, str] = {}
         self.stopping = False
         self.restart_requested = False
@@ -75,7 +74,7 @@ class Supervisor:
         s = self.settings
         dsn = s.database_url
         if not dsn:
-            self.server = EmbeddedPostgres(s.data_dir)
+            self.server = embedded_postgres_class()(s.data_dir)  # names DATABASE_URL if absent
             dsn = self.server.start()
         asyncio.run(_migrate_and_seed(dsn, self.demo, s.port))
         self._sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
@@ -130,6 +129,8 @@ class Supervisor:
         try:
             try:
                 self.prepare()
+            except SettingsError:
+                raise  # arbor's main prints it and exits 2, as for one process
             except Exception as e:  # noqa: BLE001 - the port taken, no database, ...
                 log.error("supervisor: cannot start: %s: %s", type(e).__name__, e)
                 return 1
