@@ -25,6 +25,7 @@ STATUS_PARAMS = ("status", "in_reply_to_id", "quoted_status_id", "visibility", "
 VISIBILITIES = ("public", "unlisted")
 _REFUSED_VISIBILITIES = ("private", "direct")
 CONTEXT_CURSORS = ("replies_cursor", "ancestors_cursor")
+_BOOLEANS = ("true", "false", "1", "0")  # as a form sends them
 
 
 def invalid(message: str) -> ApiError:
@@ -96,8 +97,15 @@ def parse_new_status(params: Mapping[str, Any], max_length: int) -> NewStatus:
         raise invalid("Arbor does not support polls")
     if _scalar(params, "scheduled_at"):
         raise invalid("Arbor does not support scheduled statuses")
+    # ignored, but only when well-formed (the contract says what they may be)
+    sensitive = _scalar(params, "sensitive")
+    if sensitive is not None and not isinstance(sensitive, bool) and sensitive not in _BOOLEANS:
+        raise invalid("sensitive must be true or false")
+    language = _scalar(params, "language")
+    if language is not None and not (isinstance(language, str) and len(language) <= 16):
+        raise invalid("language must be a language code of at most 16 characters")
     policy = _scalar(params, "quote_approval_policy")
-    if policy not in (None, "", "public"):
+    if policy not in (None, "public"):
         raise invalid("Arbor lets anyone quote a post: quote_approval_policy must be public")
     return NewStatus(NewPostInput(text, _reply_id(params, "in_reply_to_id"),
                                   _reply_id(params, "quoted_status_id")))

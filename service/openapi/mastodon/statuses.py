@@ -40,13 +40,17 @@ def schemas(s: Settings) -> Json:
                    "pattern": POST_TEXT_PATTERN,
                    "description": "The text (plain). Not only whitespace; no control "
                                   "characters but tab, line feed and carriage return."},
-        "in_reply_to_id": {**_ID, "description": "The status this one replies to."},
-        "quoted_status_id": {**_ID, "description": "The status this one quotes (Mastodon "
-                                                   "4.5)."},
+        "in_reply_to_id": {"anyOf": [_ID, {"const": ""}, {"type": "null"}],
+                           "description": "The status this one replies to (empty or null: "
+                                          "none, as Mastodon reads a blank form field)."},
+        "quoted_status_id": {"anyOf": [_ID, {"const": ""}, {"type": "null"}],
+                             "description": "The status this one quotes (Mastodon 4.5; "
+                                            "empty or null: none)."},
         "visibility": {"enum": ["public", "unlisted"],
                        "description": "Arbor's posts are all public (`unlisted` is the same "
                                       "here); `private` and `direct` are a 422."},
-        "sensitive": {"type": "boolean", "description": "Ignored: Arbor has no media."},
+        "sensitive": {"type": "boolean", "description": "Ignored: Arbor has no media (in a "
+                                                         "form: true, false, 1 or 0)."},
         "language": {"type": "string", "maxLength": 16, "description": "Ignored."},
         "quote_approval_policy": {"enum": ["public"],
                                   "description": "Anyone may quote an Arbor post."},
