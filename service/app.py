@@ -14,8 +14,8 @@ from storage.embedded import EmbeddedPostgres
 
 from service import api
 from service.core.settings import Settings, section_thresholds
-from service.http import (admission_middleware, conventions, cors, mastodon, metrics_middleware,
-                          middlewares, protocol_errors, rate_limit_middleware, reaction_folder)
+from service.http import (admission_middleware, conventions, cors, early_refusal, mastodon,
+                          metrics_middleware, middlewares, rate_limit_middleware, reaction_folder)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
@@ -31,7 +31,9 @@ log = logging.getLogger("arbor.app")
 
 def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
-    protocol_errors.install()  # errors raised before the handlers: JSON too
+    # errors raised before the handlers in JSON too; an overload's refusals answered before
+    # a request object exists (early_refusal.py: the same answer as the middlewares')
+    early_refusal.install()
     app = web.Application(middlewares=[cors.cors,  # answers preflights before any budget
                                         mastodon.mastodon_errors,  # /api/: Mastodon's errors
                                         rate_limit_middleware.rate_limits,  # deny, 429
