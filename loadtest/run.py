@@ -7,7 +7,7 @@
    (DIR/pgdata, default DIR .arbor/loadtest; the bench preset, ~1M posts, is seeded once and
    kept: reruns skip it);
 2. `arbor serve` on a free port with those settings (`--setting` passes service settings, e.g.
-   an absurdly low `concurrency_limit_max=1`), waits for /readyz;
+   an absurdly low `concurrency_limit=1`), waits for /readyz;
 3. Locust headless with loadtest/slo.toml, CSV and HTML reports in DIR (report.html,
    run_stats.csv, ...), the gate's verdict in DIR/slo.json;
 4. stops the service (and with it its PostgreSQL), whatever happened.

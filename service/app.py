@@ -10,13 +10,14 @@ from aiohttp import web
 
 from storage import migrations, section_updates, seeding
 from storage.db import Database
-from storage.embedded import EmbeddedPostgres
 
 from service import api
-from service.core.settings import Settings, section_thresholds
-from service.http import (admission_middleware, conventions, cors, early_refusal, mastodon,
-                          metrics_middleware, middlewares, rate_limit_middleware, reaction_folder)
-from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, READS, SETTINGS, VIEWERS
+from service.api import pages
+from service.core.settings import Settings, embedded_postgres_class, section_thresholds
+from service.http import (admission_middleware, conventions, cors, early_refusal, html, mastodon,
+                          metrics_middleware, middlewares, ops_metrics, rate_limit_middleware,
+                          reaction_folder, request_ids, tracing)
+from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, PAGES, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
 from service.pipeline.viewer_cache import ViewerCache
@@ -34,8 +35,11 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     # errors raised before the handlers in JSON too; an overload's refusals answered before
     # a request object exists (early_refusal.py: the same answer as the middlewares')
     early_refusal.install()
-    app = web.Application(middlewares=[cors.cors,  # answers preflights before any budget
+    app = web.Application(middlewares=[request_ids.request_ids,  # X-Request-Id, traceparent
+                                        *tracing.middlewares(settings),  # [] unless tracing is on
+                                        cors.cors,  # answers preflights before any budget
                                         mastodon.mastodon_errors,  # /api/: Mastodon's errors
+                                        request_ids.unavailable,  # 503s by reason (our codes)
                                         rate_limit_middleware.rate_limits,  # deny, 429
                                         admission_middleware.admission,  # first: sheds cheaply
                                         # shed requests are counted by admission itself
@@ -52,6 +56,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     if settings.database_url:
         app[DSN] = settings.database_url
     else:
+        embedded_postgres_class()  # fails here, naming DATABASE_URL, when it is not installed
         app.cleanup_ctx.append(_embedded_postgres)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_viewer_cache)
@@ -59,7 +64,12 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     if seed_demo:
         app.on_startup.append(_seed_demo_if_empty)
     app.router.add_routes(api.ROUTES)
+    html.install(app)  # the pages' templates (service/templates)
+    app[PAGES] = {}
+    pages.install(app)  # the pages' HTML cache
     metrics_middleware.install(app)
+    ops_metrics.install(app)
+    tracing.install(app)
     rate_limit_middleware.install(app)  # after the routes and the metrics registry
     return app
 
@@ -75,7 +85,7 @@ def read_path(s: Settings) -> ReadPath:
 
 
 async def _embedded_postgres(app: web.Application) -> AsyncIterator[None]:
-    server = EmbeddedPostgres(app[SETTINGS].data_dir)
+    server = embedded_postgres_class()(app[SETTINGS].data_dir)
     loop = asyncio.get_running_loop()
     app[DSN] = await loop.run_in_executor(None, server.start)
     yield
@@ -120,6 +130,6 @@ async def _seed_demo_if_empty(app: web.Application) -> None:
     roots = await db.fetchval("SELECT roots FROM seed_runs WHERE preset = 'demo'")
     if roots:
         port = app[SETTINGS].port
-        log.info("demo conversations: %s", ", ".join(
-            f"{name}=http://localhost:{port}/v1/conversations/{post_id}"
-            for name, post_id in orjson.loads(roots).items()))
+        log.info("demo conversations (pages at http://localhost:%s/, JSON under /v1): %s", port,
+                 ", ".join(f"{name}=http://localhost:{port}/conversations/{post_id}"
+                           for name, post_id in orjson.loads(roots).items()))

@@ -24,16 +24,30 @@ POST_JOINS = """
 _POSTS_SQL = f"SELECT {POST_COLUMNS} FROM posts p {POST_JOINS} WHERE p.id = ANY($1::bigint[])"
 
 
-def post_from_record(r) -> PostRow:
-    author = Author(r["author_id"], r["handle"], r["display_name"], r["state"], r["protected"])
+# post_from_record reads the columns by position (by name cost ~1 us a row, paid for every
+# post of every render): this is their order, checked against POST_COLUMNS at import.
+_ORDER = ("id", "conversation_id", "in_reply_to_id", "quote_of_id", "text", "created_at",
+          "deleted", "section", "replies_normal", "replies_low_quality", "replies_offensive",
+          "likes", "reposts", "quotes", "author_id", "handle", "display_name", "state",
+          "protected", "q_exists", "q_deleted", "q_author_id", "q_author_state",
+          "q_author_protected", "rank_key")
+if tuple(c.split()[-1].split(".")[-1] for c in POST_COLUMNS.split(",")) != _ORDER:
+    raise AssertionError("POST_COLUMNS and post_from_record's order differ")
+
+
+def post_from_record(r, at: int = 0) -> PostRow:
+    """A PostRow from a record whose POST_COLUMNS start at column `at`."""
+    (id_, conversation_id, in_reply_to_id, quote_of_id, text, created_at, deleted, section,
+     r0, r1, r2, likes, reposts, quotes, author_id, handle, display_name, state, protected,
+     q_exists, q_deleted, q_author_id, q_author_state, q_author_protected,
+     rank_key) = r[at:] if at else r
     quoted = None
-    if r["quote_of_id"] is not None:
-        quoted = QuotedSummary(r["q_exists"], r["q_deleted"], r["q_author_id"],
-                               r["q_author_state"], bool(r["q_author_protected"]))
-    return PostRow(r["id"], r["conversation_id"], r["in_reply_to_id"], r["quote_of_id"], author,
-                   r["text"], r["created_at"], r["deleted"], r["section"],
-                   (r["replies_normal"], r["replies_low_quality"], r["replies_offensive"]),
-                   r["likes"], r["reposts"], r["quotes"], quoted, r["rank_key"])
+    if quote_of_id is not None:
+        quoted = QuotedSummary(q_exists, q_deleted, q_author_id, q_author_state,
+                               bool(q_author_protected))
+    return PostRow(id_, conversation_id, in_reply_to_id, quote_of_id,
+                   Author(author_id, handle, display_name, state, protected), text, created_at,
+                   deleted, section, (r0, r1, r2), likes, reposts, quotes, quoted, rank_key)
 
 
 async def posts_by_id(db: Database, ids: Iterable[int]) -> dict[int, PostRow]:
@@ -41,4 +55,4 @@ async def posts_by_id(db: Database, ids: Iterable[int]) -> dict[int, PostRow]:
     wanted = list(set(ids))
     if not wanted:
         return {}
-    return {r["id"]: post_from_record(r) for r in await db.fetch(_POSTS_SQL, wanted)}
+    return {r[0]: post_from_record(r) for r in await db.fetch(_POSTS_SQL, wanted)}

@@ -572,3 +572,15 @@ async def seed_dsn(dsn: str, preset: str | Preset) -> dict:
         return await seed(con, preset)
     finally:
         await con.close()
+
+
+async def seeded_roots(db: Any) -> dict[str, dict[str, int]]:
+    """{preset: {name: post id}} of every preset loaded in this database (the home page's
+    demo links). One round trip over seed_runs (a row per preset)."""
+    rows = await db.fetch("SELECT preset, roots FROM seed_runs ORDER BY preset")
+    out = {}
+    for row in rows:
+        roots = row["roots"]
+        roots = json.loads(roots) if isinstance(roots, str) else roots
+        out[row["preset"]] = {name: int(i) for name, i in (roots or {}).items()}
+    return out

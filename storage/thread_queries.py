@@ -135,9 +135,9 @@ async def level(db: Database, conversation_id: int, fetches: Sequence[Fetch], so
     with_head = head is not None and not keyed
     followed = with_head and bool(head.followed)
     rows = await db.fetch(_LEVEL_SQL[(sort, keyed, with_head, followed)], *args)
-    for r in rows:
-        rows_of = out[r["parent_id"]]
-        (rows_of.head if r["src"] else rows_of.listed).append(post_from_record(r))
+    for r in rows:  # parent_id, src, then POST_COLUMNS
+        rows_of = out[r[0]]
+        (rows_of.head if r[1] else rows_of.listed).append(post_from_record(r, 2))
     if head is not None:
         for rows_of in out.values():  # a followed focal author is found twice; keep one
             rows_of.head = list({p.id: p for p in rows_of.head}.values())
@@ -215,12 +215,40 @@ _FOCAL_CHAIN_SQL = """
     """ + _CHAIN_SQL[_CHAIN_SQL.index("SELECT c.id"):]
 
 
-async def focal_chain(db: Database, focal_id: int, hops: int,
-                      viewer_id: int | None) -> list[ChainRow]:
-    """As chain_up, for the focal post of a conversation viewed by `viewer_id`: empty when
-    the post does not exist or is hidden from the viewer (see _FOCAL_CHAIN_SQL). One round
-    trip."""
-    return _chain_rows(await db.fetch(_FOCAL_CHAIN_SQL, focal_id, hops, viewer_id))
+# The focal chain's rows as _CHAIN_SQL returns them, each with its whole post (POST_COLUMNS),
+# and the root's post as one more row (hop -1) when the walk did not reach it: the ancestors'
+# posts come with the chain, in its round trip. Every row of the walk is hydrated (the last
+# hop, where an omitted gap starts, is one post more than the view shows).
+_FOCAL_VIEW_SQL = _FOCAL_CHAIN_SQL[:_FOCAL_CHAIN_SQL.index("SELECT c.id")] + f"""
+    SELECT c.hop, c.id, c.parent, c.conv, c.depth, c.deleted,
+           cc.replies_normal, cc.replies_low_quality, cc.replies_offensive,
+           cl.depth AS cap_depth, cl.branching AS cap_branching, cl.max_nodes AS cap_max_nodes,
+           cl.ancestors AS cap_ancestors, {POST_COLUMNS}
+    FROM chain c JOIN post_counts cc ON cc.post_id = c.id
+    LEFT JOIN conversation_limits cl ON cl.conversation_id = c.conv
+    JOIN posts p ON p.id = c.id {POST_JOINS}
+    UNION ALL
+    SELECT -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           {POST_COLUMNS}
+    FROM posts p {POST_JOINS}
+    WHERE p.id = (SELECT conv FROM chain WHERE hop = 0)
+      AND NOT EXISTS (SELECT 1 FROM chain WHERE id = p.id)
+    ORDER BY 1"""
+_VIEW_POST_AT = 13  # where POST_COLUMNS start in a _FOCAL_VIEW_SQL row
+
+
+async def focal_chain(db: Database, focal_id: int, hops: int, viewer_id: int | None
+                      ) -> tuple[list[ChainRow], dict[int, PostRow]]:
+    """As chain_up, for the focal post of a conversation viewed by `viewer_id`, with the
+    posts of the chain and of the conversation's root, keyed by id: both empty when the post
+    does not exist or is hidden from the viewer (see _FOCAL_CHAIN_SQL). One round trip."""
+    rows = await db.fetch(_FOCAL_VIEW_SQL, focal_id, hops, viewer_id)
+    posts = {r[_VIEW_POST_AT]: post_from_record(r, _VIEW_POST_AT) for r in rows}
+    # by position: POST_COLUMNS repeat some of the chain's names (id, deleted, replies_*)
+    chain = [ChainRow(r[1], r[2], r[3], r[4], r[5], (r[6], r[7], r[8]),
+                      Caps(depth=r[9], branching=r[10], max_nodes=r[11], ancestors=r[12]))
+             for r in rows if r[0] >= 0]
+    return chain, posts
 
 
 def _chain_rows(rows) -> list[ChainRow]:

@@ -66,7 +66,8 @@ async def _raw(client, payload: bytes, answers: int = 1, head: bool = False) -> 
 
 
 def _request(path: str, method: str = "GET", extra: str = "", close: bool = False) -> bytes:
-    return (f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}"
+    # a fixed request id: the same on both paths (else each generates its own)
+    return (f"{method} {path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: req-7\r\n{extra}"
             + ("Connection: close\r\n" if close else "") + "\r\n").encode()
 
 
@@ -98,7 +99,8 @@ async def _finish(release, holders) -> None:
 CASES = [
     ("/v1/conversations/1", ""),
     ("/v1/conversations/1/replies?cursor=x", "Origin: https://blog.example\r\n"),
-    ("/v1/posts/1/quotes", "Authorization: Bearer nobody-knows-it\r\n"),
+    ("/v1/posts/1/quotes", "Authorization: Bearer nobody-knows-it\r\n"
+                           "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"),
     ("/api/v1/statuses/1/context", "Origin: https://elsewhere.example\r\n"),
 ]
 
@@ -125,6 +127,8 @@ async def test_an_early_refusal_is_the_middlewares_503_byte_for_byte(aiohttp_cli
                 assert status == "HTTP/1.1 503 Service Unavailable"
                 assert headers["retry-after"] == "1" and headers["cache-control"] == "no-store"
                 assert headers["content-type"] == "application/json"
+                assert headers["x-request-id"] == "req-7"
+                assert ("traceparent" in headers) == ("traceparent" in extra)
                 if method == "HEAD":
                     assert body == b""
                 elif path.startswith("/api/"):
@@ -159,6 +163,8 @@ async def test_early_refusals_are_counted_by_reason_and_route(aiohttp_client, se
         metrics = await (await client.get("/metrics")).text()
         assert re.search(r'arbor_admission_shed_total\{reason="queue_full",'
                          r'route="/v1/conversations/\{post_id\}"\} 5\.0', metrics)
+        # 503s by reason (request_ids.unavailable): the early ones too
+        assert re.search(r'arbor_unavailable_responses_total\{reason="overloaded"\} 5\.0', metrics)
         ready = orjson.loads(await (await client.get("/readyz")).read())
         assert ready["details"]["admission"]["shed_early"] == 4
         assert "198.51.100.9" in str(app[RATE_LIMITS].top.top(time.time()))

@@ -46,7 +46,8 @@ def _ids(statuses) -> list[str]:
 
 
 def _without_date(headers) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() != "date"}
+    # Date and X-Request-Id (random per request: independent of the post) aside
+    return {k: v for k, v in headers.items() if k.lower() not in ("date", "x-request-id")}
 
 
 # -- instance and accounts -----------------------------------------------------------------

@@ -8,7 +8,6 @@ import itertools
 import asyncpg
 import pytest
 
-from service.api import posts as post_handlers
 from storage import post_writes
 
 _keys = itertools.count()
@@ -48,7 +47,8 @@ async def _keys_of(db, account: int) -> int:
 
 
 def _without_date(headers) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() != "date"}
+    # Date and X-Request-Id (random per request: independent of the post) aside
+    return {k: v for k, v in headers.items() if k.lower() not in ("date", "x-request-id")}
 
 
 @pytest.mark.parametrize("method, path", [("POST", "/v1/posts"), ("DELETE", "/v1/posts/1")])
@@ -328,7 +328,7 @@ async def test_a_failed_write_stores_no_key_and_can_be_retried(client, world, mo
         await real_insert(tx, *args, **kwargs)
         raise ConnectionResetError("connection lost before commit")
 
-    monkeypatch.setattr(post_handlers.post_writes, "insert_post_tx",
+    monkeypatch.setattr(post_writes, "insert_post_tx",
                         insert_then_lose_the_connection)
     key = new_key()
     resp = await _post(client, auth, key, text="lost")
@@ -353,7 +353,7 @@ async def test_a_parent_that_vanishes_before_the_insert_stores_no_key(client, wo
         return await real_insert(tx, author_id, text,
                                  **{**kwargs, "in_reply_to_id": 8999999999999999998})
 
-    monkeypatch.setattr(post_handlers.post_writes, "insert_post_tx",
+    monkeypatch.setattr(post_writes, "insert_post_tx",
                         insert_under_a_vanished_parent)
     resp = await _post(client, auth, new_key(), text="orphan", in_reply_to_id=str(root))
     assert resp.status == 404
@@ -373,7 +373,7 @@ async def test_a_deadlocked_write_is_run_again(client, world, monkeypatch):
             raise asyncpg.DeadlockDetectedError("deadlock detected")
         return created
 
-    monkeypatch.setattr(post_handlers.post_writes, "insert_post_tx", deadlock_once)
+    monkeypatch.setattr(post_writes, "insert_post_tx", deadlock_once)
     resp = await _post(client, auth, new_key(), text="second time lucky")
     assert resp.status == 201
     assert await _posts_by(world.db, me) == 1
@@ -386,7 +386,7 @@ async def test_a_write_that_keeps_conflicting_is_a_503(client, world, monkeypatc
     async def always_conflicts(tx, *args, **kwargs):
         raise asyncpg.SerializationError("could not serialize access")
 
-    monkeypatch.setattr(post_handlers.post_writes, "insert_post_tx", always_conflicts)
+    monkeypatch.setattr(post_writes, "insert_post_tx", always_conflicts)
     resp = await _post(client, auth, new_key(), text="never")
     assert resp.status == 503 and resp.headers["Retry-After"] == "1"
     assert (await resp.json())["error"]["code"] == "write_conflict"

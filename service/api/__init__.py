@@ -6,7 +6,7 @@ Handlers are thin: parse the input (service.inputs), call the pipeline or storag
 (service.http.responses). Endpoint modules are independent of each other. May import:
 service.openapi (the /openapi.json handler), service.http and every layer below it, storage.
 """
-from . import conversations, me, ops, posts
+from . import conversations, me, ops, pages, posts
 from .admin import accounts, conversations as admin_conversations, deny_list, posts as admin_posts
 from .admin import settings, tokens, top_clients
 from .mastodon import accounts as mastodon_accounts, instance, statuses
@@ -26,4 +26,5 @@ ROUTES = [
     *mastodon_accounts.ROUTES,  # /api/v1/accounts/...
     *statuses.ROUTES,           # /api/v1/statuses[/{status_id}[/context|/favourite|...]]
     *ops.ROUTES,                # /healthz, /readyz, /metrics, /openapi.json
+    *pages.ROUTES,              # HTML: /, /conversations/{post_id}[/replies|/ancestors], /login, /logout
 ]

@@ -8,6 +8,7 @@ import asyncio
 import orjson
 from aiohttp import web
 
+from service.core.metrics import CONTENT_TYPE
 from service.http.admission_middleware import ADMISSION
 from service.http.keys import DB, METRICS, RATE_LIMITS, READS, SETTINGS
 from service.http.responses import json_response
@@ -90,8 +91,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS].text(),
-                        content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+                        headers={"Content-Type": CONTENT_TYPE, "X-Content-Type-Options": "nosniff"})
 
 
 ROUTES = [

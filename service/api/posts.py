@@ -18,11 +18,11 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from storage import post_queries, post_writes, reactions
+from storage import post_queries, reactions
 from storage.db import CountedConnection
 from storage.rows import PostRow, Viewer
 
-from service.core.errors import ApiError, not_found
+from service.core.errors import not_found
 from service.http import idempotency
 from service.http.auth import require_viewer
 from service.http.cached_render import Seen, render_viewer, serve
@@ -32,14 +32,9 @@ from service.http.responses import json_response
 from service.inputs.bodies import json_object
 from service.inputs.posts import FIELDS, NewPostInput, parse_new_post
 from service.inputs.query import parse_int, parse_post_id, reject_unknown
-from service.pipeline import conversation, presenters, quotes, visibility_rules as rules
+from service.pipeline import (conversation, post_writes, presenters, quotes,
+                              visibility_rules as rules)
 from service.pipeline.cursors import QuotesCursor
-
-
-def _visible_or_404(posts: dict[int, PostRow], post_id: int | None,
-                    viewer: Viewer) -> None:
-    if post_id is not None and rules.post_verdict(posts.get(post_id), viewer) is not None:
-        raise not_found()
 
 
 def _created_json(post: PostRow, posts: dict[int, PostRow],
@@ -56,22 +51,10 @@ def _created_json(post: PostRow, posts: dict[int, PostRow],
 
 def _creator(request: web.Request, viewer: Viewer, new: NewPostInput):
     async def write(tx: CountedConnection) -> Outcome:
-        targets = [i for i in (new.in_reply_to_id, new.quote_of_id) if i is not None]
-        seen = await post_queries.posts_by_id(tx, targets)  # type: ignore[arg-type]
-        _visible_or_404(seen, new.in_reply_to_id, viewer)
-        _visible_or_404(seen, new.quote_of_id, viewer)
-        try:
-            created = await post_writes.insert_post_tx(
-                tx, viewer.id, new.text, in_reply_to_id=new.in_reply_to_id,
-                quote_of_id=new.quote_of_id)
-        except post_writes.ParentNotFound:
-            raise not_found() from None
-        posts = await post_queries.posts_by_id(tx, [created.id, *targets])  # type: ignore[arg-type]
-        # what cached reads this changes (service/http/middlewares.invalidate_on_write)
-        request[CHANGED] = [created.conversation_id] + (
-            [("quotes", new.quote_of_id), posts[new.quote_of_id].conversation_id]
-            if new.quote_of_id is not None else [])
-        return Outcome(201, _created_json(posts[created.id], posts, request, viewer))
+        made = await post_writes.create(tx, viewer, new.text, in_reply_to_id=new.in_reply_to_id,
+                                        quote_of_id=new.quote_of_id)
+        request[CHANGED] = made.changed  # service/http/middlewares.invalidate_on_write
+        return Outcome(201, _created_json(made.post, made.posts, request, viewer))
     return write
 
 
@@ -96,15 +79,8 @@ def location(post_id: str) -> str:
 
 def _deleter(request: web.Request, viewer: Viewer, post_id: int):
     async def write(tx: CountedConnection) -> Outcome:
-        post = (await post_queries.posts_by_id(tx, [post_id])).get(post_id)  # type: ignore[arg-type]
-        if post is None or rules.post_verdict(post, viewer) is not None:
-            raise not_found()
-        if post.author.id != viewer.id:
-            raise ApiError(403, "forbidden", "only the author can delete a post")
-        if not await post_writes.delete_post_tx(tx, post_id):  # deleted meanwhile
-            raise not_found()
-        if post.quote_of_id is None:  # else every cached read is dropped (the quoted post's
-            request[CHANGED] = [post.conversation_id]  # conversation is not at hand)
+        post = await post_writes.deletable(tx, viewer, post_id, others_as_missing=False)
+        request[CHANGED] = await post_writes.delete(tx, post)
         return Outcome(204)
     return write
 

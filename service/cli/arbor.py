@@ -28,7 +28,7 @@ log = logging.getLogger("arbor.cli")
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if settings.sources.get("cursor_secret") == "generated":
         log.warning("cursor_secret is not set: using a random key; cursors will not survive a "
                     "restart (set ARBOR_CURSOR_SECRET)")
@@ -44,7 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if args.export is None:
         report = with_database(settings,
                                lambda dsn: asyncio.run(seeding.seed_dsn(dsn, args.preset)))
@@ -65,7 +65,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             await con.close()
 
     settings = settings_of(args)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     applied = with_database(settings, lambda dsn: asyncio.run(run(dsn)))
     print(f"applied: {applied or 'nothing (up to date)'}")
     return 0
@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = (parent or sub).add_parser(name, help=help_text)
         p.add_argument("--setting", action="append", metavar="NAME=VALUE",
                        help="override a setting (repeatable); see `arbor settings`")
+        p.add_argument("--config", metavar="FILE",
+                       help="a TOML file of settings (name = value), below the environment "
+                            "and --setting (default: $ARBOR_CONFIG)")
         p.set_defaults(fn=fn)
         return p
 

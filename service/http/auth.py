@@ -25,6 +25,25 @@ _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]{1,512}=*) *
 _INVALID = "the bearer token is not valid"
 
 
+# viewer_of's default: the token of the Authorization header. The HTML pages pass the token
+# of their session cookie instead (session_token).
+FROM_HEADER = object()
+# The pages' session cookie (service/api/pages/session.py sets it: HttpOnly, SameSite=Lax).
+SESSION_COOKIE = "arbor-session"
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{1,512}=*")
+
+
+def session_token(request: web.Request) -> str | None:
+    """The token of the pages' session cookie; None without one or when it is not a token
+    (a cookie is not an API input to refuse: the page is then the anonymous view)."""
+    raw = request.cookies.get(SESSION_COOKIE)
+    return raw if raw and _TOKEN.fullmatch(raw) else None
+
+
+def is_token(raw: str) -> bool:
+    return _TOKEN.fullmatch(raw) is not None
+
+
 def bearer_token(request: web.Request) -> str | None:
     """The token of the Authorization header; None when there is no header; 401 when malformed."""
     values = request.headers.getall("Authorization", [])
@@ -61,11 +80,13 @@ def client_from(app: web.Application, remote: str | None, headers) -> Client:
     return client(address, account_id, token=bool(values))
 
 
-async def viewer_of(request: web.Request) -> Viewer:
+async def viewer_of(request: web.Request, token=FROM_HEADER) -> Viewer:
     """The viewer of this request (ANONYMOUS without a token), resolved once per request."""
     viewer = request.get(VIEWER)
     if viewer is None:
-        viewer = await viewer_for_token(request.app, bearer_token(request))
+        if token is FROM_HEADER:
+            token = bearer_token(request)
+        viewer = await viewer_for_token(request.app, token)
         deny = request.app.get(DENY_LIST)
         if deny is not None and viewer.id is not None and viewer.id in deny.deny_accounts:
             raise ApiError(403, "denied", "requests from this client are refused")

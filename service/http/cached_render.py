@@ -1,7 +1,8 @@
 """Serving a read: fresh from the render cache, else rendered once (coalesced), else stale.
 
 The order of a read: (1) a fresh cached body for this token and request, with no database
-work at all; (2) if the database breaker is open, the stale copy or a fast 503; (3) the
+work and no parsing of its parameters (only what once rendered is cached, so the same
+request would parse the same way; the handler's `validate` runs on a miss, first); (2) if the database breaker is open, the stale copy or a fast 503; (3) the
 render, shared by every concurrent request for the same key, its outcome telling the
 breaker whether the database works; (4) on a database failure, the stale copy with
 `degraded: ["stale"]` and an `Arbor-Degraded: stale` header, or a 503 with Retry-After.
@@ -25,20 +26,19 @@ from service.resilience.breakers import BreakerOpen
 from service.resilience.failures import DATABASE_ERRORS
 from service.resilience.render_cache import ReadPath
 
-from .auth import bearer_token, viewer_of
+from .auth import FROM_HEADER, bearer_token, viewer_of
 from .keys import REPRESENTATION
 from .links import link_header
+from .ops_metrics import count_degraded
 from .representation import Representation
-from .responses import error_response
 
 log = logging.getLogger("arbor.reads")
 Render = Callable[[], Awaitable[Any]]
 
 
-def _key(request: web.Request) -> tuple:
-    token = bearer_token(request)  # a malformed header is a 401 before any caching
+def _key(request: web.Request, token: str | None, path: str | None) -> tuple:
     query = tuple(sorted(request.query.items()))
-    return (hash_token(token) if token else None, request.path, query)
+    return (hash_token(token) if token else None, path or request.path, query)
 
 
 # orjson writes no spaces, and a quote inside a string value is escaped (\"), so this finds
@@ -66,38 +66,71 @@ class Seen:
         return tuple(self.deps)
 
 
-async def render_viewer(request: web.Request, seen: Seen) -> Viewer:
+async def render_viewer(request: web.Request, seen: Seen, token: Any = FROM_HEADER) -> Viewer:
     """The viewer of this request, as something the cached body depends on."""
-    viewer = await viewer_of(request)
+    viewer = await viewer_of(request, token)
     seen.deps.append(("viewer", viewer.id))
     return viewer
 
 
 async def serve(request: web.Request, read: ReadPath, render: Render,
-                extra_deps: Callable[[], tuple]) -> web.Response:
+                extra_deps: Callable[[], tuple], *,
+                validate: Callable[[], None] | None = None) -> web.Response:
     """`render()` returns the JSON object; `extra_deps()`, called after it, names what else
     the body depends on besides the conversations it shows (the viewer, the conversation of
-    an empty page)."""
-    key = _key(request)
+    an empty page); `validate()`, called on a cache miss before anything else, parses the
+    request's parameters (raising its 400s)."""
+    body, headers, representation, _ = await read_body(request, read, render, extra_deps,
+                                                        validate=validate)
+    if representation is not None:
+        request[REPRESENTATION] = representation  # its ETag, Link, compressed forms
+    return _response(body, **headers)
+
+
+async def read_body(request: web.Request, read: ReadPath, render: Render,
+                    extra_deps: Callable[[], tuple], *, token: Any = FROM_HEADER,
+                    path: str | None = None, validate: Callable[[], None] | None = None
+                    ) -> tuple[bytes, dict[str, str], Representation | None, Any]:
+    """The JSON body of a read, its headers (Arbor-Cache; Arbor-Degraded, Age and Link for a
+    stale copy), its cached Representation (None for a stale copy), and the rendered object
+    itself when it was rendered now (None otherwise: the body is what there is; its times
+    are datetimes, not strings); ApiError(503, "database_unavailable") when the database
+    fails and nothing is cached. The HTML pages
+    (service/api/pages) present this same body: `token` is then the session cookie's, and
+    `path` the JSON API's path of the same read, so that a page and the API share one cache
+    entry (the representation is the JSON's: a page does not send it)."""
+    if token is FROM_HEADER:
+        token = bearer_token(request)  # a malformed header is a 401 before any caching
+    key = _key(request, token, path)
     entry = read.cache.fresh_entry(key)
     if entry is not None:
-        request[REPRESENTATION] = entry.meta  # its ETag, Link, compressed forms (conventions.py)
-        return _response(entry.body, **{"Arbor-Cache": "hit"})
+        return entry.body, {"Arbor-Cache": "hit"}, entry.meta, None
+    if validate is not None:
+        validate()
     try:
         read.database.before()
     except BreakerOpen as e:
-        return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
+        return _counted(request, _stale_or_503(read, key, e,
+                                               retry_after=read.database.retry_after_s()))
     try:
-        rendered = await read.coalescer.run(key, lambda: _render_and_store(read, key, render,
-                                                                           extra_deps))
+        rendered, result = await read.coalescer.run(key, lambda: _render_and_store(
+            read, key, render, extra_deps))
     except DATABASE_ERRORS as e:
-        return _stale_or_503(read, key, e, retry_after=read.database.retry_after_s())
-    request[REPRESENTATION] = rendered
-    return _response(rendered.body, **{"Arbor-Cache": "miss"})
+        return _counted(request, _stale_or_503(read, key, e,
+                                               retry_after=read.database.retry_after_s()))
+    count_degraded(request.app, rendered.body)  # arbor_degraded_responses_total{part}
+    return rendered.body, {"Arbor-Cache": "miss"}, rendered, result
+
+
+def _counted(request: web.Request, read: tuple) -> tuple:
+    """A stale copy (read_body's tuple) counted as a degraded answer."""
+    if read[1].get("Arbor-Cache") == "stale":
+        count_degraded(request.app, read[0], stale=True)
+    return read
 
 
 async def _render_and_store(read: ReadPath, key: tuple, render: Render,
-                            extra_deps: Callable[[], tuple]) -> Representation:
+                            extra_deps: Callable[[], tuple]) -> tuple[Representation, Any]:
     mark = read.cache.mark()
     try:
         async with asyncio.timeout(read.budget_s):
@@ -125,7 +158,7 @@ async def _render_and_store(read: ReadPath, key: tuple, render: Render,
         entry = read.cache.put(key, body, deps, mark, rendered)
         if entry is not None:
             rendered.on_grow = lambda: read.cache.resize(key, entry)
-    return rendered
+    return rendered, result
 
 
 class _OutageLog:
@@ -152,12 +185,12 @@ _outage_log = _OutageLog()
 
 
 def _stale_or_503(read: ReadPath, key: tuple, error: BaseException, *,
-                  retry_after: int) -> web.Response:
+                  retry_after: int) -> tuple[bytes, dict[str, str], None, None]:
     stale = read.cache.stale(key)
     _outage_log.note(stale is not None, error)
     if stale is None:
-        return error_response(503, "database_unavailable",
-                              "the database is unavailable; retry shortly", retry_after=retry_after)
+        raise ApiError(503, "database_unavailable", "the database is unavailable; retry shortly",
+                       retry_after=retry_after)
     body, age = stale
     data = orjson.loads(body)
     if isinstance(data, dict) and isinstance(data.get("degraded"), list):
@@ -165,4 +198,6 @@ def _stale_or_503(read: ReadPath, key: tuple, error: BaseException, *,
         body = orjson.dumps(data)
     headers = {"Arbor-Degraded": "stale", "Age": str(int(age)), "Arbor-Cache": "stale"}
     link = link_header(key[1], key[2], data)
-    return _response(body, **headers, **({"Link": link} if link else {}))
+    if link:
+        headers["Link"] = link
+    return body, headers, None, None

@@ -9,8 +9,10 @@
                  conversation is compressed once per coding, not once per request.
   Cache-Control  `public, max-age=<render_cache_ttl_s>, stale-if-error=<stale_ttl_s>` for an
                  anonymous read through the render cache; `private, no-cache` whenever the
-                 request carries Authorization; `no-cache` otherwise (and for stale copies).
-  Vary           `Authorization, Accept-Encoding` (CORS adds Origin where it matters).
+                 request carries Authorization (or the HTML pages' session cookie); `no-cache`
+                 otherwise (and for stale copies).
+  Vary           `Authorization, Accept-Encoding` (CORS adds Origin where it matters; the
+                 pages add Cookie).
   Link           the next page (service/http/links.py) of a cached read.
 
 Errors and other statuses pass untouched (a 404 stays the same bytes whatever its cause).
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .auth import session_token
 from .keys import REPRESENTATION, SETTINGS
 from .representation import Representation, cache_control, negotiate, not_modified
 
@@ -59,7 +62,9 @@ async def conventions(request: web.Request, handler) -> web.StreamResponse:
         headers["Link"] = rep.link
     add_vary(headers, VARY)
     headers["Cache-Control"] = cache_control(
-        shared=shared and not stale, signed_in="Authorization" in request.headers,
+        shared=shared and not stale,
+        # the pages' session cookie is a signed-in view as much as Authorization is
+        signed_in="Authorization" in request.headers or session_token(request) is not None,
         max_age_s=s.render_cache_ttl_s, stale_if_error_s=s.stale_ttl_s)
     coding = (negotiate(request.headers.get("Accept-Encoding"))
               if len(body) >= s.http_compress_min_bytes else None)

@@ -33,7 +33,7 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READ_HEADERS = frozenset({"if-none-match", "accept-encoding"})
 AUTH_HEADERS = READ_HEADERS | {"authorization", "content-type", "idempotency-key"}
 EXPOSED = ("ETag, Link, Location, Retry-After, RateLimit, RateLimit-Policy, Arbor-Degraded, "
-           "Arbor-Cache, Server-Timing")
+           "Arbor-Cache, Server-Timing, X-Request-Id, traceparent")
 
 
 @lru_cache(maxsize=16)

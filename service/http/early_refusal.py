@@ -22,8 +22,10 @@ admission), in their order:
     the same fairness notes), counted in `arbor_admission_shed_total{reason,route}` with
     the route's canonical path, and in `shed_early` (/readyz details.admission);
   * the 503: `Retry-After: 1`, `Cache-Control: no-store`, the JSON error body (Mastodon's
-    shape under /api/), the CORS headers cors.answer_headers gives, Date and Server, and
-    the access-log line AccessLogger writes (when access logging is on).
+    shape under /api/), the CORS headers cors.answer_headers gives, `X-Request-Id` (and
+    `traceparent`) as request_ids gives them, Date and Server; counted in the 503s by reason
+    (ops_metrics.count_unavailable); the access-log line AccessLogger writes, with the ids
+    (when access logging is on). With tracing on (a span per request), the usual path.
 Anything else, or any error in here, and the request goes the usual way: nothing is lost.
 
 Depends on aiohttp internals (pinned in pyproject.toml): RequestHandler's `_messages`,
@@ -44,6 +46,7 @@ from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11, RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD
 
+from service.core.request_ids import RequestContext, context_of
 from service.resilience import rate_limit_rules as rules
 
 from . import cors
@@ -51,6 +54,8 @@ from .admission_middleware import ADMISSION, SHED_BODY, classify_target
 from .auth import client_from
 from .keys import RATE_LIMITS, SETTINGS
 from .mastodon import PREFIX as MASTODON_PREFIX
+from .ops_metrics import count_unavailable
+from .request_ids import HEADER as REQUEST_ID
 from .middlewares import AccessLogger, access_line
 from .protocol_errors import JsonErrorRequestHandler
 
@@ -61,6 +66,7 @@ _HEAD = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\
          b"Retry-After: 1\r\nCache-Control: no-store\r\n")
 _TAIL = f"Server: {SERVER_SOFTWARE}\r\n\r\n".encode()
 _ADMIN = "/v1/admin/"
+_SHED = SimpleNamespace(body=SHED_BODY)     # what request_ids.unavailable reads of a 503
 
 
 def route_of(app: web.Application, method: str, path_safe: str) -> str | None:
@@ -87,9 +93,9 @@ def route_of(app: web.Application, method: str, path_safe: str) -> str | None:
 
 
 def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
-            loop: asyncio.AbstractEventLoop) -> bytes | None:
-    """The bytes of the 503 the middlewares would answer for this request, with their side
-    effects done; None (and nothing done): let the middlewares answer it."""
+            loop: asyncio.AbstractEventLoop) -> tuple[RequestContext, bytes] | None:
+    """The request's ids and the bytes of the 503 the middlewares would answer for it, with
+    their side effects done; None (and nothing done): let the middlewares answer it."""
     method = msg.method
     if method != "GET" and method != "HEAD":
         return None
@@ -105,9 +111,16 @@ def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
         return None
     headers = msg.headers
     settings = app[SETTINGS]
+    if settings.tracing_enabled:
+        return None                                     # a span per request: usual way
     # before any side effect: what could fail (an Origin that is not latin-1) fails here
     cors_lines = _cors_lines(method, headers.get("Origin"), "Authorization" in headers,
                              settings.http_cors_origins, settings.http_cors_auth_origins)
+    ctx = context_of(headers.get(REQUEST_ID), headers.get("traceparent"),
+                     settings.request_id_max_length)
+    ids = f"{REQUEST_ID}: {ctx.request_id}\r\n" + (
+        f"traceparent: {ctx.traceparent}\r\n" if ctx.traceparent is not None else "")
+    ids_line = ids.encode("latin-1")
     client = client_from(app, remote, headers)
     state = app.get(RATE_LIMITS)
     ticket = None
@@ -135,12 +148,13 @@ def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
     gate.settle(loop)
     gate.count(reason, route)
     gate.shed_early += 1
+    count_unavailable(app, _SHED)        # request_ids.unavailable: 503s by reason
     if ticket is not None:
         ticket.state.inflight -= 1      # answered; a 503 costs no more (read_cost: 1)
     if state is not None:
         state.top.record(client.key, now)
     body = MASTODON_SHED_BODY if path.startswith(MASTODON_PREFIX) else SHED_BODY
-    return b"".join((_HEAD, cors_lines,
+    return ctx, b"".join((_HEAD, cors_lines, ids_line,
                      b"Content-Length: %d\r\nDate: " % len(body),
                      rfc822_formatted_time().encode(), b"\r\n", _TAIL,
                      body if method == "GET" else b""))
@@ -215,6 +229,7 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
             return False
         if answer is None:
             return False
+        ctx, answer = answer
         transport.write(answer)
         self._manager.requests_count += 1
         close_time = loop.time() + self._keepalive_timeout   # idle again: as start() does
@@ -224,7 +239,7 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
         if logging_on:
             access_line(self.access_logger.logger, self._arbor_remote, msg.method,
                         msg.url.path_qs, 503, len(answer) - answer.index(b"\r\n\r\n") - 4,
-                        loop.time() - started, 0)
+                        loop.time() - started, 0, ctx)
         return True
 
 

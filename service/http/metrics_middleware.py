@@ -1,13 +1,15 @@
 """What GET /metrics shows (service/api/ops.py serves it; the registry is
 service/core/metrics.py, one per app).
 
-Request counts and latency by route and status come from a middleware; the event loop's lag
+Request counts and latency by route and status come from a middleware (a request the
+client abandoned mid-way counts as status "499", never as a 500); the event loop's lag
 from a sampling task (service/resilience/loop_lag.py); the state of the read path (render
 cache, coalescing, breakers), of admission and the process's involuntary context switches
 are read at scrape time.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import AsyncIterator, Iterator
 
@@ -121,21 +123,29 @@ async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+# nginx's "client closed request": the client went away before the answer, so the handler
+# was cancelled (`arbor serve` runs with handler_cancellation) and nothing was answered. Not
+# the service's failure: counted apart from 5xx, so error-rate alerts do not fire on it.
+ABANDONED = "499"
+
+
 @web.middleware
 async def record(request: web.Request, handler) -> web.StreamResponse:
     started = time.perf_counter()
-    status = 500
+    status = "500"
     try:
         response = await handler(request)
-        status = response.status
+        status = str(response.status)
         return response
     except web.HTTPException as e:
-        status = e.status
+        status = str(e.status)
+        raise
+    except asyncio.CancelledError:
+        status = ABANDONED
         raise
     finally:
         metrics = request.app.get(METRICS)
         if metrics is not None:
             route = request.match_info.route.resource
-            name = route.canonical if route is not None else "unmatched"
-            metrics.requests.labels(name, request.method, str(status)).inc()
-            metrics.latency.labels(name).observe(time.perf_counter() - started)
+            metrics.observe_request(route.canonical if route is not None else "unmatched",
+                                    request.method, status, time.perf_counter() - started)

@@ -12,7 +12,7 @@ from storage.db import start_query_stats
 from service.core.errors import ApiError
 from service.resilience.failures import DATABASE_ERRORS
 
-from .keys import CHANGED, DB_ROUND_TRIPS, READS
+from .keys import CHANGED, DB_ROUND_TRIPS, READS, REQUEST_CONTEXT
 from .protocol_errors import CLIENT_ERRORS, error_body
 from .responses import error_response
 
@@ -78,16 +78,20 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request, response, time):  # noqa: A002 - aiohttp's signature
+        # written after the request's context ended: its ids from the request itself
+        ctx = request.get(REQUEST_CONTEXT)
         access_line(self.logger, request.remote, request.method, request.path_qs,
                     response.status, response.body_length, time,
-                    request.get(DB_ROUND_TRIPS, 0))
+                    request.get(DB_ROUND_TRIPS, 0), ctx)
 
 
 def access_line(logger: logging.Logger, remote, method: str, path_qs: str, status: int,
-                body_length: int, seconds: float, round_trips: int) -> None:
-    """The access log's line (also written for refusals answered in early_refusal.py)."""
+                body_length: int, seconds: float, round_trips: int, ctx=None) -> None:
+    """The access log's line (also written for refusals answered in early_refusal.py);
+    `ctx`: the request's RequestContext (its ids go with the line)."""
+    extra = {"request_id": ctx.request_id, "trace_id": ctx.trace_id} if ctx else None
     logger.info('%s %s %s status=%s bytes=%s ms=%.1f db_round_trips=%s', remote, method,
-                path_qs[:300], status, body_length, seconds * 1000, round_trips)
+                path_qs[:300], status, body_length, seconds * 1000, round_trips, extra=extra)
 
 
 @web.middleware

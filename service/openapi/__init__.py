@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from service.core.settings import Settings
 
-from . import conversations, me, ops, posts
+from . import conversations, me, ops, pages, posts
 from .admin import accounts, conversations as admin_conversations, deny_list, posts as admin_posts
 from .admin import settings, tokens, top_clients
 from .common import ERROR_SCHEMA, Json, security_schemes, with_headers
@@ -22,7 +22,7 @@ from .rate_limits import add_rate_limit_answers
 
 # In the order of service/api/__init__.ROUTES.
 PARTS = (conversations, posts, me, accounts, tokens, admin_posts, settings, admin_conversations,
-         deny_list, top_clients, instance, mastodon_accounts, statuses, ops)
+         deny_list, top_clients, instance, mastodon_accounts, statuses, ops, pages)
 
 
 def build_spec(s: Settings) -> Json:

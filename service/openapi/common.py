@@ -94,6 +94,9 @@ def security_schemes() -> Json:
                                   "`arbor accounts token`."},
         "adminBearer": {"type": "http", "scheme": "bearer",
                         "description": "The admin_token setting."},
+        "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "arbor-session",
+                          "description": "The HTML pages' session (POST /login): an account "
+                                         "token, kept HttpOnly and SameSite=Lax."},
     }
 
 
@@ -116,10 +119,24 @@ READ_HEADERS = {
     "Age": {"description": "With `Arbor-Degraded: stale`: the copy's age in seconds.",
             "schema": {"type": "string", "pattern": "^[0-9]+$"}},
 }
+# On every answer that passes the middlewares (service/http/request_ids.py)
+REQUEST_ID_HEADER = {
+    "description": "The request's id: the client's `X-Request-Id` when it was valid (at most "
+                   "`request_id_max_length` characters of letters, digits and `._:+=/-`), "
+                   "else a generated one (32 hex digits). Every log line of the request names "
+                   "it.",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:+=/-]+$"}}
+TRACEPARENT_HEADER = {
+    "description": "The client's W3C `traceparent`, echoed when it was valid (its trace id is "
+                   "in the request's log lines).",
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}"}}
 # Reads that go through the render cache (service/http/cached_render.py)
 CACHED_READS = ("/v1/conversations/{post_id}", "/v1/conversations/{post_id}/replies",
                 "/v1/conversations/{post_id}/ancestors", "/v1/posts/{post_id}/quotes",
-                "/v1/posts/{post_id}")
+                "/v1/posts/{post_id}",
+                # the HTML pages of the same reads (service/api/pages)
+                "/conversations/{post_id}", "/conversations/{post_id}/replies",
+                "/conversations/{post_id}/ancestors")
 
 
 # HTTP conventions on every successful GET (service/http/conventions.py, links.py, cors.py)
@@ -168,6 +185,8 @@ def with_headers(paths: Json) -> Json:
                 operation["parameters"] = [*operation.get("parameters", []), IF_NONE_MATCH]
             for status, response in operation["responses"].items():
                 headers = response.setdefault("headers", {})
+                headers.setdefault("X-Request-Id", REQUEST_ID_HEADER)
+                headers.setdefault("traceparent", TRACEPARENT_HEADER)
                 if status != "404":
                     headers.setdefault("Server-Timing", SERVER_TIMING)
                 if status in ("429", "503") and path != "/readyz":

@@ -30,7 +30,9 @@ def paths(s: Settings) -> Json:
                                       "content": {"application/json": {
                                           "schema": {"type": "object"}}}}}}},
         "/metrics": {"get": {
-            "operationId": "metrics", "summary": "Prometheus metrics (text format).",
+            "operationId": "metrics",
+            "summary": "Prometheus metrics (text format 0.0.4: `text/plain; version=0.0.4; "
+                       "charset=utf-8`).",
             "responses": {"200": {"description": "Metrics.", "content": {
                 "text/plain": {"schema": {"type": "string"}}}}}}},
     }

@@ -1,9 +1,10 @@
 """The conversation pipeline: skeleton (+ tree posts) -> hydrate -> rules -> present.
 
-Round trips per render: the ancestor chain (1), one per tree level (<= depth; a level also
-brings its posts), the ancestors' posts (1), the quoted posts (<= 1) and, for a signed-in
-viewer, their own likes and reposts of the posts shown (1, concurrent with the quotes'): at
-most depth + 4, whatever the size of the conversation. Visibility rules that hide rows can add refill
+A render runs its statements on one pool connection (storage/db.py `pinned`), acquired once,
+so they run one after the other. Round trips per render: the ancestor chain with its posts
+(1), one per tree level (<= depth; a level also brings its posts), the quoted posts (<= 1)
+and, for a signed-in viewer, their own likes and reposts of the posts shown (1): at most
+depth + 3, whatever the size of the conversation. Visibility rules that hide rows can add refill
 rounds (at most `visibility_refill_rounds` per level, one or two queries each).
 """
 from __future__ import annotations
@@ -41,8 +42,8 @@ async def _quoted(deps: Deps, posts: Iterable[PostRow], have: dict[int, PostRow]
     try:
         if deps.faults.quote_hydration is not None:
             raise deps.faults.quote_hydration
-        return await asyncio.wait_for(post_queries.posts_by_id(deps.db, wanted),
-                                      deps.quote_timeout_s), False
+        async with asyncio.timeout(deps.quote_timeout_s):  # no task created, unlike wait_for
+            return await post_queries.posts_by_id(deps.db, wanted), False
     except DATABASE_ERRORS as e:
         log.warning("quote hydration failed, serving without embeds: %s: %s",
                     type(e).__name__, e)
@@ -52,13 +53,13 @@ async def _quoted(deps: Deps, posts: Iterable[PostRow], have: dict[int, PostRow]
 async def _hydrate(deps: Deps, posts: list[PostRow], have: dict[int, PostRow],
                    viewer: Viewer) -> tuple[dict[int, PostRow], bool, dict]:
     """The quoted posts (_quoted) and, for a signed-in viewer, their own likes and reposts
-    of every post shown (one query for the page, run beside the quotes' one)."""
+    of every post shown (one query for the page). One after the other: a render's statements
+    share its one connection (a pinned connection runs one statement at a time)."""
+    quoted, failed = await _quoted(deps, posts, have, viewer)
     if viewer.anonymous:
-        return (*await _quoted(deps, posts, have, viewer), {})
+        return quoted, failed, {}
     ids = {p.id for p in posts} | {p.quote_of_id for p in posts if p.quote_of_id is not None}
-    (quoted, failed), reacted = await asyncio.gather(
-        _quoted(deps, posts, have, viewer), reactions.viewer_state(deps.db, viewer.id, ids))
-    return quoted, failed, reacted
+    return quoted, failed, await reactions.viewer_state(deps.db, viewer.id, ids)
 
 
 def _spec(deps: Deps, conversation_id: int, sort: str, depth: int, branching: int,
@@ -108,12 +109,19 @@ def _ancestors_json(chain: list[ChainRow], shown: int, ctx: presenters.RenderCon
 
 async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
                               viewer: Viewer = ANONYMOUS, deadline: float | None = None) -> Json:
+    async with deps.db.pinned():
+        return await _render_conversation(deps, focal_id, limits, viewer, deadline)
+
+
+async def _render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
+                               viewer: Viewer = ANONYMOUS, deadline: float | None = None) -> Json:
     # The chain walks `ancestors` hops: the root plus the nearest ancestors-1 are shown, and
     # the last hop, when it is not the root, is where the omitted gap starts.
     # The first round trip decides whether this viewer may see the focal post, before any
     # other work: a hidden post's 404 then costs what a missing id's does (same query, no
     # rows, same code path), so that time cannot tell them apart (thread_queries._FOCAL_CHAIN_SQL).
-    chain = await thread_queries.focal_chain(deps.db, focal_id, limits.ancestors, viewer.id)
+    chain, hydrated = await thread_queries.focal_chain(deps.db, focal_id, limits.ancestors,
+                                                       viewer.id)
     if not chain:
         raise not_found()
     focal = chain[0]
@@ -121,8 +129,9 @@ async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
     shown = min(len(chain) - 1, limits.ancestors - 1)
     if len(chain) - 1 <= limits.ancestors and chain[-1].depth == 0:
         shown = len(chain) - 1  # the whole chain fits, root included
-    posts = await post_queries.posts_by_id(
-        deps.db, [row.id for row in chain[:shown + 1]] + [focal.conversation_id])
+    # The chain's round trip brought the posts (the whole walk and the root): keep the shown.
+    posts = {i: hydrated[i] for i in [row.id for row in chain[:shown + 1]]
+             + [focal.conversation_id] if i in hydrated}
     focal_post = posts.get(focal_id)
     if rules.post_verdict(focal_post, viewer) is not None:
         raise not_found()  # the same 404 as a post that never existed
@@ -151,6 +160,13 @@ async def render_conversation(deps: Deps, focal_id: int, limits: ViewLimits,
 async def render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
                               max_nodes: int, viewer: Viewer = ANONYMOUS,
                               deadline: float | None = None) -> Json:
+    async with deps.db.pinned():
+        return await _render_replies_page(deps, focal_id, cursor, max_nodes, viewer, deadline)
+
+
+async def _render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
+                               max_nodes: int, viewer: Viewer = ANONYMOUS,
+                               deadline: float | None = None) -> Json:
     if cursor.focal != focal_id:
         raise bad_request("invalid_cursor", "cursor belongs to another conversation")
     head_left = cursor.head[cursor.head_shown:] if cursor.section == NORMAL else ()
@@ -187,6 +203,12 @@ async def render_replies_page(deps: Deps, focal_id: int, cursor: RepliesCursor,
 
 async def render_ancestors_page(deps: Deps, focal_id: int, cursor: AncestorsCursor,
                                 viewer: Viewer = ANONYMOUS) -> Json:
+    async with deps.db.pinned():
+        return await _render_ancestors_page(deps, focal_id, cursor, viewer)
+
+
+async def _render_ancestors_page(deps: Deps, focal_id: int, cursor: AncestorsCursor,
+                                 viewer: Viewer = ANONYMOUS) -> Json:
     if cursor.focal != focal_id:
         raise bad_request("invalid_cursor", "cursor belongs to another conversation")
     chain = await thread_queries.chain_up(deps.db, cursor.start, cursor.page)

@@ -1,25 +1,40 @@
 """Opaque, signed, keyset cursors.
 
-A cursor is base64url(JSON payload) "." base64url(HMAC-SHA256(secret, payload)[:16]).
+A cursor is base64url(AES-SIV(key, payload)): the payload packed in binary (struct), then
+encrypted and authenticated in one step by the `cryptography` library's AES-SIV (RFC 5297),
+whose 16-byte synthetic IV is the signature. Nothing in a cursor reads in the clear (no
+account ids), and it is about a third of the size of the signed JSON it replaces. AES-SIV
+needs no nonce, so processes sharing `cursor_secret` cannot collide on one; the cost is that
+equal payloads give equal cursors, which tells nothing a client does not already hold.
 The payload names where to continue (a parent and section, or an ancestor chain) and the
 keyset position after the last item shown, so a page is stable while new replies arrive.
-Anything altered, truncated, expired or of an unknown version is rejected as a 400.
+Anything altered, truncated, expired or of an unknown version (the JSON cursors of Arbor
+before version 2 included) is rejected as a 400.
+
+Cost: a render encodes a cursor per cut node, so `CursorCodec.replies()` packs what all of
+one view's cursors share once, and each cursor then costs one struct.pack, one AES-SIV call
+and one base64 (a few microseconds).
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
+import struct
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Callable
 
-import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from service.core.errors import bad_request
 
-VERSION = 1
+VERSION = 2
 _MAX_LEN = 4096
+_SORTS = ("ranked", "newest", "oldest")
+_SORT_CODE = {s: i for i, s in enumerate(_SORTS)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,9 +75,18 @@ class QuotesCursor:
     viewer: int | None = None
 
 
-_KINDS = {"r": RepliesCursor, "a": AncestorsCursor, "q": QuotesCursor}
-_KIND_OF = {cls: kind for kind, cls in _KINDS.items()}
-_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in _KINDS.values()}
+# The layouts, little-endian. Every payload starts with version, kind and issue time.
+_HEAD = struct.Struct("<BBI")
+# RepliesCursor: what one view's cursors share (focal, conversation, sort, branching,
+# flags: 1 viewer set, 2 max_nodes set; viewer, focal_author, max_nodes) ...
+_R_SHARED = struct.Struct("<qqBIBqqI")
+# ... then each cursor's own: parent, section, depth, has-after, after, consumed, head_shown,
+# head_from, head length, then the head ids (q each).
+_R_OWN = struct.Struct("<qBIBqqIIIIIH")
+_A = struct.Struct("<qqqI")      # focal, conversation, start, page
+_Q = struct.Struct("<qqBq")      # quoted, before, has-viewer, viewer
+_KIND = {RepliesCursor: ord("r"), AncestorsCursor: ord("a"), QuotesCursor: ord("q")}
+_TAG = 16
 
 
 def _b64(data: bytes) -> str:
@@ -70,53 +94,118 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+
+
+ReplyCursorMaker = Callable[..., str]
 
 
 class CursorCodec:
     def __init__(self, secret: str, ttl_s: int, clock=time.time):
-        self._key = hashlib.sha256(b"arbor-cursor:" + secret.encode()).digest()
+        key = HKDF(algorithm=hashes.SHA256(), length=64, salt=None,
+                   info=b"arbor-cursor v2").derive(secret.encode())
+        self._siv = AESSIV(key)
         self._ttl = ttl_s
         self._clock = clock
 
-    def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
+    def _seal(self, payload: bytes) -> str:
+        return _b64(self._siv.encrypt(payload, None))
+
+    def replies(self, *, focal: int, conversation: int, sort: str, branching: int,
+                viewer: int | None, focal_author: int, max_nodes: int | None
+                ) -> ReplyCursorMaker:
+        """The RepliesCursor encoder of one view: call it with the fields of each cursor
+        (parent, section, depth, after, consumed, head, head_shown, head_from)."""
+        flags = (1 if viewer is not None else 0) | (2 if max_nodes is not None else 0)
+        shared = _HEAD.pack(VERSION, _KIND[RepliesCursor], int(self._clock()) & 0xFFFFFFFF) + \
+            _R_SHARED.pack(focal, conversation, _SORT_CODE[sort], branching, flags,
+                           viewer or 0, focal_author, max_nodes or 0)
+        own, encrypt = _R_OWN.pack, self._siv.encrypt
+
+        def make(*, parent: int, section: int, depth: int, after: tuple[int, int] | None,
+                 consumed: int, head: tuple[int, ...], head_shown: int,
+                 head_from: tuple[int, int, int]) -> str:
+            a0, a1 = after if after is not None else (0, 0)
+            payload = shared + own(parent, section, depth, after is not None, a0, a1, consumed,
+                                   head_shown, *head_from, len(head))
+            if head:
+                payload += struct.pack(f"<{len(head)}q", *head)
+            return _b64(encrypt(payload, None))
+        return make
 
     def encode(self, cursor: RepliesCursor | AncestorsCursor | QuotesCursor) -> str:
-        # A shallow dict: dataclasses.asdict deep-copies every field, and a render encodes a
-        # cursor per cut node (it was 40% of a render's CPU). Fields are ints, strs, tuples.
-        body = {"v": VERSION, "k": _KIND_OF[type(cursor)], "t": int(self._clock()),
-                **{name: getattr(cursor, name) for name in _FIELDS[type(cursor)]}}
-        payload = orjson.dumps(body)
-        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+        if isinstance(cursor, RepliesCursor):
+            c = cursor
+            return self.replies(focal=c.focal, conversation=c.conversation, sort=c.sort,
+                                branching=c.branching, viewer=c.viewer,
+                                focal_author=c.focal_author, max_nodes=c.max_nodes)(
+                parent=c.parent, section=c.section, depth=c.depth, after=c.after,
+                consumed=c.consumed, head=c.head, head_shown=c.head_shown,
+                head_from=c.head_from)
+        head = _HEAD.pack(VERSION, _KIND[type(cursor)], int(self._clock()) & 0xFFFFFFFF)
+        if isinstance(cursor, AncestorsCursor):
+            body = _A.pack(cursor.focal, cursor.conversation, cursor.start, cursor.page)
+        else:
+            body = _Q.pack(cursor.quoted, cursor.before, cursor.viewer is not None,
+                           cursor.viewer or 0)
+        return self._seal(head + body)
 
     def decode(self, text: str, expected: type, viewer: int | None = None
-               ) -> RepliesCursor | AncestorsCursor:
-        if not text or len(text) > _MAX_LEN or text.count(".") != 1:
+               ) -> RepliesCursor | AncestorsCursor | QuotesCursor:
+        if not text or len(text) > _MAX_LEN:
             raise bad_request("invalid_cursor", "cursor is malformed")
-        body_part, sig_part = text.split(".")
         try:
-            payload, sig = _unb64(body_part), _unb64(sig_part)
+            sealed = _unb64(text)
         except (binascii.Error, ValueError):
             raise bad_request("invalid_cursor", "cursor is malformed") from None
-        if not hmac.compare_digest(sig, self._sign(payload)):
-            raise bad_request("invalid_cursor", "cursor signature does not match")
+        if len(sealed) < _TAG + _HEAD.size:
+            raise bad_request("invalid_cursor", "cursor is malformed")
         try:
-            body = orjson.loads(payload)
-            if body.pop("v") != VERSION:
-                raise bad_request("invalid_cursor", "cursor is from another version of Arbor")
-            kind, issued = body.pop("k"), body.pop("t")
-            cls = _KINDS[kind]
-            for name in ("after", "head", "head_from"):
-                if body.get(name) is not None:
-                    body[name] = tuple(body[name])
-            cursor = cls(**body)
-        except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+            payload = self._siv.decrypt(sealed, None)
+        except (InvalidTag, ValueError):
+            raise bad_request("invalid_cursor", "cursor signature does not match") from None
+        version, kind, issued = _HEAD.unpack_from(payload)
+        if version != VERSION:
+            raise bad_request("invalid_cursor", "cursor is from another version of Arbor")
+        try:
+            cursor = _unpack(kind, payload, _HEAD.size)
+        except (struct.error, KeyError, IndexError, ValueError):
             raise bad_request("invalid_cursor", "cursor is malformed") from None
-        if cls is not expected:
+        if type(cursor) is not expected:
             raise bad_request("invalid_cursor", "cursor belongs to another endpoint")
-        if self._clock() - issued > self._ttl:
+        if (int(self._clock()) & 0xFFFFFFFF) - issued > self._ttl:
             raise bad_request("invalid_cursor", "cursor has expired; reload the conversation")
         if isinstance(cursor, (RepliesCursor, QuotesCursor)) and cursor.viewer != viewer:
             raise bad_request("invalid_cursor", "cursor was issued to another viewer")
         return cursor
+
+
+def _unpack(kind: int, payload: bytes, at: int) -> RepliesCursor | AncestorsCursor | QuotesCursor:
+    if kind == _KIND[AncestorsCursor]:
+        if len(payload) != at + _A.size:
+            raise ValueError("length")
+        focal, conversation, start, page = _A.unpack_from(payload, at)
+        return AncestorsCursor(focal=focal, conversation=conversation, start=start, page=page)
+    if kind == _KIND[QuotesCursor]:
+        if len(payload) != at + _Q.size:
+            raise ValueError("length")
+        quoted, before, has_viewer, viewer = _Q.unpack_from(payload, at)
+        return QuotesCursor(quoted=quoted, before=before, viewer=viewer if has_viewer else None)
+    if kind != _KIND[RepliesCursor]:
+        raise KeyError(kind)
+    (focal, conversation, sort, branching, flags, viewer, focal_author,
+     max_nodes) = _R_SHARED.unpack_from(payload, at)
+    at += _R_SHARED.size
+    (parent, section, depth, has_after, a0, a1, consumed, head_shown, f0, f1, f2,
+     n) = _R_OWN.unpack_from(payload, at)
+    at += _R_OWN.size
+    if len(payload) != at + 8 * n:
+        raise ValueError("length")
+    head = struct.unpack_from(f"<{n}q", payload, at) if n else ()
+    return RepliesCursor(
+        focal=focal, conversation=conversation, parent=parent, section=section,
+        sort=_SORTS[sort], depth=depth, branching=branching,
+        after=(a0, a1) if has_after else None, consumed=consumed,
+        viewer=viewer if flags & 1 else None, focal_author=focal_author, head=tuple(head),
+        head_shown=head_shown, head_from=(f0, f1, f2),
+        max_nodes=max_nodes if flags & 2 else None)

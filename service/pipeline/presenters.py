@@ -6,13 +6,14 @@ is detached; hidden leaves are left out. Every cut gets a cursor.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping
 
 from storage.rows import ANONYMOUS, PostRow, Viewer
 from storage.thread_queries import SECTIONS
 
 from . import visibility_rules as rules
-from .cursors import CursorCodec, RepliesCursor
+from .cursors import CursorCodec
 from .skeleton import Skeleton, SkelNode
 
 Json = dict[str, Any]
@@ -42,6 +43,14 @@ class RenderContext:
     def reacted(self, post_id: int) -> tuple[bool, bool]:
         return self.reactions.get(post_id, _NEITHER)
 
+    @cached_property
+    def replies_cursor(self):
+        """This view's RepliesCursor encoder: what its cursors share is packed once."""
+        return self.cursors.replies(
+            focal=self.focal_id, conversation=self.conversation_id, sort=self.sort,
+            branching=self.branching, viewer=self.viewer.id, focal_author=self.focal_author,
+            max_nodes=self.max_nodes_cap)
+
 
 _NEITHER = (False, False)
 
@@ -54,12 +63,13 @@ def author_json(post: PostRow) -> Json:
 def post_json(post: PostRow, quote: Json | None, replies: Json | None,
               reacted: tuple[bool, bool] = _NEITHER) -> Json:
     """`reacted`: the viewer's own (liked, reposted) of this post."""
+    a = post.author  # author_json inlined: this runs for every post of every render
     return {
         "type": "post",
         "id": str(post.id),
         "conversation_id": str(post.conversation_id),
         "in_reply_to_id": None if post.in_reply_to_id is None else str(post.in_reply_to_id),
-        "author": author_json(post),
+        "author": {"id": str(a.id), "handle": a.handle, "display_name": a.display_name},
         "text": post.text,
         "created_at": post.created_at,
         "counts": {"replies": sum(post.replies), "likes": post.likes, "reposts": post.reposts,
@@ -107,14 +117,17 @@ def flat_node(post_id: int, ctx: RenderContext) -> Json:
 def tree_node(node: SkelNode, ctx: RenderContext) -> Json | None:
     """A reply with its subtree; a hidden one becomes a tombstone while it still holds
     something the viewer may reach, and is left out otherwise."""
-    replies = replies_json(node, ctx, with_sections=True)
-    if node.verdict is not None or node.post is None:
+    post = node.post
+    # A leaf (nothing below it, nothing listed): the common case, answered without a call.
+    replies = None if post is not None and not node.children and not any(post.replies) \
+        else replies_json(node, ctx, with_sections=True)
+    if node.verdict is not None or post is None:
         if replies is None or not (replies["items"] or replies["more"]
                                    or any(replies["sections"].values())):
             return None
         return tombstone_json(node.id, node.verdict or rules.DELETED, replies)
-    return post_json(node.post, quote_json(node.post, ctx, nested=False), replies,
-                     ctx.reacted(node.id))
+    return post_json(post, quote_json(post, ctx, nested=False) if post.quoted is not None
+                     else None, replies, ctx.reacted(node.id))
 
 
 def _subtree_depth(level: int, depth: int) -> int:
@@ -125,19 +138,23 @@ def _subtree_depth(level: int, depth: int) -> int:
 
 def replies_cursor(node: SkelNode, section: int, ctx: RenderContext, *, after, consumed,
                    head_shown: int) -> str:
-    return ctx.cursors.encode(RepliesCursor(
-        focal=ctx.focal_id, conversation=ctx.conversation_id, parent=node.id, section=section,
-        sort=ctx.sort, depth=_subtree_depth(node.level, ctx.depth), branching=ctx.branching,
-        after=after, consumed=consumed, viewer=ctx.viewer.id, focal_author=ctx.focal_author,
-        head=node.head, head_shown=head_shown, head_from=node.head_from,
-        max_nodes=ctx.max_nodes_cap))
+    """A RepliesCursor for the node's list in `section` (see cursors.RepliesCursor)."""
+    return ctx.replies_cursor(parent=node.id, section=section,
+                              depth=_subtree_depth(node.level, ctx.depth), after=after,
+                              consumed=consumed, head=node.head, head_shown=head_shown,
+                              head_from=node.head_from)
 
 
 def replies_json(node: SkelNode, ctx: RenderContext, *, with_sections: bool) -> Json | None:
     """The Replies object of a node's list, or None when it has no replies at all."""
-    if with_sections and sum(node.counts) == 0 and not node.children:
+    counts = node.counts
+    if with_sections and not node.children and not any(counts):
         return None
-    items = [j for j in (tree_node(c, ctx) for c in node.children or ()) if j is not None]
+    items = []
+    for child in node.children or ():
+        j = tree_node(child, ctx)
+        if j is not None:
+            items.append(j)
     more = None
     if node.more:
         count, exact = node.rest()
@@ -145,11 +162,11 @@ def replies_json(node: SkelNode, ctx: RenderContext, *, with_sections: bool) -> 
                 "cursor": replies_cursor(node, node.section, ctx, after=node.after,
                                          consumed=node.consumed, head_shown=node.head_shown)}
     sections: Json = {"low_quality": None, "offensive": None}
-    if with_sections:
+    if with_sections and (counts[1] or counts[2]):
         for i in (1, 2):
             # The stored count less the replies lifted out of it for this viewer (the head):
             # an upper bound, since no row of a section is read by the view.
-            count = node.counts[i] - node.head_from[i]
+            count = counts[i] - node.head_from[i]
             if count > 0:
                 sections[SECTIONS[i]] = {
                     "count": count, "exact": False,

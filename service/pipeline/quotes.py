@@ -23,6 +23,12 @@ Json = dict[str, Any]
 
 async def render_quotes(deps: Deps, post_id: int, cursor: QuotesCursor | None, limit: int,
                         viewer: Viewer) -> Json:
+    async with deps.db.pinned():  # its statements on one pool connection
+        return await _render_quotes(deps, post_id, cursor, limit, viewer)
+
+
+async def _render_quotes(deps: Deps, post_id: int, cursor: QuotesCursor | None, limit: int,
+                         viewer: Viewer) -> Json:
     if cursor is not None and cursor.quoted != post_id:
         raise bad_request("invalid_cursor", "cursor belongs to another post")
     quoted = (await post_queries.posts_by_id(deps.db, [post_id])).get(post_id)

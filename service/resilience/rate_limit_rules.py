@@ -39,6 +39,7 @@ BUDGETS = (READ, WRITE, NOT_FOUND)
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _CONVERSATIONS = "/v1/conversations/"
 _STATUSES, _CONTEXT = "/api/v1/statuses/", "/context"
+_PAGES = "/conversations/"  # the HTML pages of the same reads (service/api/pages)
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -74,11 +75,15 @@ def classify(method: str, path: str) -> str | None:
 
 
 def is_first_page(path: str) -> bool:
-    """/v1/conversations/{id}, not .../replies or .../ancestors; and a Mastodon context (its
-    continuations are the same path with a cursor in the query, which costs the same)."""
+    """/v1/conversations/{id} (or its page /conversations/{id}), not .../replies or
+    .../ancestors; and a Mastodon context (its continuations are the same path with a cursor
+    in the query, which costs the same)."""
     if path.startswith(_STATUSES) and path.endswith(_CONTEXT):
         return True
-    return path.startswith(_CONVERSATIONS) and "/" not in path[len(_CONVERSATIONS):]
+    for prefix in (_CONVERSATIONS, _PAGES):
+        if path.startswith(prefix):
+            return "/" not in path[len(prefix):]
+    return False
 
 
 def read_cost(path: str, status: int, cache: str | None, render: int, page: int) -> int:

@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 from multidict import MultiDict
 
-from storage import post_queries, post_writes, reactions
+from storage import post_queries, reactions
 from storage.db import CountedConnection
 from storage.rows import PostRow, Viewer
 
@@ -36,7 +36,7 @@ from service.http.responses import json_response
 from service.inputs.mastodon import (CONTEXT_CURSORS, NewStatus, json_params, parse_new_status,
                                      status_id)
 from service.inputs.query import CONVERSATION_PARAMS, parse_int, parse_view_limits
-from service.pipeline import mastodon_views, visibility_rules as rules
+from service.pipeline import mastodon_views, post_writes, visibility_rules as rules
 from service.pipeline.cursors import AncestorsCursor, RepliesCursor
 from service.pipeline.mastodon_entities import link_header
 
@@ -150,23 +150,11 @@ async def _params(request: web.Request):
 
 def _creator(request: web.Request, viewer: Viewer, new: NewStatus):
     async def write(tx: CountedConnection) -> Outcome:
-        post_in = new.post
-        targets = [i for i in (post_in.in_reply_to_id, post_in.quote_of_id) if i is not None]
-        seen = await post_queries.posts_by_id(tx, targets) if targets else {}
-        for target in targets:
-            if rules.post_verdict(seen.get(target), viewer) is not None:
-                raise not_found()
-        try:
-            created = await post_writes.insert_post_tx(
-                tx, viewer.id, post_in.text, in_reply_to_id=post_in.in_reply_to_id,
-                quote_of_id=post_in.quote_of_id)
-        except post_writes.ParentNotFound:
-            raise not_found() from None
-        post = (await post_queries.posts_by_id(tx, [created.id]))[created.id]
-        request[CHANGED] = [created.conversation_id] + (
-            [("quotes", post_in.quote_of_id), seen[post_in.quote_of_id].conversation_id]
-            if post_in.quote_of_id is not None else [])
-        status = await _status(tx, request, post, viewer, state=(False, False))  # just written
+        made = await post_writes.create(tx, viewer, new.post.text,
+                                        in_reply_to_id=new.post.in_reply_to_id,
+                                        quote_of_id=new.post.quote_of_id)
+        request[CHANGED] = made.changed  # service/http/middlewares.invalidate_on_write
+        status = await _status(tx, request, made.post, viewer, state=(False, False))  # new
         return Outcome(200, _json(status))
     return write
 
@@ -183,16 +171,10 @@ async def create_status(request: web.Request) -> web.Response:
 
 def _deleter(request: web.Request, viewer: Viewer, post_id: int):
     async def write(tx: CountedConnection) -> Outcome:
-        post = (await post_queries.posts_by_id(tx, [post_id])).get(post_id)
         # someone else's status is "not found" too, as Mastodon answers it
-        if post is None or rules.post_verdict(post, viewer) is not None \
-                or post.author.id != viewer.id:
-            raise not_found()
+        post = await post_writes.deletable(tx, viewer, post_id, others_as_missing=True)
         status = await _status(tx, request, post, viewer)
-        if not await post_writes.delete_post_tx(tx, post_id):  # deleted meanwhile
-            raise not_found()
-        if post.quote_of_id is None:  # else every cached read is dropped
-            request[CHANGED] = [post.conversation_id]
+        request[CHANGED] = await post_writes.delete(tx, post)
         # Mastodon answers the deleted status with its source text (for "delete and redraft")
         return Outcome(200, _json({**status, "text": post.text}))
     return write
