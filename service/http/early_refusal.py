@@ -52,9 +52,8 @@ from service.resilience import rate_limit_rules as rules
 from . import cors
 from .admission_middleware import ADMISSION, SHED_BODY, classify_target
 from .auth import client_from
-from .keys import RATE_LIMITS, SETTINGS
+from .keys import OPS_METRICS, RATE_LIMITS, SETTINGS
 from .mastodon import PREFIX as MASTODON_PREFIX
-from .ops_metrics import count_unavailable
 from .request_ids import HEADER as REQUEST_ID
 from .middlewares import AccessLogger, access_line
 from .protocol_errors import JsonErrorRequestHandler
@@ -66,7 +65,6 @@ _HEAD = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\
          b"Retry-After: 1\r\nCache-Control: no-store\r\n")
 _TAIL = f"Server: {SERVER_SOFTWARE}\r\n\r\n".encode()
 _ADMIN = "/v1/admin/"
-_SHED = SimpleNamespace(body=SHED_BODY)     # what request_ids.unavailable reads of a 503
 
 
 def route_of(app: web.Application, method: str, path_safe: str) -> str | None:
@@ -148,7 +146,9 @@ def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
     gate.settle(loop)
     gate.count(reason, route)
     gate.shed_early += 1
-    count_unavailable(app, _SHED)        # request_ids.unavailable: 503s by reason
+    ops = app.get(OPS_METRICS)          # request_ids.unavailable: 503s by reason
+    if ops is not None:
+        _overloaded_child(ops).inc()
     if ticket is not None:
         ticket.state.inflight -= 1      # answered; a 503 costs no more (read_cost: 1)
     if state is not None:
@@ -158,6 +158,13 @@ def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
                      b"Content-Length: %d\r\nDate: " % len(body),
                      rfc822_formatted_time().encode(), b"\r\n", _TAIL,
                      body if method == "GET" else b""))
+
+
+@lru_cache(maxsize=16)
+def _overloaded_child(ops):
+    """arbor_unavailable_responses{reason="overloaded"} of an app (labels() once, not per
+    refusal): what ops_metrics.count_unavailable counts for the middleware's 503."""
+    return ops.unavailable.labels(orjson.loads(SHED_BODY)["error"]["code"])
 
 
 @lru_cache(maxsize=256)
