@@ -4,10 +4,10 @@ per app, counts of shed requests by reason and route).
 
 It runs before every middleware that does work (inside cors, mastodon_errors and the rate
 limits), so a refused request costs no database work, no viewer lookup, no request metrics and
-no Server-Timing bookkeeping: a 503 with a body encoded once at import time (~60 µs of CPU
-here in all, half of it aiohttp's request machinery). Most refusals of an overload never get
+no Server-Timing bookkeeping: a 503 with a body encoded once at import time (~85 µs of CPU
+here in all, a third of it aiohttp's request machinery). Most refusals of an overload never get
 here: service/http/early_refusal.py answers them in the protocol with the same bytes and the
-same counts (~25 µs), using classify_target and Gate.count from here. The client
+same counts (~30 µs), using classify_target and Gate.count from here. The client
 a request counts against (`service.http.auth.client_of`: its token's account when the viewer
 cache knows the token, else its address) is resolved without I/O.
 """

@@ -1,11 +1,11 @@
 """Refusing an overload's requests in aiohttp's protocol, before a request object exists.
 
-A 503 answered by the middlewares costs the process ~60 µs of CPU on this machine (measured
+A 503 answered by the middlewares costs the process ~85 µs of CPU on this machine (measured
 with bench/shed_cost.py: ~30 µs of it aiohttp's request machinery — request object, task,
-middleware chain, response object, header serialization — ~30 µs the middlewares around
+middleware chain, response object, header serialization — the rest the middlewares around
 admission and the response they build; the socket calls and the event loop ~8 µs). Here, in
 `data_received`, a GET or HEAD that admission refuses outright is answered with bytes built
-from constants, and the request never reaches aiohttp's handler: ~15-20 µs in all.
+from constants, and the request never reaches aiohttp's handler: ~30 µs in all.
 
 The answer and every side effect are the middlewares' (cors, mastodon_errors, rate_limits,
 admission), in their order:
