@@ -4,6 +4,7 @@ subprocess on a free port, stopped however the bench ends."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -66,7 +67,8 @@ def arbor_service(dsn: str, *settings: str, root: Path = ROOT
            "--setting", f"port={port}", "--setting", "log_level=WARNING"]
     for setting in settings:
         cmd += ["--setting", setting]
-    proc = subprocess.Popen(cmd, cwd=root)
+    # One process, as these benches measure (and older checkouts know no `workers`).
+    proc = subprocess.Popen(cmd, cwd=root, env={**os.environ, "ARBOR_WORKERS": "1"})
     base = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(_healthy(base, proc))

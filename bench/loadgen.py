@@ -387,7 +387,8 @@ def start_service(dsn: str, port: int, settings: list[str]) -> subprocess.Popen:
     for pair in [f"database_url={dsn}", f"port={port}", "log_level=ERROR",
                  "cursor_secret=overload-bench", "admin_token=bench-admin", *settings]:
         cmd += ["--setting", pair]
-    return subprocess.Popen(cmd, cwd=ROOT)
+    # One process, as these benches measure (and older checkouts know no `workers`).
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "ARBOR_WORKERS": "1"})
 
 
 async def wait_healthy(pool: Pool, proc: subprocess.Popen) -> None:

@@ -104,7 +104,8 @@ def _start_service(dsn: str, port: int, settings: list[str], log_path: Path) -> 
     for pair in settings:
         cmd += ["--setting", pair]
     log = open(log_path, "wb")
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "ARBOR_WORKERS": "1"})
 
 
 async def _request(session: aiohttp.ClientSession, base: str, kind: str, post_id: str,

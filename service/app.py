@@ -14,9 +14,10 @@ from storage.db import Database
 from service import api
 from service.api import pages
 from service.core.settings import Settings, embedded_postgres_class, section_thresholds
-from service.http import (admission_middleware, conventions, cors, early_refusal, html, mastodon,
-                          metrics_middleware, middlewares, ops_metrics, rate_limit_middleware,
-                          reaction_folder, request_ids, tracing)
+from service.http import (admission_middleware, coherence, conventions, cors, early_refusal, html,
+                          mastodon, metrics_middleware, middlewares, ops_metrics,
+                          rate_limit_middleware, reaction_folder, replica_routing, request_ids,
+                          tracing)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, PAGES, READS, SETTINGS, VIEWERS
 from service.pipeline.cursors import CursorCodec
 from service.pipeline.deps import Deps
@@ -35,6 +36,10 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
     # errors raised before the handlers in JSON too; an overload's refusals answered before
     # a request object exists (early_refusal.py: the same answer as the middlewares')
     early_refusal.install()
+    # Scale-out's middlewares only where configured: every middleware costs every request.
+    scale_out = ([replica_routing.route] if settings.replica_urls.split() else []) + [
+        middlewares.invalidate_on_write] + (
+        [coherence.propagate_writes] if settings.cache_notifications_enabled else [])
     app = web.Application(middlewares=[request_ids.request_ids,  # X-Request-Id, traceparent
                                         *tracing.middlewares(settings),  # [] unless tracing is on
                                         cors.cors,  # answers preflights before any budget
@@ -46,7 +51,9 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
                                         metrics_middleware.record,
                                         conventions.conventions,  # ETag/304, compression
                                         middlewares.timing, middlewares.errors,
-                                        middlewares.invalidate_on_write])
+                                        # reads to a replica; writes drop cached reads, and
+                                        # answer once every process has dropped them
+                                        *scale_out])
     # The app's own copy: live changes (PATCH /v1/admin/settings) stay in this app.
     settings = Settings(dict(settings.values), dict(settings.sources), settings.started)
     app[SETTINGS] = settings
@@ -59,8 +66,10 @@ def create_app(settings: Settings, *, seed_demo: bool = False,
         embedded_postgres_class()  # fails here, naming DATABASE_URL, when it is not installed
         app.cleanup_ctx.append(_embedded_postgres)
     app.cleanup_ctx.append(_database)
+    replica_routing.install(app)  # replica_urls: reads to replicas, LSN-sticky per viewer
     app.cleanup_ctx.append(_viewer_cache)
     app.cleanup_ctx.append(reaction_folder.run)
+    coherence.install(app)  # other processes' writes drop this one's cached renders
     if seed_demo:
         app.on_startup.append(_seed_demo_if_empty)
     app.router.add_routes(api.ROUTES)

@@ -38,6 +38,8 @@ from typing import Any, AsyncIterator
 
 import asyncpg
 
+from .replicas import read_pool
+
 
 @dataclass
 class QueryStats:
@@ -114,6 +116,7 @@ class Database:
         self.acquire_timeout = acquire_timeout
         self.queries_executed = 0  # every statement on every connection (asyncpg query logger)
         self.query_log: list[str] | None = None  # set to a list to record statements (tests)
+        self.replicas = None  # storage.replicas.Replicas, when replica_urls are set
         self.acquire_waits = self.acquire_timeouts = 0
         self.acquire_wait_seconds = 0.0
 
@@ -128,6 +131,7 @@ class Database:
         db = cls.__new__(cls)
         db.queries_executed = 0
         db.query_log = None
+        db.replicas = None
         db.acquire_waits = db.acquire_timeouts = 0
         db.acquire_wait_seconds = 0.0
         db.acquire_timeout = acquire_timeout
@@ -166,12 +170,34 @@ class Database:
                 asyncpg.PostgresConnectionError):
             self.pool.terminate()
 
-    def acquire(self) -> "_Acquire":
+    def acquire(self) -> "_Acquire | Any":
         """`pool.acquire()` bounded by the acquire timeout (which also bounds the release),
         counting the acquisitions that had to wait (every connection lent out) and how long
         they waited, and those that timed out: O(1) more per acquisition, a clock read only
-        when it waits."""
-        return _Acquire(self, self.pool.acquire(timeout=self.acquire_timeout))
+        when it waits. Of the read replica storage/replicas.py routed this task's reads to,
+        if any (falling back to the primary when it cannot give a connection; not counted),
+        else of the primary."""
+        pool = read_pool.get()
+        if pool is None:
+            return _Acquire(self, self.pool.acquire(timeout=self.acquire_timeout))
+        return self._acquire_replica(pool)
+
+    @asynccontextmanager
+    async def _acquire_replica(self, pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            con = await pool.acquire(timeout=self.acquire_timeout)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+                asyncpg.InterfaceError, asyncpg.CannotConnectNowError):
+            if self.replicas is not None:
+                self.replicas.failed(pool)
+            read_pool.set(None)  # the rest of this request reads the primary
+            async with _Acquire(self, self.pool.acquire(timeout=self.acquire_timeout)) as con:
+                yield con
+            return
+        try:
+            yield con
+        finally:
+            await pool.release(con, timeout=self.acquire_timeout)
 
     @asynccontextmanager
     async def pinned(self) -> AsyncIterator[None]:
@@ -199,7 +225,8 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[CountedConnection]:
-        async with self.acquire() as con:
+        """Always on the primary (a write), whatever the task's reads are routed to."""
+        async with _Acquire(self, self.pool.acquire(timeout=self.acquire_timeout)) as con:
             async with con.transaction():
                 yield CountedConnection(con)
 

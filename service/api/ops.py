@@ -4,11 +4,13 @@ limited either (service/resilience/rate_limit_rules.OPS_PATHS)."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import orjson
 from aiohttp import web
 
 from service.core.metrics import CONTENT_TYPE
+from service.http import coherence, replica_routing
 from service.http.admission_middleware import ADMISSION
 from service.http.keys import DB, METRICS, RATE_LIMITS, READS, SETTINGS
 from service.http.responses import json_response
@@ -17,7 +19,7 @@ from service.resilience.breakers import BreakerOpen
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def _database_answers(app: web.Application) -> bool:
@@ -78,6 +80,16 @@ async def readyz(request: web.Request) -> web.Response:
         details["rate_limits"] = limits.snapshot()
         if limits.store.shared_up is False:
             degraded.append("rate_limit_store")  # limits kept per process: still serving
+    down, feed = coherence.degraded(app)
+    if feed is not None:
+        details["cache_notifications"] = feed
+        if down:  # other processes' writes show within the caches' TTLs: still serving
+            degraded.append("cache_notifications")
+    lagging, replicas = replica_routing.degraded(app)
+    if replicas is not None:
+        details["replicas"] = replicas
+        if lagging:  # its reads go to the other replicas or the primary: still serving
+            degraded.append("replicas")
     status = 503 if "database" in degraded else 200
     return json_response({"status": "degraded" if degraded else "ok", "degraded": degraded,
                           "details": details}, status=status)

@@ -16,11 +16,11 @@ from storage import migrations, seeding
 
 from service.app import create_app
 from service.core import logs
-from service.core.settings import SettingsError, markdown_table
+from service.core.settings import BY_NAME, SettingsError, markdown_table
 from service.http import gc_tuning
 from service.http.middlewares import AccessLogger
 
-from . import accounts, export, import_posts, repair
+from . import accounts, export, import_posts, repair, workers
 from .common import settings_of, with_database
 
 log = logging.getLogger("arbor.cli")
@@ -28,18 +28,47 @@ log = logging.getLogger("arbor.cli")
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log_level, settings.log_format, worker=workers.index())
+    count = workers.worker_count(settings.workers if args.workers is None
+                                 else BY_NAME["workers"].parse(args.workers))
     if settings.sources.get("cursor_secret") == "generated":
         log.warning("cursor_secret is not set: using a random key; cursors will not survive a "
-                    "restart (set ARBOR_CURSOR_SECRET)")
-    app = create_app(settings, seed_demo=args.demo)
+                    "restart (set ARBOR_CURSOR_SECRET)%s",
+                    f"; the {count} workers share one" if count > 1 else "")
+    if count > 1:
+        return workers.Supervisor(settings, count, args.setting or [], demo=args.demo).run()
+    return serve_one(settings, demo=args.demo)
+
+
+def serve_one(settings, *, demo: bool) -> int:
+    """One process serving; a worker of `--workers N` when the supervisor started it."""
+    in_supervisor = workers.is_worker()
+    app = create_app(settings, seed_demo=demo and not in_supervisor)
     gc_tuning.install(app)
+    if in_supervisor:
+        app.on_startup.append(_watch_supervisor)
+
+    def started(msg: str) -> None:  # aiohttp prints this once every site listens
+        log.info("%s", msg.strip())
+        workers.report_ready()
+
     web.run_app(app, host=settings.host, port=settings.port, access_log_class=AccessLogger,
-                print=lambda msg: log.info("%s", msg.strip()), shutdown_timeout=10,
+                print=started, shutdown_timeout=settings.worker_shutdown_timeout_s,
+                # Workers share the port: the kernel spreads connections over them.
+                reuse_port=in_supervisor or None,
                 # A client that disconnects cancels its request's work (coalesced renders
                 # run on, shielded, while another request still waits for them).
                 handler_cancellation=True)
     return 0
+
+
+async def _watch_supervisor(app: web.Application) -> None:
+    task = asyncio.create_task(workers.watch_supervisor())
+    app.on_cleanup.append(lambda _app: _cancel(task))
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
@@ -97,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = command("serve", cmd_serve, "run the HTTP service")
     serve.add_argument("--demo", action="store_true",
                        help="seed the demo data when the database has no posts")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="processes on the one port (setting `workers`; 0: one per CPU)")
     seed = command("seed", cmd_seed, "load a data preset (idempotent)")
     seed.add_argument("--preset", required=True, choices=("demo", "viral", "bench"))
     export.register_options(seed)

@@ -39,6 +39,10 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
+        worker = getattr(record, "worker", None)
+        if worker is not None:  # a worker of `arbor serve --workers N`
+            head, sep, rest = line.partition("\n")
+            line = head + f" worker={worker}" + sep + rest
         request_id = getattr(record, "request_id", None)
         if request_id:
             trace_id = getattr(record, "trace_id", None)
@@ -55,9 +59,9 @@ class JsonFormatter(logging.Formatter):
                + f".{int(record.msecs):03d}Z",
                "level": record.levelname, "logger": record.name,
                "message": record.getMessage()}
-        for key in ("request_id", "trace_id"):
+        for key in ("request_id", "trace_id", "worker"):
             value = getattr(record, key, None)
-            if value:
+            if value is not None and value != "":
                 out[key] = value
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
@@ -70,10 +74,25 @@ def formatter(fmt: str = "text") -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else TextFormatter()
 
 
-def configure(level: str = "INFO", fmt: str = "text") -> None:
+class _Worker(logging.Filter):
+    """Puts the worker's number (`arbor serve --workers N`) on each record."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
+def configure(level: str = "INFO", fmt: str = "text", *, worker: int | None = None) -> None:
+    """`worker`: this process is that worker of `arbor serve --workers N`; its lines say so."""
     handler = logging.StreamHandler()
     handler.setFormatter(formatter(fmt))
     handler.addFilter(_RequestContext())
+    if worker is not None:
+        handler.addFilter(_Worker(int(worker)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -120,6 +120,14 @@ SETTINGS: tuple[Setting, ...] = (
       "proxies in front of the service: only a request from one of them may name its client "
       "with `Forwarded` / `X-Forwarded-For` (read right to left, skipping trusted hops). "
       "Empty: the peer's address is the client's.", check=parse_networks),
+    S("workers", int, 0, "Processes `arbor serve` runs on the one port (SO_REUSEPORT), under a "
+      "supervisor that starts the embedded PostgreSQL once and shares one cursor secret; "
+      "`--workers N` sets it. 0: one per CPU. 1: one process, no supervisor. Admission, "
+      "caches and (without `rate_limit_storage_url`) rate limits are per process.",
+      min=0, max=256),
+    S("worker_shutdown_timeout_s", float, 10.0, "On SIGTERM each worker stops accepting and "
+      "gets this long to finish its requests in flight (workers stop one after the other).",
+      min=0, max=600),
     # Database
     S("database_url", str, "", "PostgreSQL DSN. Empty: start the embedded PostgreSQL under data_dir "
       "(also read from DATABASE_URL).", secret=True),
@@ -325,6 +333,35 @@ SETTINGS: tuple[Setting, ...] = (
       check=_check_public_url),
     S("mastodon_context_max_links", int, 20, "Most continuations a Mastodon `context` lists in "
       "its `Link` header (the body's `more` lists them all).", min=0, max=1000),
+    # Scale-out: cache coherence across processes (storage/change_feed.py), read replicas
+    S("cache_notifications_enabled", bool, True, "LISTEN on PostgreSQL's `arbor.changes` "
+      "channel (every write NOTIFYs from its transaction) and drop the cached renders and "
+      "viewers a write by any process changed. Off, or while the channel is down (/readyz "
+      "`cache_notifications`), other processes' writes show within the caches' TTLs."),
+    S("cache_notifications_fence_ms", int, 100, "How long a write's answer waits for every "
+      "listening process to confirm it applied the write's change notice, in ms; past it the "
+      "write answers anyway (arbor_cache_notifications_fences_incomplete_total). 0: do not "
+      "wait (other processes see the write a moment later).", min=0, max=10_000),
+    S("replica_urls", str, "", "Read replicas (streaming standbys of database_url), as "
+      "PostgreSQL DSNs separated by spaces. Reads (GET) go to one that is up, lags at most "
+      "replica_max_lag_ms and has replayed the viewer's last write; everything else to the "
+      "primary. Empty: every query on the primary.", secret=True),
+    S("replica_max_lag_ms", int, 1000, "A replica lagging more than this is skipped (its "
+      "lag is a metric, in the `arbor_db_replica_*` family).", min=1, max=3_600_000),
+    S("replica_sticky_s", float, 60.0, "How long a viewer's reads stay where their last write "
+      "is visible (the primary's WAL position after it is kept this long, at least twice "
+      "replica_max_lag_ms), in s.", min=0.1, max=86_400),
+    S("replica_poll_ms", int, 200, "How often each replica's replayed position and lag are "
+      "read (a dead replica is skipped from its first failed poll or read), in ms.",
+      min=10, max=60_000),
+    S("replica_pool_max", int, 10, "Most connections each replica's pool opens.", min=1,
+      max=200),
+    S("cache_notifications_keepalive_s", float, 5.0, "How often each process says hello on "
+      "the channel: the check of its listening connection (a silent network is found within "
+      "this plus db_connect_timeout_s) and how peers know it listens (forgotten after 3 x "
+      "this), in s.", min=0.1, max=3600),
+    S("cache_notifications_max_backoff_s", float, 10.0, "Longest wait between attempts to "
+      "listen again (from 0.1 s, doubling), in s.", min=0.1, max=3600),
 )
 del S
 
@@ -338,7 +375,7 @@ LIVE = frozenset({
     "max_max_nodes", "default_ancestors", "max_ancestors",
     "promoted_replies_per_parent", "promotion_window", "visibility_refill_rounds",
     "visibility_overfetch", "quote_hydration_timeout_ms", "max_quotes_page",
-    "render_cache_ttl_s", "stale_ttl_s", "request_budget_ms",
+    "render_cache_ttl_s", "stale_ttl_s", "request_budget_ms", "cache_notifications_fence_ms",
     "max_post_length", "import_max_batch", "max_relations_page", "trusted_proxies",
     # load shedding: picked up within a second (service/http/admission_middleware.py)
     "concurrency_limit", "admission_target_ms", "admission_interval_ms", "admission_queue_size",

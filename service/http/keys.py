@@ -6,7 +6,9 @@ May import only the types of the values (lower layers, storage) and aiohttp.
 """
 from aiohttp import web
 
+from storage.change_feed import ChangeFeed
 from storage.db import Database
+from storage.replicas import Replicas
 from storage.rows import Viewer
 
 from service.core.clients import Client
@@ -38,6 +40,10 @@ RATE_LIMITS = web.AppKey("rate_limits", RateLimits)
 DENY_LIST = web.AppKey("deny_list", object)
 # The HTML pages' per-app state (service/api/pages/home.py: the demo list it last read)
 PAGES = web.AppKey("pages", dict)
+# Other processes' writes, as notices (service/http/coherence.py)
+CHANGE_FEED = web.AppKey("change_feed", ChangeFeed)
+# Read replicas (service/http/replica_routing.py)
+REPLICAS = web.AppKey("replicas", Replicas)
 
 # A request's
 VIEWER = web.RequestKey("viewer", Viewer)

@@ -8,11 +8,14 @@ from .common import Json, obj, ok
 
 def schemas(s: Settings) -> Json:
     return {
-        "Health": obj({"status": {"type": "string"}}),
+        "Health": obj({"status": {"type": "string"},
+                       # which process answered: with --workers N, one of N
+                       "pid": {"type": "integer"}}),
         "Ready": obj({"status": {"enum": ["ok", "degraded"]},
                       "degraded": {"type": "array", "items": {
                           "enum": ["database", "ranking", "overloaded",
-                                   "rate_limit_store"]}},
+                                   "rate_limit_store", "cache_notifications",
+                                   "replicas"]}},
                       "details": {"type": "object"}}),
     }
 
