@@ -14,8 +14,8 @@ from storage.db import Database
 from service import api
 from service.api import pages
 from service.core.settings import Settings, embedded_postgres_class, section_thresholds
-from service.http import (admission_middleware, coherence, conventions, cors, html, mastodon,
-                          metrics_middleware, middlewares, ops_metrics, protocol_errors,
+from service.http import (admission_middleware, coherence, conventions, cors, early_refusal, html,
+                          mastodon, metrics_middleware, middlewares, ops_metrics,
                           rate_limit_middleware, reaction_folder, replica_routing, request_ids,
                           tracing)
 from service.http.keys import DB, DEPS, DSN, FAULTS, OPENAPI, PAGES, READS, SETTINGS, VIEWERS
@@ -33,7 +33,9 @@ log = logging.getLogger("arbor.app")
 
 def create_app(settings: Settings, *, seed_demo: bool = False,
                faults: Faults | None = None) -> web.Application:
-    protocol_errors.install()  # errors raised before the handlers: JSON too
+    # errors raised before the handlers in JSON too; an overload's refusals answered before
+    # a request object exists (early_refusal.py: the same answer as the middlewares')
+    early_refusal.install()
     # Scale-out's middlewares only where configured: every middleware costs every request.
     scale_out = ([replica_routing.route] if settings.replica_urls.split() else []) + [
         middlewares.invalidate_on_write] + (

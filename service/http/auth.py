@@ -62,18 +62,22 @@ def client_of(request: web.Request) -> Client:
     found = request.get(CLIENT)
     if found is not None:
         return found
-    headers = request.headers
-    address = client_address(request.remote, tuple(headers.getall("Forwarded", ())),
+    found = request[CLIENT] = client_from(request.app, request.remote, request.headers)
+    return found
+
+
+def client_from(app: web.Application, remote: str | None, headers) -> Client:
+    """client_of before a request object exists: its peer's address and its headers."""
+    address = client_address(remote, tuple(headers.getall("Forwarded", ())),
                              tuple(headers.getall("X-Forwarded-For", ())),
-                             parse_networks(request.app[SETTINGS].values["trusted_proxies"]))
+                             parse_networks(app[SETTINGS].values["trusted_proxies"]))
     account_id = None
     values = headers.getall("Authorization", ())
     if values:
         match = _BEARER.fullmatch(values[0]) if len(values) == 1 else None
-        if match is not None and VIEWERS in request.app:
-            account_id = request.app[VIEWERS].client_of(hash_token(match.group(1)))
-    found = request[CLIENT] = client(address, account_id, token=bool(values))
-    return found
+        if match is not None and VIEWERS in app:
+            account_id = app[VIEWERS].client_of(hash_token(match.group(1)))
+    return client(address, account_id, token=bool(values))
 
 
 async def viewer_of(request: web.Request, token=FROM_HEADER) -> Viewer:

@@ -51,13 +51,6 @@ def _allowed(origin: str, raw: str) -> str | None:
     return origin if origin.rstrip("/").lower() in allowed else None
 
 
-def _vary_origin(headers, raw_read: str, raw_auth: str) -> None:
-    if _origins(raw_read) is not None or _origins(raw_auth) is not None:
-        old = headers.get("Vary")
-        if not old or "origin" not in old.lower():
-            headers["Vary"] = f"{old}, Origin" if old else "Origin"
-
-
 def _preflight(request: web.Request, origin: str) -> web.Response:
     s = request.app[SETTINGS]
     method = request.headers["Access-Control-Request-Method"].strip().upper()
@@ -88,34 +81,50 @@ def _preflight(request: web.Request, origin: str) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
-def _decorate(request: web.Request, response: web.StreamResponse, origin: str) -> None:
-    s = request.app[SETTINGS]
-    needs_auth = request.method in WRITE_METHODS or "Authorization" in request.headers
-    allow = _allowed(origin, s.http_cors_auth_origins if needs_auth else s.http_cors_origins)
-    _vary_origin(response.headers, s.http_cors_origins, s.http_cors_auth_origins)
+def answer_headers(method: str, headers, settings) -> list[tuple[str, str]]:
+    """The headers this middleware adds to an answer that is not a preflight's (a response
+    without Vary of its own): also what service/http/early_refusal.py writes on a 503 it
+    answers before this middleware runs."""
+    origin = headers.get("Origin")
+    out: list[tuple[str, str]] = []
+    if origin is None:
+        if (method in READ_METHODS and "Authorization" not in headers
+                and _origins(settings.http_cors_origins) is None):
+            out += [("Access-Control-Allow-Origin", "*"),
+                    ("Access-Control-Expose-Headers", EXPOSED)]
+        return out
+    needs_auth = method in WRITE_METHODS or "Authorization" in headers
+    allow = _allowed(origin, settings.http_cors_auth_origins if needs_auth
+                     else settings.http_cors_origins)
+    if _origins(settings.http_cors_origins) is not None or \
+            _origins(settings.http_cors_auth_origins) is not None:
+        out.append(("Vary", "Origin"))
     if allow is not None:
-        response.headers["Access-Control-Allow-Origin"] = allow
-        response.headers["Access-Control-Expose-Headers"] = EXPOSED
+        out += [("Access-Control-Allow-Origin", allow), ("Access-Control-Expose-Headers", EXPOSED)]
+    return out
+
+
+def _decorate(request: web.Request, response: web.StreamResponse) -> None:
+    h = response.headers
+    for name, value in answer_headers(request.method, request.headers, request.app[SETTINGS]):
+        if name == "Vary":
+            old = h.get("Vary")
+            if not old or "origin" not in old.lower():
+                h["Vary"] = f"{old}, Origin" if old else "Origin"
+        else:
+            h[name] = value
 
 
 @web.middleware
 async def cors(request: web.Request, handler) -> web.StreamResponse:
-    origin = request.headers.get("Origin")
-    if origin is None:
-        response = await handler(request)
-        # With any origin allowed, an anonymous read says so even without Origin: a copy a
-        # CDN kept from a request without Origin must still serve a browser's.
-        if (request.method in READ_METHODS and "Authorization" not in request.headers
-                and _origins(request.app[SETTINGS].http_cors_origins) is None):
-            response.headers["Access-Control-Allow-Origin"] = "*"
-            response.headers["Access-Control-Expose-Headers"] = EXPOSED
-        return response
-    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        return _preflight(request, origin)
+    if request.method == "OPTIONS" and "Origin" in request.headers \
+            and "Access-Control-Request-Method" in request.headers:
+        return _preflight(request, request.headers["Origin"])
     try:
         response = await handler(request)
     except web.HTTPException as e:  # raised past the error middleware: still readable
-        _decorate(request, e, origin)
+        if "Origin" in request.headers:
+            _decorate(request, e)
         raise
-    _decorate(request, response, origin)
+    _decorate(request, response)
     return response

@@ -80,11 +80,18 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request, response, time):  # noqa: A002 - aiohttp's signature
         # written after the request's context ended: its ids from the request itself
         ctx = request.get(REQUEST_CONTEXT)
-        extra = {"request_id": ctx.request_id, "trace_id": ctx.trace_id} if ctx else None
-        self.logger.info('%s %s %s status=%s bytes=%s ms=%.1f db_round_trips=%s',
-                         request.remote, request.method, request.path_qs[:300], response.status,
-                         response.body_length, time * 1000, request.get(DB_ROUND_TRIPS, 0),
-                         extra=extra)
+        access_line(self.logger, request.remote, request.method, request.path_qs,
+                    response.status, response.body_length, time,
+                    request.get(DB_ROUND_TRIPS, 0), ctx)
+
+
+def access_line(logger: logging.Logger, remote, method: str, path_qs: str, status: int,
+                body_length: int, seconds: float, round_trips: int, ctx=None) -> None:
+    """The access log's line (also written for refusals answered in early_refusal.py);
+    `ctx`: the request's RequestContext (its ids go with the line)."""
+    extra = {"request_id": ctx.request_id, "trace_id": ctx.trace_id} if ctx else None
+    logger.info('%s %s %s status=%s bytes=%s ms=%.1f db_round_trips=%s', remote, method,
+                path_qs[:300], status, body_length, seconds * 1000, round_trips, extra=extra)
 
 
 @web.middleware

@@ -301,15 +301,31 @@ class Admission:
         self._watch(now)
         return decision, detail
 
-    def _arrive(self, priority: Priority, client: str,
-                now: float) -> tuple[str, Waiter | str | None]:
+    def refuse(self, priority: Priority, client: str, now: float) -> str | None:
+        """try_acquire for a request that would be refused outright: the same refusal
+        (counted, noted against its client), its reason returned. Else None, and nothing
+        changed but the signal's clock and the bitmap of clients seen (both idempotent): the
+        request then goes the usual way, try_acquire. For refusing before a request object
+        exists (service/http/early_refusal.py)."""
+        self._watch(now)
+        self._see(client, now)
+        kind, reason, _, _ = self._verdict(priority, client, now)
+        if kind is not SHED:
+            return None
+        self._refuse(priority, client, reason, now)
+        self._watch(now)
+        return reason
+
+    def _verdict(self, priority: Priority, client: str,
+                 now: float) -> tuple[str, str | None, Waiter | None, bool]:
+        """What an arrival gets, changing nothing: (ADMIT, ..), (SHED, reason, ..), or
+        (QUEUED, reason, victim, new_turn): it waits, after `victim` (if any) is evicted."""
         p = self.params
-        if self.inflight < p.concurrency and not self._held_back(self.clients.get(client), now):
-            self._admit(priority, client)
-            return ADMIT, None
-        if p.queue_size <= 0 or p.queue_timeout_s <= 0:
-            return SHED, self._refuse(priority, client, QUEUE_FULL, now)
         c = self.clients.get(client)
+        if self.inflight < p.concurrency and not self._held_back(c, now):
+            return ADMIT, None, None, False
+        if p.queue_size <= 0 or p.queue_timeout_s <= 0:
+            return SHED, QUEUE_FULL, None, False
         new_turn = self._new_turn(c, priority)
         expected = self.expected_wait(priority, new_turn)
         reason = None
@@ -324,10 +340,22 @@ class Admission:
             reason = OVERLOADED
         elif self.queued >= p.queue_size or expected > p.queue_timeout_s:
             reason = QUEUE_FULL
+        victim = None
         if reason is not None:
             victim = self._victim(priority, client)
             if victim is None:
-                return SHED, self._refuse(priority, client, reason, now)
+                return SHED, reason, None, new_turn
+        return QUEUED, reason, victim, new_turn
+
+    def _arrive(self, priority: Priority, client: str,
+                now: float) -> tuple[str, Waiter | str | None]:
+        kind, reason, victim, new_turn = self._verdict(priority, client, now)
+        if kind is ADMIT:
+            self._admit(priority, client)
+            return ADMIT, None
+        if kind is SHED:
+            return SHED, self._refuse(priority, client, reason, now)
+        if victim is not None:
             self._shed_waiter(victim, EVICTED, now)
         return QUEUED, self._enqueue(priority, client, new_turn, now)
 

@@ -114,6 +114,15 @@ class Limiter:
         state.inflight += 1
         return Ticket(key, state, budget, policies)
 
+    def give_back(self, ticket: Ticket) -> None:
+        """Undo held() at once, nothing else having run in between: the unit it took goes
+        back to the reserve (the request will be charged the usual way instead)."""
+        state = ticket.state
+        state.inflight -= 1
+        held = state.reserves.get(ticket.budget) if state.reserves else None
+        if held is not None:
+            held[0] += 1
+
     async def before(self, key: str, budget: str, policies: dict[str, Policy],
                      now: float | None = None) -> Ticket | Refusal:
         if now is None:
