@@ -234,9 +234,14 @@ async def _migrate_and_seed(dsn: str, demo: bool, port: int) -> None:
             await seeding.seed(con, "demo")
         roots = await con.fetchval("SELECT roots FROM seed_runs WHERE preset = 'demo'")
         if roots:
+            named = orjson.loads(roots)
+            # a deleted post (the `tombstone` demo) is the 404 on its own: not a link to follow
+            deleted = {r["id"] for r in await con.fetch(
+                "SELECT id FROM posts WHERE id = ANY($1::bigint[]) AND deleted_at IS NOT NULL",
+                [int(v) for v in named.values()])}
             log.info("demo conversations: %s", ", ".join(
                 f"{name}=http://localhost:{port}/v1/conversations/{post_id}"
-                for name, post_id in orjson.loads(roots).items()))
+                for name, post_id in named.items() if int(post_id) not in deleted))
     finally:
         await con.close()
 
