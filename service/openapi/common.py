@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from service.inputs.idempotency import HEADER as IDEMPOTENCY_HEADER, KEY_PATTERN, REPLAYED_HEADER
 from service.inputs.pages import ID_PATTERN
 
 Json = dict[str, Any]
@@ -202,3 +203,15 @@ def with_headers(paths: Json) -> Json:
                 if not headers:
                     del response["headers"]
     return paths
+
+
+# Idempotency-Key on writes (/v1/posts and Mastodon's statuses alike)
+IDEMPOTENCY_KEY = {
+    "name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+    "description": "Makes a retry safe: the same key with the same request replays the first "
+                   "answer (with `Idempotent-Replayed: true`) and writes nothing; with another "
+                   "request it is a 422. Per account; remembered for `idempotency_ttl_s`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": KEY_PATTERN}}
+REPLAYED = {REPLAYED_HEADER: {"description": "`true` when this is the stored answer of an "
+                                             "earlier request with the same Idempotency-Key.",
+                              "schema": {"const": "true"}}}

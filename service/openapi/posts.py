@@ -7,22 +7,13 @@ service/inputs/idempotency.py), so the contract and the server accept exactly th
 from __future__ import annotations
 
 from service.core.settings import Settings
-from service.inputs.idempotency import HEADER, KEY_PATTERN, REPLAYED_HEADER
 from service.inputs.posts import POST_TEXT_PATTERN
 
-from .common import CURSOR, ID, POST_ID, THREAD_ERRORS, Json, error, int_param, obj, ref
+from .common import (CURSOR, ID, IDEMPOTENCY_KEY, POST_ID, REPLAYED, THREAD_ERRORS, Json, error,
+                     int_param, obj, ref)
 
 _ID = {"type": "string", "pattern": POST_ID["schema"]["pattern"]}
 _WRITER = [{"bearer": []}]
-_KEY_PARAM = {
-    "name": HEADER, "in": "header", "required": False,
-    "description": "Makes a retry safe: the same key with the same request replays the first "
-                   "answer (with `Idempotent-Replayed: true`) and writes nothing; with another "
-                   "request it is a 422. Per account; remembered for `idempotency_ttl_s`.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": KEY_PATTERN}}
-_REPLAYED = {REPLAYED_HEADER: {"description": "`true` when this is the stored answer of an "
-                                              "earlier request with the same Idempotency-Key.",
-                               "schema": {"const": "true"}}}
 _WRITE_ERRORS = {
     "400": error("Invalid body, id or Idempotency-Key; the message names it."),
     "401": error("No valid bearer token."),
@@ -67,13 +58,13 @@ def paths(s: Settings) -> Json:
         "/v1/posts": {"post": {
             "operationId": "createPost", "security": _WRITER,
             "summary": "Write a post (a root, a reply, a quote) as the viewer.",
-            "parameters": [_KEY_PARAM],
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": ref("NewPost"),
                 "examples": {"root": {"value": {"text": "Hello, Arbor"}}}}}},
             "responses": {
                 "201": {"description": "The post, as a conversation shows it.",
-                        "headers": {**_REPLAYED, "Location": {
+                        "headers": {**REPLAYED, "Location": {
                             "description": "The post's conversation view "
                                            "(`/v1/conversations/{id}`), also on a replay.",
                             "required": True, "schema": {"type": "string"}}},
@@ -90,9 +81,9 @@ def paths(s: Settings) -> Json:
             "operationId": "deletePost", "security": _WRITER,
             "summary": "Delete one of the viewer's posts (it stays as a tombstone while it has "
                        "replies).",
-            "parameters": [POST_ID, _KEY_PARAM],
+            "parameters": [POST_ID, IDEMPOTENCY_KEY],
             "responses": {
-                "204": {"description": "Deleted.", "headers": _REPLAYED},
+                "204": {"description": "Deleted.", "headers": REPLAYED},
                 "403": error("The post is not the viewer's."),
                 **_WRITE_ERRORS}}},
     }

@@ -7,23 +7,13 @@ service/inputs/posts.py, service/inputs/idempotency.py, service/inputs/query.py)
 from __future__ import annotations
 
 from service.core.settings import Settings
-from service.inputs.idempotency import HEADER, KEY_PATTERN, REPLAYED_HEADER
 from service.inputs.posts import POST_TEXT_PATTERN
 
-from ..common import POST_ID, Json, int_param, obj
+from ..common import IDEMPOTENCY_KEY, POST_ID, REPLAYED, Json, int_param, obj
 from .common import (BAD_TOKEN, CONTEXT_HEADERS, NOT_FOUND, OPTIONAL_VIEWER, STATUS_ID,
                      UNAVAILABLE, VIEWER, error, ok)
 
 _ID = {"type": "string", "pattern": POST_ID["schema"]["pattern"]}
-_KEY_PARAM = {
-    "name": HEADER, "in": "header", "required": False,
-    "description": "Makes a retry safe: the same key with the same request replays the first "
-                   "answer (with `Idempotent-Replayed: true`) and writes nothing; with another "
-                   "request it is a 422. Per account; remembered for `idempotency_ttl_s`.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": KEY_PATTERN}}
-_REPLAYED = {REPLAYED_HEADER: {"description": "`true` when this is the stored answer of an "
-                                              "earlier request with the same Idempotency-Key.",
-                               "schema": {"const": "true"}}}
 _BAD_INPUT = error("A body that is not JSON or a form, or a malformed Idempotency-Key.")
 _REUSED = error("The Idempotency-Key was used for a different request.")
 
@@ -83,10 +73,10 @@ def paths(s: Settings) -> Json:
         "/api/v1/statuses": {"post": {
             "operationId": "mastodonPostStatus", "security": VIEWER,
             "summary": "Post a status (a root, a reply, a quote) as the viewer.",
-            "parameters": [_KEY_PARAM], "requestBody": body,
+            "parameters": [IDEMPOTENCY_KEY], "requestBody": body,
             "responses": {
                 "200": {**ok("MastodonStatus", "The new status (also on a replay)."),
-                        "headers": _REPLAYED},
+                        "headers": REPLAYED},
                 "400": _BAD_INPUT, "401": BAD_TOKEN, "404": error(
                     "`Record not found`: the status replied to or quoted does not exist or "
                     "is not visible to the viewer."),
@@ -102,11 +92,11 @@ def paths(s: Settings) -> Json:
             "delete": {**_status_op(
                 "mastodonDeleteStatus", "Delete one of the viewer's statuses (it stays as a "
                 "tombstone, invisible here, while it has replies); someone else's is a 404.",
-                errors=write_errors, params=[_KEY_PARAM],
+                errors=write_errors, params=[IDEMPOTENCY_KEY],
                 answer="The deleted status, with its source `text`."),
                 "responses": {"200": {**ok("MastodonStatus", "The deleted status, with its "
                                                              "source `text`."),
-                                      "headers": _REPLAYED}, **write_errors}}},
+                                      "headers": REPLAYED}, **write_errors}}},
         "/api/v1/statuses/{status_id}/context": {"get": {
             "operationId": "mastodonStatusContext", "security": OPTIONAL_VIEWER,
             "summary": "The status's ancestors (root first) and descendants (depth-first), "
