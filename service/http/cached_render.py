@@ -118,7 +118,7 @@ async def read_body(request: web.Request, read: ReadPath, render: Render,
     except DATABASE_ERRORS as e:
         return _counted(request, _stale_or_503(read, key, e,
                                                retry_after=read.database.retry_after_s()))
-    count_degraded(request.app, rendered.body)  # arbor_degraded_responses_total{part}
+    count_degraded(request.app, rendered.body, result=result)  # arbor_degraded_responses_total
     return rendered.body, {"Arbor-Cache": "miss"}, rendered, result
 
 

@@ -3,9 +3,9 @@ metrics_middleware.install), and the two things they count, each O(1) on the com
 
   * count_unavailable(app, response): a 503's reason, its error code (read from the body only
     for 503s: a few microseconds on a path that is already refusing work);
-  * count_degraded(app, body, stale): on a rendered or stale read, the body's `partial` and
-    `degraded` parts (a byte search, in C; cached fresh hits are never degraded: such
-    answers are not cached).
+  * count_degraded(app, body, stale, result): on a rendered or stale read, its `partial` and
+    `degraded` parts, read from the object just rendered (a stale copy has only its bytes:
+    a byte search, in C; cached fresh hits are never degraded: such answers are not cached).
 """
 from __future__ import annotations
 
@@ -52,11 +52,22 @@ def degraded_parts(body: bytes) -> list[str]:
     return parts
 
 
-def count_degraded(app: web.Application, body: bytes, *, stale: bool = False) -> None:
+def _parts_of(result: dict) -> list[str]:
+    """The same parts, read from the rendered object (no search of the body)."""
+    parts = ["partial"] if result.get("partial") is True else []
+    degraded = result.get("degraded")
+    if isinstance(degraded, list):
+        parts.extend(p for p in degraded if isinstance(p, str))
+    return parts
+
+
+def count_degraded(app: web.Application, body: bytes, *, stale: bool = False,
+                   result: object = None) -> None:
+    """`result`: the object just rendered, when there is one (then the body is not read)."""
     ops = app.get(OPS_METRICS)
     if ops is None:
         return
-    parts = degraded_parts(body)
+    parts = _parts_of(result) if isinstance(result, dict) else degraded_parts(body)
     if stale and "stale" not in parts:
         parts.append("stale")
     for part in parts:
