@@ -15,6 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from service.cli.workers import _migrate_and_seed, connections_needed
+
 from .helpers import iter_nodes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,3 +166,18 @@ async def test_a_killed_worker_is_replaced(workers):
         if pid_b in pids and pid_a not in pids:
             return
     raise AssertionError("the killed worker was not replaced")
+
+
+def test_connections_needed_counts_each_workers_pool_and_listener():
+    assert connections_needed(1, 10) == 21
+    # one worker per CPU on a 32-CPU machine: more than the embedded server's default 200
+    assert connections_needed(32, 10) == 362 > 200
+
+
+async def test_the_supervisor_warns_when_the_database_allows_fewer_connections(pg_dsn, caplog):
+    caplog.set_level("WARNING", logger="arbor.workers")
+    await _migrate_and_seed(pg_dsn, False, 0, needed=100_000)
+    assert any("max_connections" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    await _migrate_and_seed(pg_dsn, False, 0, needed=5)
+    assert not any("max_connections" in r.getMessage() for r in caplog.records)

