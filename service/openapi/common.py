@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from service.core.settings import Settings
 from service.inputs.idempotency import HEADER as IDEMPOTENCY_HEADER, KEY_PATTERN, REPLAYED_HEADER
 from service.inputs.pages import ID_PATTERN
 
@@ -215,3 +216,17 @@ IDEMPOTENCY_KEY = {
 REPLAYED = {REPLAYED_HEADER: {"description": "`true` when this is the stored answer of an "
                                              "earlier request with the same Idempotency-Key.",
                               "schema": {"const": "true"}}}
+
+
+def view_params(s: Settings, max_nodes_description: str) -> list[Json]:
+    """A conversation view's parameters and their bounds (the JSON view and its page alike)."""
+    return [
+        POST_ID,
+        int_param("depth", 0, s.max_depth, s.default_depth, "Reply levels below the focal post."),
+        int_param("branching", 1, s.max_branching, s.default_branching, "Replies per node."),
+        int_param("max_nodes", 1, s.max_max_nodes, s.default_max_nodes, max_nodes_description),
+        int_param("ancestors", 1, s.max_ancestors, s.default_ancestors,
+                  "Most ancestors shown; the root is always one of them."),
+        {"name": "sort", "in": "query", "required": False, "description": "Order of replies.",
+         "schema": {"enum": ["ranked", "newest", "oldest"], "default": "ranked"}},
+    ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from service.core.settings import Settings
 
 from .common import (CURSOR, ID, OPTIONAL_VIEWER, POST_ID, THREAD_ERRORS, Json, int_param,
-                     nullable, obj, ok, ref)
+                     nullable, obj, ok, ref, view_params)
 
 
 def schemas(s: Settings) -> Json:
@@ -61,17 +61,7 @@ def schemas(s: Settings) -> Json:
 
 
 def paths(s: Settings) -> Json:
-    conversation_params = [
-        POST_ID,
-        int_param("depth", 0, s.max_depth, s.default_depth, "Reply levels below the focal post."),
-        int_param("branching", 1, s.max_branching, s.default_branching, "Replies per node."),
-        int_param("max_nodes", 1, s.max_max_nodes, s.default_max_nodes,
-                  "Most reply nodes in the response."),
-        int_param("ancestors", 1, s.max_ancestors, s.default_ancestors,
-                  "Most ancestors shown; the root is always one of them."),
-        {"name": "sort", "in": "query", "required": False, "description": "Order of replies.",
-         "schema": {"enum": ["ranked", "newest", "oldest"], "default": "ranked"}},
-    ]
+    conversation_params = view_params(s, "Most reply nodes in the response.")
     return {
         "/v1/conversations/{post_id}": {"get": {
             "operationId": "getConversation", "security": OPTIONAL_VIEWER, "summary": "A conversation around a post.",

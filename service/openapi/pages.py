@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from service.core.settings import Settings
 
-from .common import CURSOR, POST_ID, Json, int_param, ref
+from .common import CURSOR, POST_ID, Json, int_param, ref, view_params as view_params_of
 
 SESSION = [{}, {"sessionCookie": []}]  # anonymous, or signed in through /login
 _HTML = {"text/html": {"schema": {"type": "string"}}}
@@ -54,17 +54,7 @@ def _page(op_id: str, summary: str, parameters: list, ok: str, *, errors: bool =
 
 
 def paths(s: Settings) -> Json:
-    view_params = [
-        POST_ID,
-        int_param("depth", 0, s.max_depth, s.default_depth, "Reply levels below the focal post."),
-        int_param("branching", 1, s.max_branching, s.default_branching, "Replies per node."),
-        int_param("max_nodes", 1, s.max_max_nodes, s.default_max_nodes,
-                  "Most reply nodes on the page."),
-        int_param("ancestors", 1, s.max_ancestors, s.default_ancestors,
-                  "Most ancestors shown; the root is always one of them."),
-        {"name": "sort", "in": "query", "required": False, "description": "Order of replies.",
-         "schema": {"enum": ["ranked", "newest", "oldest"], "default": "ranked"}},
-    ]
+    view_params = view_params_of(s, "Most reply nodes on the page.")
     next_param = {"name": "next", "in": "query", "required": False,
                   "description": "Where to go after signing in: a path on this site (anything "
                                  "else goes to /).", "schema": {"type": "string"}}
