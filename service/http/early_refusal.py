@@ -49,7 +49,7 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from service.core.request_ids import RequestContext, context_of
 from service.resilience import rate_limit_rules as rules
 
-from . import cors
+from . import cors, early_hits
 from .admission_middleware import ADMISSION, SHED_BODY, classify_target
 from .auth import client_from
 from .keys import OPS_METRICS, RATE_LIMITS, SETTINGS
@@ -189,7 +189,7 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         app = getattr(self._request_handler, "__self__", None)
-        if isinstance(app, web.Application) and app.get(ADMISSION) is not None:
+        if isinstance(app, web.Application) and SETTINGS in app:
             self._arbor_app = app
             peer = transport.get_extra_info("peername")
             self._arbor_remote = (None if peer is None else str(peer[0])
@@ -201,9 +201,13 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
         if app is None or waiter is None or waiter.done() or self._messages:
             super().data_received(data)
             return
-        c = app[ADMISSION].controller
-        if c.inflight < c.params.concurrency and not c.overloaded:
-            super().data_received(data)      # a slot is free: admission admits
+        gate = app.get(ADMISSION)
+        refuse = gate is not None and (gate.controller.inflight >= gate.controller.params.concurrency
+                                       or gate.controller.overloaded)
+        hits = (app[SETTINGS].values["http_early_cache_hits"]
+                and data.startswith(early_hits.STARTS))
+        if not refuse and not hits:
+            super().data_received(data)      # a slot is free (admission admits), not a hit
             return
         self._waiter = None   # start() sleeps on until it is known whether it has work
         try:
@@ -211,13 +215,14 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
         finally:
             self._waiter = waiter
         messages = self._messages
-        if len(messages) == 1 and self._answer_early(app, *messages[0]):
+        if len(messages) == 1 and self._answer_early(app, *messages[0], hits, refuse):
             messages.popleft()
             self._parser.message_consumed()
         if messages and not waiter.done():
             waiter.set_result(None)
 
-    def _answer_early(self, app: web.Application, msg, payload) -> bool:
+    def _answer_early(self, app: web.Application, msg, payload, hits: bool,
+                      refuse: bool) -> bool:
         transport = self.transport
         if (payload is not EMPTY_PAYLOAD or not isinstance(msg, RawRequestMessage)
                 or msg.should_close or msg.upgrade or msg.version != HttpVersion11
@@ -230,9 +235,13 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
         if logging_on and type(self.access_logger) is not AccessLogger:
             return False    # another access log format: it needs the request object
         try:
-            answer = refusal(app, msg, self._arbor_remote, loop)
+            answer = self._cached(app, msg, started) if hits else None
+            if answer is None and refuse:
+                refused = refusal(app, msg, self._arbor_remote, loop)
+                if refused is not None:
+                    answer = refused
         except Exception:  # noqa: BLE001 - the usual path answers it instead
-            log.exception("early refusal failed; answering the usual way")
+            log.exception("early answer failed; answering the usual way")
             return False
         if answer is None:
             return False
@@ -244,10 +253,25 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
         if self._keepalive_handle is None:
             self._keepalive_handle = loop.call_at(close_time, self._process_keepalive)
         if logging_on:
+            # bytes: all that was sent, head and body, as aiohttp's body_length counts them
             access_line(self.access_logger.logger, self._arbor_remote, msg.method,
-                        msg.url.path_qs, 503, len(answer) - answer.index(b"\r\n\r\n") - 4,
-                        loop.time() - started, 0, ctx)
+                        msg.url.path_qs, int(answer[9:12]), len(answer), loop.time() - started,
+                        0, ctx)
         return True
+
+    def _cached(self, app: web.Application, msg: RawRequestMessage, started: float):
+        """early_hits.cached_answer for a GET or HEAD of a route it serves, else None."""
+        method = msg.method
+        if (method != "GET" and method != "HEAD") or app[SETTINGS].tracing_enabled:
+            return None
+        url = msg.url
+        if not url.path.startswith(early_hits.PREFIXES):
+            return None
+        route = route_of(app, method, url.path_safe)
+        if route is None:
+            return None
+        return early_hits.cached_answer(app, msg, route, self._arbor_remote, started,
+                                        time.time(), self._loop.time)
 
 
 def install() -> None:
