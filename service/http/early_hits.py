@@ -83,7 +83,8 @@ def cached_answer(app: web.Application, msg: RawRequestMessage, route: str,
     if reads is None:
         return None
     url = msg.url
-    key = (None, url.path, tuple(sorted(url.query.items())))   # cached_render._key's
+    # cached_render._key's key (an anonymous viewer's)
+    key = (None, url.path, tuple(sorted(url.query.items())) if url.query_string else ())
     cache = reads.cache
     entry = cache.fresh_entry(key, count=False)   # the usual path counts what it looks up
     if entry is None:
@@ -140,10 +141,11 @@ def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
     else:
         payload = body
         coding_lines = b'ETag: %s\r\n' % rep.etag(None).encode()
-    total_ms = (clock() - started) * 1000
+    elapsed = clock() - started
     head = b"".join((
         b"HTTP/1.1 200 OK\r\nArbor-Cache: hit\r\nContent-Type: application/json\r\n",
-        b'Server-Timing: db;dur=0.00;desc="round_trips=0", total;dur=%.2f\r\n' % total_ms,
+        b'Server-Timing: db;dur=0.00;desc="round_trips=0", total;dur=%.2f\r\n'
+        % (elapsed * 1000),
         b"Link: %s\r\n" % rep.link.encode("latin-1") if rep.link else b"",
         _vary_and_cache_control(vary, values["render_cache_ttl_s"], values["stale_ttl_s"]),
         coding_lines, cors_lines, ids_line,
@@ -156,7 +158,7 @@ def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
         state.top.record(client.key, now_s)
     metrics = app.get(METRICS)
     if metrics is not None:
-        metrics.observe_request(route, method, "200", clock() - started)
+        metrics.observe_request(route, method, "200", elapsed)
     return ctx, head if method == "HEAD" else head + payload
 
 

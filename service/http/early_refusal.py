@@ -202,10 +202,13 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
             super().data_received(data)
             return
         gate = app.get(ADMISSION)
-        refuse = gate is not None and (gate.controller.inflight >= gate.controller.params.concurrency
-                                       or gate.controller.overloaded)
-        hits = (app[SETTINGS].values["http_early_cache_hits"]
-                and data.startswith(early_hits.STARTS))
+        if gate is None:
+            refuse = False
+        else:
+            c = gate.controller
+            refuse = c.inflight >= c.params.concurrency or c.overloaded
+        hits = (data.startswith(early_hits.STARTS)
+                and app[SETTINGS].values["http_early_cache_hits"])
         if not refuse and not hits:
             super().data_received(data)      # a slot is free (admission admits), not a hit
             return
