@@ -388,6 +388,8 @@ LIVE = frozenset({
     "rate_limit_cost_render", "rate_limit_cost_page", "rate_limit_exempt", "rate_limit_headers",
     "rate_limit_reload_s",
     # HTTP conventions and reactions: read at each use
+    # read replicas: read at each request (service/http/replica_routing.py)
+    "replica_max_lag_ms", "replica_sticky_s",
     "http_early_cache_hits", "http_compress_min_bytes", "http_gzip_level", "http_brotli_quality",
     "http_cors_origins", "http_cors_auth_origins", "http_cors_max_age_s", "reactions_counter_shards",
     "reactions_fold_interval_ms", "reactions_fold_batch",
