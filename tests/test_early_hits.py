@@ -85,26 +85,42 @@ def _early(client) -> int:
 @pytest.mark.parametrize("origins", ["*", "https://blog.example"])
 async def test_an_early_hit_is_the_usual_answer_byte_for_byte(aiohttp_client, settings, world,
                                                                origins):
-    client = await aiohttp_client(_app(settings, http_cors_origins=origins))
+    client = await aiohttp_client(_app(settings, http_cors_origins=origins,
+                                       http_cors_auth_origins="https://blog.example"))
     root, reply = await _thread(world)
-    body = orjson.loads(await (await client.get(f"/v1/conversations/{root}?max_nodes=5")).read())
-    cursor = _first_cursor(body)
-    assert cursor is not None
+    reader = await world.account()
+    token = await world.token(reader)
+    auth = {"Authorization": f"Bearer {token}"}
+    cursors = []
+    for headers in ({}, auth):   # a cursor is the viewer's own
+        body = orjson.loads(await (await client.get(f"/v1/conversations/{root}?max_nodes=5",
+                                                    headers=headers)).read())
+        cursors.append(_first_cursor(body))
+    assert None not in cursors
     paths = [f"/v1/conversations/{root}", f"/v1/conversations/{root}?max_nodes=5",
-             f"/v1/conversations/{root}/replies?cursor={cursor}",
+             [f"/v1/conversations/{root}/replies?cursor={c}" for c in cursors],
              f"/v1/conversations/{reply}", f"/v1/posts/{root}",
              f"/v1/posts/{root}/quotes"]
     variants = ["", "Accept-Encoding: gzip\r\n", "Accept-Encoding: gzip, deflate, br\r\n",
                 "Accept-Encoding: br;q=0.4, gzip;q=0.9\r\n", "Accept-Encoding: identity\r\n",
                 "Origin: https://blog.example\r\n", "Origin: https://elsewhere.example\r\n",
-                "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"]
+                "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n",
+                # signed in: its own cache entry, Cache-Control and CORS origins
+                f"Authorization: Bearer {token}\r\n",
+                f"Authorization: Bearer {token}\r\nAccept-Encoding: br\r\n"
+                "Origin: https://blog.example\r\n",
+                f"Authorization: Bearer {token}\r\nOrigin: https://elsewhere.example\r\n"]
     compared = 0
     values = client.server.app[SETTINGS].values
-    for path in paths:
-        # cached now, and the client known to its rate limits (a client's first request
+    for paths_of in paths:
+        anonymous, signed_in = paths_of if isinstance(paths_of, list) else [paths_of] * 2
+        # cached now, and the clients known to the rate limits (a client's first request
         # goes the usual way: its budget is not held in this process yet)
-        assert (await client.get(path, headers=ME)).status == 200, path
+        for path, headers in ((anonymous, ME), (signed_in, {**ME, **auth}),
+                              (signed_in, {**ME, **auth})):
+            assert (await client.get(path, headers=headers)).status == 200, path
         for extra in variants:
+            path = signed_in if "Authorization" in extra else anonymous
             for method in ("GET", "HEAD"):
                 request = _request(path, method, extra)
                 for _ in range(2):
@@ -157,7 +173,7 @@ async def test_what_it_leaves_to_the_usual_path(aiohttp_client, settings, world)
     token = await world.token(reader)
     etag = (await client.get(path)).headers["ETag"]
     usual_cases = [
-        _request(path, extra=f"Authorization: Bearer {token}\r\n"),
+        _request(path, extra="Authorization: Basic dXNlcjpwYXNz\r\n"),   # a 401
         _request(path, extra="Cookie: arbor_session=whatever\r\n"),
         _request(path, extra=f"If-None-Match: {etag}\r\n"),
         _request(path, close=True),
@@ -169,11 +185,19 @@ async def test_what_it_leaves_to_the_usual_path(aiohttp_client, settings, world)
         await _raw(client, request)          # once to cache what it renders
         before = cache.early_hits
         answer = await _raw(client, request)
-        assert answer.split(b" ")[1] in (b"200", b"304"), (request, answer[:200])
+        assert answer.split(b" ")[1] in (b"200", b"304", b"401"), (request, answer[:200])
         assert cache.early_hits == before, request
-    # and the usual answers are still the usual ones: a 304, a signed-in Cache-Control
+    # and the usual answers are still the usual ones: a 401, a 304
+    assert (await _raw(client, usual_cases[0])).startswith(b"HTTP/1.1 401")
     assert (await _raw(client, usual_cases[2])).startswith(b"HTTP/1.1 304")
-    assert b"Cache-Control: private, no-cache" in await _raw(client, usual_cases[0])
+    # a signed-in hit is early, private, and its own entry (not the anonymous one)
+    signed_in = _request(path, extra=f"Authorization: Bearer {token}\r\n")
+    await _raw(client, signed_in)   # rendered; the token now known, the client is the account
+    await _raw(client, signed_in)   # the account's first request: its budget held from now
+    before = cache.early_hits
+    answer = await _raw(client, signed_in)
+    assert cache.early_hits == before + 1
+    assert b"Cache-Control: private, no-cache" in answer and b"Arbor-Cache: hit" in answer
     # switched off live: nothing early; and on again
     await _live(client, http_early_cache_hits=False)
     await client.get(path)       # the PATCH dropped the cached reads, as every write does

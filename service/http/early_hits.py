@@ -1,4 +1,4 @@
-"""Answering an anonymous read from the render cache in aiohttp's protocol, before a request
+"""Answering a cached read from the render cache in aiohttp's protocol, before a request
 object exists.
 
 A cached hot conversation served through the middlewares cost ~190 us of CPU per request on
@@ -11,10 +11,12 @@ bytes and headers built by the middlewares' own functions, and never reaches aio
 handler.
 
 Which requests: GET or HEAD on the JSON API's cached reads (ROUTES) whose answer is a fresh
-render-cache entry, from an anonymous client (no Authorization, no Cookie: a signed-in read
-has its own cache key, Cache-Control and viewer checks), without If-None-Match (a 304 goes
-the usual way), tracing off, `http_early_cache_hits` on, and early_refusal.py's conditions on
-the connection (idle, HTTP/1.1 keep-alive, no body). Anything else, or any error in here, and
+render-cache entry for the request's key (anonymous, or a well-formed bearer token: its hash
+is in the key, as on the usual path, which on a hit does not look the token up either: a
+revoked token's entries go with its change notice), without Cookie (the pages' session makes
+the answer private) or If-None-Match (a 304 goes the usual way), tracing off,
+`http_early_cache_hits` on, and early_refusal.py's conditions on the connection (idle,
+HTTP/1.1 keep-alive, no body). Anything else, or any error in here, and
 the request goes the usual way: nothing is lost, and the usual way answers the same bytes.
 
 The answer and every side effect are the usual path's, in its order:
@@ -31,8 +33,9 @@ The answer and every side effect are the usual path's, in its order:
     (cors.answer_headers), X-Request-Id and traceparent (core/request_ids.context_of),
     Content-Length, Date, Server; tests/test_early_hits.py compares them with the usual
     path's for a matrix of requests;
-  * counted as a render-cache hit (and in `arbor_render_cache_early_hits_total`), in `arbor_http_requests_total` and the request-duration
-    histogram under the route's canonical path, and in the access log (when on).
+  * counted as a render-cache hit (and in `arbor_render_cache_early_hits_total`), in
+    `arbor_http_requests_total` and the request-duration histogram under the route's
+    canonical path, and in the access log (when on).
 """
 from __future__ import annotations
 
@@ -43,11 +46,13 @@ from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, RawRequestMessage
 
+from storage.account_tokens import hash_token
+
 from service.core.request_ids import RequestContext, context_of
 from service.resilience import rate_limit_rules as rules
 
 from . import cors
-from .auth import client_from
+from .auth import client_from, parse_bearer
 from .conventions import VARY
 from .keys import METRICS, RATE_LIMITS, READS, SETTINGS
 from .representation import Representation, cache_control, negotiate
@@ -60,8 +65,9 @@ ROUTES = frozenset({"/v1/conversations/{post_id}", "/v1/conversations/{post_id}/
                     "/v1/posts/{post_id}/quotes"})
 PREFIXES = ("/v1/conversations/", "/v1/posts/")
 STARTS = (b"GET /v1/", b"HEAD /v1/")   # the first bytes of such a request: a cheap first test
-# A signed-in or conditional request: the usual way (see the module docstring)
-_USUAL_WAY = ("Authorization", "Cookie", "If-None-Match")
+# A request with cookies (the pages' session: a signed-in Cache-Control) or conditional: the
+# usual way (see the module docstring)
+_USUAL_WAY = ("Cookie", "If-None-Match")
 _SERVER = f"Server: {SERVER_SOFTWARE}\r\n\r\n".encode()
 
 
@@ -82,9 +88,17 @@ def cached_answer(app: web.Application, msg: RawRequestMessage, route: str,
     reads = app.get(READS)
     if reads is None:
         return None
+    authorization = headers.getall("Authorization", ())
+    if authorization:
+        token = parse_bearer(authorization)
+        if token is None:
+            return None                     # malformed: the usual path's 401
+        token_hash = hash_token(token)
+    else:
+        token_hash = None
     url = msg.url
-    # cached_render._key's key (an anonymous viewer's)
-    key = (None, url.path, tuple(sorted(url.query.items())) if url.query_string else ())
+    # cached_render._key's key
+    key = (token_hash, url.path, tuple(sorted(url.query.items())) if url.query_string else ())
     cache = reads.cache
     entry = cache.fresh_entry(key, count=False)   # the usual path counts what it looks up
     if entry is None:
@@ -92,7 +106,8 @@ def cached_answer(app: web.Application, msg: RawRequestMessage, route: str,
     rep = entry.meta
     if not isinstance(rep, Representation) or rep.body is not entry.body:
         return None
-    answer = _answer(app, msg, route, remote, started, now_s, clock, entry.body, rep)
+    answer = _answer(app, msg, route, remote, started, now_s, clock, entry.body, rep,
+                     token_hash is not None)
     if answer is not None:
         cache.hits += 1
         cache.early_hits += 1
@@ -100,14 +115,14 @@ def cached_answer(app: web.Application, msg: RawRequestMessage, route: str,
 
 
 def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
-            rep: Representation) -> tuple[RequestContext, bytes] | None:
+            rep: Representation, signed_in: bool) -> tuple[RequestContext, bytes] | None:
     headers = msg.headers
     method = msg.method
     settings = app[SETTINGS]
     values = settings.values
     # before any side effect: what could fail (an Origin that is not latin-1) fails here
-    cors_lines, vary = _cors_lines(method, headers.get("Origin"), values["http_cors_origins"],
-                                   values["http_cors_auth_origins"])
+    cors_lines, vary = _cors_lines(method, headers.get("Origin"), signed_in,
+                                   values["http_cors_origins"], values["http_cors_auth_origins"])
     ctx = context_of(headers.get(REQUEST_ID), headers.get("traceparent"),
                      values["request_id_max_length"])
     ids = f"{REQUEST_ID}: {ctx.request_id}\r\n" + (
@@ -147,7 +162,8 @@ def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
         b'Server-Timing: db;dur=0.00;desc="round_trips=0", total;dur=%.2f\r\n'
         % (elapsed * 1000),
         b"Link: %s\r\n" % rep.link.encode("latin-1") if rep.link else b"",
-        _vary_and_cache_control(vary, values["render_cache_ttl_s"], values["stale_ttl_s"]),
+        _vary_and_cache_control(vary, signed_in, values["render_cache_ttl_s"],
+                                values["stale_ttl_s"]),
         coding_lines, cors_lines, ids_line,
         b"Content-Length: %d\r\nDate: " % len(payload), rfc822_formatted_time().encode(),
         b"\r\n", _SERVER))
@@ -163,11 +179,13 @@ def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
 
 
 @lru_cache(maxsize=256)
-def _cors_lines(method: str, origin: str | None, origins: str,
+def _cors_lines(method: str, origin: str | None, signed_in: bool, origins: str,
                 auth_origins: str) -> tuple[bytes, bool]:
-    """cors.answer_headers for an anonymous read as header lines, and whether it adds Origin
-    to Vary (a few distinct values: cached)."""
+    """cors.answer_headers for a read as header lines, and whether it adds Origin to Vary
+    (a few distinct values: cached)."""
     request_headers = {} if origin is None else {"Origin": origin}
+    if signed_in:
+        request_headers["Authorization"] = "-"
     settings = SimpleNamespace(http_cors_origins=origins, http_cors_auth_origins=auth_origins)
     lines, vary = [], False
     for name, value in cors.answer_headers(method, request_headers, settings):
@@ -179,10 +197,11 @@ def _cors_lines(method: str, origin: str | None, origins: str,
 
 
 @lru_cache(maxsize=64)
-def _vary_and_cache_control(origin: bool, max_age_s: float, stale_if_error_s: float) -> bytes:
-    """conventions' Vary (and CORS's Origin in it) and an anonymous cached read's
-    Cache-Control, as header lines."""
+def _vary_and_cache_control(origin: bool, signed_in: bool, max_age_s: float,
+                            stale_if_error_s: float) -> bytes:
+    """conventions' Vary (and CORS's Origin in it) and a cached read's Cache-Control, as
+    header lines."""
     vary = f"{VARY}, Origin" if origin else VARY
-    control = cache_control(shared=True, signed_in=False, max_age_s=max_age_s,
+    control = cache_control(shared=True, signed_in=signed_in, max_age_s=max_age_s,
                             stale_if_error_s=stale_if_error_s)
     return f"Vary: {vary}\r\nCache-Control: {control}\r\n".encode()
