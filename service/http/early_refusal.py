@@ -180,8 +180,9 @@ def _cors_lines(method: str, origin: str | None, auth: bool, origins: str,
 
 
 class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
-    """aiohttp's RequestHandler (with JSON errors) that answers an overload's refusals in
-    data_received (see the module docstring)."""
+    """aiohttp's RequestHandler (with JSON errors) that answers in data_received, on an idle
+    connection: a fresh cached read (service/http/early_hits.py), else an overload's refusal
+    (see the module docstring)."""
 
     _arbor_app: web.Application | None = None
     _arbor_remote: str | None = None
