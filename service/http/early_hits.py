@@ -69,14 +69,15 @@ STARTS = (b"GET /v1/", b"HEAD /v1/")   # the first bytes of such a request: a ch
 # usual way (see the module docstring)
 _USUAL_WAY = ("Cookie", "If-None-Match")
 _SERVER = f"Server: {SERVER_SOFTWARE}\r\n\r\n".encode()
+_negotiate = lru_cache(maxsize=256)(negotiate)   # a few distinct Accept-Encoding values
 
 
 def cached_answer(app: web.Application, msg: RawRequestMessage, route: str,
                   remote: str | None, started: float, now_s: float, clock
                   ) -> tuple[RequestContext, bytes] | None:
     """The request's ids and the bytes of the 200 the usual path would answer for this cached
-    read, with the usual path's side effects done; None (and
-    nothing done): let the usual path answer it. `route`: the canonical route it matches
+    read, with the usual path's side effects done; None (and nothing done): let the usual
+    path answer it. `route`: the canonical route it matches
     (early_refusal.route_of); `started`: `clock()` when its bytes were parsed; `now_s`:
     wall-clock seconds (the rate limits' clock)."""
     headers = msg.headers
@@ -146,7 +147,29 @@ def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
                                         state.policies(client.account_id), now_s)
             if ticket is None:
                 return None                             # a store call, or a 429: usual way
-    coding = (negotiate(headers.get("Accept-Encoding"))
+    try:
+        head, payload = _bytes(msg, values, body, rep, signed_in, vary, cors_lines,
+                               ids_line, clock() - started)
+    except BaseException:
+        if ticket is not None:
+            state.limiter.give_back(ticket)             # the usual path will charge it
+        raise
+    # committed: the side effects of an answered cached read
+    if ticket is not None:
+        ticket.state.inflight -= 1      # a hit costs no more than its unit (read_cost)
+    if state is not None:
+        state.top.record(client.key, now_s)
+    metrics = app.get(METRICS)
+    if metrics is not None:
+        metrics.observe_request(route, method, "200", clock() - started)
+    return ctx, head if method == "HEAD" else head + payload
+
+
+def _bytes(msg, values, body: bytes, rep: Representation, signed_in: bool, vary: bool,
+           cors_lines: bytes, ids_line: bytes, elapsed: float) -> tuple[bytes, bytes]:
+    """The answer's head and payload (the body in the coding Accept-Encoding picks)."""
+    headers = msg.headers
+    coding = (_negotiate(headers.get("Accept-Encoding"))
               if len(body) >= values["http_compress_min_bytes"] else None)
     if coding is not None:
         payload = rep.encoded(coding, gzip_level=values["http_gzip_level"],
@@ -156,7 +179,6 @@ def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
     else:
         payload = body
         coding_lines = b'ETag: %s\r\n' % rep.etag(None).encode()
-    elapsed = clock() - started
     head = b"".join((
         b"HTTP/1.1 200 OK\r\nArbor-Cache: hit\r\nContent-Type: application/json\r\n",
         b'Server-Timing: db;dur=0.00;desc="round_trips=0", total;dur=%.2f\r\n'
@@ -167,15 +189,7 @@ def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
         coding_lines, cors_lines, ids_line,
         b"Content-Length: %d\r\nDate: " % len(payload), rfc822_formatted_time().encode(),
         b"\r\n", _SERVER))
-    # committed: the side effects of an answered cached read
-    if ticket is not None:
-        ticket.state.inflight -= 1      # a hit costs no more than its unit (read_cost)
-    if state is not None:
-        state.top.record(client.key, now_s)
-    metrics = app.get(METRICS)
-    if metrics is not None:
-        metrics.observe_request(route, method, "200", elapsed)
-    return ctx, head if method == "HEAD" else head + payload
+    return head, payload
 
 
 @lru_cache(maxsize=256)
