@@ -186,6 +186,8 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
 
     _arbor_app: web.Application | None = None
     _arbor_remote: str | None = None
+    _arbor_last_where: tuple[str, str] | None = None   # (method, path) -> its route, last asked
+    _arbor_last_route: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -271,7 +273,12 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
         url = msg.url
         if not url.path.startswith(early_hits.PREFIXES):
             return None
-        route = route_of(app, method, url.path_safe)
+        where = (method, url.path_safe)
+        if where == self._arbor_last_where:   # a connection asking for the same read again
+            route = self._arbor_last_route
+        else:
+            route = route_of(app, method, url.path_safe)   # the router is frozen: kept
+            self._arbor_last_where, self._arbor_last_route = where, route
         if route is None:
             return None
         return early_hits.cached_answer(app, msg, route, self._arbor_remote, started,
