@@ -40,7 +40,6 @@ The answer and every side effect are the usual path's, in its order:
 from __future__ import annotations
 
 from functools import lru_cache
-from types import SimpleNamespace
 
 from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
@@ -49,12 +48,12 @@ from aiohttp.http import SERVER_SOFTWARE, RawRequestMessage
 from storage.account_tokens import hash_token
 
 from service.core.request_ids import RequestContext, context_of
-from service.resilience import rate_limit_rules as rules
 
 from . import cors
 from .auth import client_from, parse_bearer
 from .conventions import VARY
 from .keys import METRICS, RATE_LIMITS, READS, SETTINGS
+from .rate_limit_middleware import USUAL, answered_early, charge_early
 from .representation import Representation, cache_control, negotiate
 from .request_ids import HEADER as REQUEST_ID
 
@@ -122,7 +121,7 @@ def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
     settings = app[SETTINGS]
     values = settings.values
     # before any side effect: what could fail (an Origin that is not latin-1) fails here
-    cors_lines, vary = _cors_lines(method, headers.get("Origin"), signed_in,
+    cors_lines, vary = cors.answer_lines(method, headers.get("Origin"), signed_in,
                                    values["http_cors_origins"], values["http_cors_auth_origins"])
     ctx = context_of(headers.get(REQUEST_ID), headers.get("traceparent"),
                      values["request_id_max_length"])
@@ -133,20 +132,9 @@ def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
     state = app.get(RATE_LIMITS)
     ticket = None
     if state is not None:
-        limits = state.settings.values
-        if state.denied(client):
-            return None                                 # 403 denied, the usual way
-        if not limits["rate_limit_enabled"] or state.exempt(client.address, limits):
-            if not state.warned_proxy and client.address == remote and (
-                    "X-Forwarded-For" in headers or "Forwarded" in headers):
-                return None                             # the middleware warns once
-        elif limits["rate_limit_headers"] == "always":
-            return None                                 # RateLimit headers: a store read
-        else:
-            ticket = state.limiter.held(client.key, rules.READ,
-                                        state.policies(client.account_id), now_s)
-            if ticket is None:
-                return None                             # a store call, or a 429: usual way
+        ticket = charge_early(state, client, remote, headers, now_s)
+        if ticket is USUAL:
+            return None
     try:
         head, payload = _bytes(msg, values, body, rep, signed_in, vary, cors_lines,
                                ids_line, clock() - started)
@@ -155,10 +143,8 @@ def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
             state.limiter.give_back(ticket)             # the usual path will charge it
         raise
     # committed: the side effects of an answered cached read
-    if ticket is not None:
-        ticket.state.inflight -= 1      # a hit costs no more than its unit (read_cost)
     if state is not None:
-        state.top.record(client.key, now_s)
+        answered_early(state, client, ticket, now_s)   # a hit costs its one unit
     metrics = app.get(METRICS)
     if metrics is not None:
         metrics.observe_request(route, method, "200", clock() - started)
@@ -190,24 +176,6 @@ def _bytes(msg, values, body: bytes, rep: Representation, signed_in: bool, vary:
         b"Content-Length: %d\r\nDate: " % len(payload), rfc822_formatted_time().encode(),
         b"\r\n", _SERVER))
     return head, payload
-
-
-@lru_cache(maxsize=256)
-def _cors_lines(method: str, origin: str | None, signed_in: bool, origins: str,
-                auth_origins: str) -> tuple[bytes, bool]:
-    """cors.answer_headers for a read as header lines, and whether it adds Origin to Vary
-    (a few distinct values: cached)."""
-    request_headers = {} if origin is None else {"Origin": origin}
-    if signed_in:
-        request_headers["Authorization"] = "-"
-    settings = SimpleNamespace(http_cors_origins=origins, http_cors_auth_origins=auth_origins)
-    lines, vary = [], False
-    for name, value in cors.answer_headers(method, request_headers, settings):
-        if name == "Vary":
-            vary = True
-        else:
-            lines.append(f"{name}: {value}\r\n")
-    return "".join(lines).encode("latin-1"), vary
 
 
 @lru_cache(maxsize=64)

@@ -38,7 +38,6 @@ import asyncio
 import logging
 import time
 from functools import lru_cache
-from types import SimpleNamespace
 
 import orjson
 from aiohttp import web, web_server
@@ -47,7 +46,6 @@ from aiohttp.http import SERVER_SOFTWARE, HttpVersion11, RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD
 
 from service.core.request_ids import RequestContext, context_of
-from service.resilience import rate_limit_rules as rules
 
 from . import cors, early_hits
 from .admission_middleware import ADMISSION, SHED_BODY, classify_target
@@ -56,6 +54,7 @@ from .keys import OPS_METRICS, RATE_LIMITS, SETTINGS
 from .mastodon import PREFIX as MASTODON_PREFIX
 from .request_ids import HEADER as REQUEST_ID
 from .middlewares import AccessLogger, access_line
+from .rate_limit_middleware import USUAL, answered_early, charge_early
 from .protocol_errors import JsonErrorRequestHandler
 
 log = logging.getLogger("arbor.http")
@@ -112,8 +111,9 @@ def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
     if settings.tracing_enabled:
         return None                                     # a span per request: usual way
     # before any side effect: what could fail (an Origin that is not latin-1) fails here
-    cors_lines = _cors_lines(method, headers.get("Origin"), "Authorization" in headers,
-                             settings.http_cors_origins, settings.http_cors_auth_origins)
+    lines, vary = cors.answer_lines(method, headers.get("Origin"), "Authorization" in headers,
+                                    settings.http_cors_origins, settings.http_cors_auth_origins)
+    cors_lines = b"Vary: Origin\r\n" + lines if vary else lines
     ctx = context_of(headers.get(REQUEST_ID), headers.get("traceparent"),
                      settings.request_id_max_length)
     ids = f"{REQUEST_ID}: {ctx.request_id}\r\n" + (
@@ -124,20 +124,9 @@ def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
     ticket = None
     now = time.time()
     if state is not None:
-        values = state.settings.values
-        if state.denied(client):
-            return None                                 # 403 denied, the usual way
-        if not values["rate_limit_enabled"] or state.exempt(client.address, values):
-            if not state.warned_proxy and client.address == remote and (
-                    "X-Forwarded-For" in headers or "Forwarded" in headers):
-                return None                             # the middleware warns once
-        elif values["rate_limit_headers"] == "always":
-            return None                                 # RateLimit on the 503: a store read
-        else:
-            ticket = state.limiter.held(client.key, rules.READ,
-                                        state.policies(client.account_id), now)
-            if ticket is None:
-                return None                             # a store call, or a 429: usual way
+        ticket = charge_early(state, client, remote, headers, now)
+        if ticket is USUAL:
+            return None
     reason = controller.refuse(priority, client.key, loop.time())
     if reason is None:
         if ticket is not None:
@@ -149,10 +138,8 @@ def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
     ops = app.get(OPS_METRICS)          # request_ids.unavailable: 503s by reason
     if ops is not None:
         _overloaded_child(ops).inc()
-    if ticket is not None:
-        ticket.state.inflight -= 1      # answered; a 503 costs no more (read_cost: 1)
     if state is not None:
-        state.top.record(client.key, now)
+        answered_early(state, client, ticket, now)   # a 503 costs its one unit (read_cost)
     body = MASTODON_SHED_BODY if path.startswith(MASTODON_PREFIX) else SHED_BODY
     return ctx, b"".join((_HEAD, cors_lines, ids_line,
                      b"Content-Length: %d\r\nDate: " % len(body),
@@ -165,18 +152,6 @@ def _overloaded_child(ops):
     """arbor_unavailable_responses{reason="overloaded"} of an app (labels() once, not per
     refusal): what ops_metrics.count_unavailable counts for the middleware's 503."""
     return ops.unavailable.labels(orjson.loads(SHED_BODY)["error"]["code"])
-
-
-@lru_cache(maxsize=256)
-def _cors_lines(method: str, origin: str | None, auth: bool, origins: str,
-                auth_origins: str) -> bytes:
-    """cors.answer_headers as header lines (a few distinct values: cached)."""
-    headers = {} if origin is None else {"Origin": origin}
-    if auth:
-        headers["Authorization"] = "-"
-    settings = SimpleNamespace(http_cors_origins=origins, http_cors_auth_origins=auth_origins)
-    return "".join(f"{name}: {value}\r\n" for name, value in
-                   cors.answer_headers(method, headers, settings)).encode("latin-1")
 
 
 class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
