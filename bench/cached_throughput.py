@@ -218,6 +218,17 @@ def rate_limit_checks(args) -> list[tuple[bool, str]]:
     from contextlib import ExitStack
     from statistics import median
 
+    client = args.client if args.client != "auto" else (
+        "wrk" if wrk_client.available() else "python")
+
+    def drive(base: str, path: str, clients: list[dict]) -> tuple[float, int, int]:
+        if client == "wrk":
+            return wrk_client.drive(base, [path], args.seconds, args.concurrency,
+                                    {"Accept-Encoding": "br"}, per_request=clients)
+        return asyncio.run(_drive(f"{base}{path}", args.seconds, args.concurrency,
+                                  [{"Accept-Encoding": "br", **h} for h in clients]))
+    print(f"client: {client}")
+
     # Load shedding off: at concurrency 16 it sheds some cached reads (issue 11, part 1),
     # differently from round to round, which would be counted against the arm it fell in.
     limited = ("trusted_proxies=127.0.0.1", "rate_limit_exempt=", "render_cache_ttl_s=3600",
@@ -243,8 +254,7 @@ def rate_limit_checks(args) -> list[tuple[bool, str]]:
                 if name in ("off", "on"):
                     asyncio.run(_set(base, rate_limit_enabled=name == "on"))
                 before = _cpu_s(proc.pid)
-                rps, ok, bad = asyncio.run(_drive(f"{base}{path}", args.seconds,
-                                                  args.concurrency, CLIENTS))
+                rps, ok, bad = drive(base, path, CLIENTS)
                 per_request = (_cpu_s(proc.pid) - before) / max(1, ok + bad)
                 results[name].append(rps)
                 cpu[name].append(per_request * 1e6)
@@ -254,8 +264,7 @@ def rate_limit_checks(args) -> list[tuple[bool, str]]:
         # one client far over its budget: what a refusal costs the server
         asyncio.run(_set(main_base, rate_limit_enabled=True))
         before = _cpu_s(main_proc.pid)
-        rps, ok, bad = asyncio.run(_drive(f"{main_base}{path}", args.seconds,
-                                          args.concurrency, [{"X-Forwarded-For": "198.19.0.1"}]))
+        rps, ok, bad = drive(main_base, path, [{"X-Forwarded-For": "198.19.0.1"}])
         per_refusal = (_cpu_s(main_proc.pid) - before) / max(1, ok + bad) * 1e6
         print(f"  one greedy client: {rps:.0f} answers/s, {bad} refused (429), {ok} served; "
               f"server CPU {per_refusal:.1f} us/answer")

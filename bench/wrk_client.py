@@ -8,7 +8,8 @@ server under test is the bottleneck, as it should be. Its answers are not decode
 
     drive(base, paths, seconds, concurrency, headers) -> (requests/s, ok, not ok)
 
-`paths` are requested in turn (a Lua script); "ok" is a 2xx or 3xx answer.
+`paths` (and `per_request` header sets) are taken in turn (a Lua script); "ok" is a 2xx or
+3xx answer.
 """
 from __future__ import annotations
 
@@ -22,11 +23,23 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
+def _lua(value: str) -> str:
+    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def drive(base: str, paths: list[str], seconds: float, concurrency: int,
-          headers: dict[str, str] | None = None, threads: int = 1) -> tuple[float, int, int]:
-    lua = "local paths = {%s}\nlocal i = 0\nrequest = function()\n  i = i + 1\n" \
-          "  return wrk.format(\"GET\", paths[(i %% #paths) + 1])\nend\n" % ", ".join(
-              '"%s"' % p.replace('"', '\\"') for p in paths)
+          headers: dict[str, str] | None = None, threads: int = 1,
+          per_request: list[dict[str, str]] | None = None) -> tuple[float, int, int]:
+    """`per_request`: header sets taken in turn, one per request (one client after the
+    other), besides `headers`."""
+    # wrk.format() with a header table sends those instead of the -H ones: merged here
+    sets = [{**(headers or {}), **h} for h in per_request] if per_request else [{}]
+    lua = ("local paths = {%s}\nlocal sets = {%s}\nlocal i = 0\n"
+           "request = function()\n  i = i + 1\n"
+           "  return wrk.format(\"GET\", paths[(i %% #paths) + 1], sets[(i %% #sets) + 1])\n"
+           "end\n") % (", ".join(_lua(p) for p in paths), ", ".join(
+               "{%s}" % ", ".join(f"[{_lua(k)}] = {_lua(v)}" for k, v in h.items())
+               for h in sets))
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(lua)
         script.flush()

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from service.app import create_app
 from service.http.admission_middleware import ADMISSION
-from service.http.keys import READS, SETTINGS
+from service.http.keys import RATE_LIMITS, READS, SETTINGS
 from service.http.middlewares import AccessLogger
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
@@ -331,3 +331,51 @@ async def test_hits_are_answered_while_admission_sheds(aiohttp_client, settings,
 def _diff(a, b):
     (s1, h1, b1), (s2, h2, b2) = _parse(a), _parse(b)
     return s1, s2, [x for x in h1 if x not in h2], [x for x in h2 if x not in h1], b1 == b2
+
+
+def _same_refusal(a: bytes, b: bytes):
+    """Two 429s alike but for the seconds left (they were sent a moment apart)."""
+    out = []
+    for answer in (a, b):
+        status, headers, body = _parse(answer)
+        fixed = [(n, re.sub(r"\d+", "N", v) if n in ("retry-after", "ratelimit") else v)
+                 for n, v in headers if n != "content-length"]
+        out.append((status, fixed, re.sub(rb"retry after \d+ s", b"retry after N s", body)))
+    return out[0] == out[1]
+
+
+@pytest.mark.parametrize("origins", ["*", "https://blog.example"])
+async def test_a_limited_clients_429_is_answered_early_as_the_middleware_answers_it(
+        aiohttp_client, settings, world, origins):
+    app = _app(settings, rate_limit_read="5/minute", rate_limit_cost_render=1,
+               http_cors_origins=origins)
+    client = await aiohttp_client(app)
+    root, _ = await _thread(world)
+    state = app[RATE_LIMITS]
+    statuses = [(await _raw(client, _request(f"/v1/conversations/{root}"))).split(b" ")[1]
+                for _ in range(6)]
+    assert statuses == [b"200"] * 5 + [b"429"]     # the sixth: refused by the middleware
+    values = app[SETTINGS].values
+    for path in (f"/v1/conversations/{root}", f"/v1/posts/{root}/quotes",
+                 "/v1/conversations/999999999999"):   # cached, not cached, missing: all 429
+        for extra in ("", "Origin: https://blog.example\r\n"):
+            for method in ("GET", "HEAD"):
+                request = _request(path, method, extra)
+                before, early_before = state.limiter.refused, state.refused_early
+                early = await _raw(client, request, head=method == "HEAD")
+                assert (state.limiter.refused, state.refused_early) == (before + 1,
+                                                                        early_before + 1)
+                values["http_early_cache_hits"] = False
+                usual = await _raw(client, request, head=method == "HEAD")
+                values["http_early_cache_hits"] = True
+                assert (state.limiter.refused, state.refused_early) == (before + 2,
+                                                                        early_before + 1)
+                assert early.startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), early[:100]
+                assert _same_refusal(early, usual), (_parse(early), _parse(usual))
+    text = (await (await client.get("/metrics")).read()).decode()
+    limited = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith("arbor_rate_limited_requests_total{"))
+    assert limited == 1 + 3 * 2 * 2 * 2    # the first 429, then each early and usual one
+    top = await (await client.get("/v1/admin/top_clients", headers=ADMIN)).json()
+    mine = [c for c in top["by_requests"] if c["client"] == "ip:192.0.2.7"][0]
+    assert mine["limited"] == limited and mine["requests"] == 6 + 3 * 2 * 2 * 2

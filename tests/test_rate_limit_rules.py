@@ -260,3 +260,37 @@ async def test_reserved_chunks_make_few_store_calls_and_refuse_no_one_early():
     t = await limiter.before("light", "read", pols)
     limiter.abandon(t)
     assert calls == [3, 3]
+
+
+async def test_a_steady_client_finds_its_next_chunk_taken_ahead():
+    """With the event loop running between requests, as in the server, the next chunk is
+    taken (in a task) when a quarter of one is left: of 3,000 requests of a 3,000-unit budget
+    only the first waits on `before`; all 3,000 fit and the next does not; the store is never
+    charged more than what was spent and a chunk and a quarter held."""
+    from service.resilience.rate_limiter import Limiter, Refusal
+
+    now = [5000.0]
+    store = Store()
+    store.local._clock = lambda: now[0]
+    limiter = Limiter(store, clock=lambda: now[0])
+    pols = {n: rules.policy(n, r) for n, r in (("read", "3000/5minutes"),
+                                               ("write", "30/minute"),
+                                               ("not_found", "60/minute"))}
+    chunk = rules.reserve_chunk(pols["read"])
+    assert chunk == 30 and rules.refill_below(pols["read"]) == 7
+    got, slow = [], 0
+    for i in range(3001):
+        t = limiter.held("c", "read", pols, now[0])
+        if t is None:
+            slow += 1
+            t = await limiter.before("c", "read", pols, now[0])
+        got.append(not isinstance(t, Refusal))
+        if not isinstance(t, Refusal):
+            limiter.abandon(t)
+        await asyncio.sleep(0)   # the loop runs between requests (a refill task too)
+        charged = 3000 - (await store.window(pols["read"], "c")).remaining(pols["read"])
+        held = limiter._states["c"].reserves["read"][0]
+        assert charged <= sum(got) + held and held <= chunk + chunk // 4, i
+    assert got == [True] * 3000 + [False]
+    # the first request, and near the end of the budget (a chunk no longer fits) one by one
+    assert slow <= 1 + chunk

@@ -47,10 +47,11 @@ from aiohttp.http import SERVER_SOFTWARE, RawRequestMessage
 
 from storage.account_tokens import hash_token
 
+from service.core.clients import Client
 from service.core.request_ids import RequestContext, context_of
 
 from . import cors
-from .auth import client_from, parse_bearer
+from .auth import parse_bearer
 from .conventions import VARY
 from .keys import METRICS, RATE_LIMITS, READS, SETTINGS
 from .rate_limit_middleware import USUAL, answered_early, charge_early
@@ -71,13 +72,13 @@ _SERVER = f"Server: {SERVER_SOFTWARE}\r\n\r\n".encode()
 _negotiate = lru_cache(maxsize=256)(negotiate)   # a few distinct Accept-Encoding values
 
 
-def cached_answer(app: web.Application, msg: RawRequestMessage, route: str,
+def cached_answer(app: web.Application, msg: RawRequestMessage, route: str, client: Client,
                   remote: str | None, started: float, now_s: float, clock
                   ) -> tuple[RequestContext, bytes] | None:
     """The request's ids and the bytes of the 200 the usual path would answer for this cached
     read, with the usual path's side effects done; None (and nothing done): let the usual
-    path answer it. `route`: the canonical route it matches
-    (early_refusal.route_of); `started`: `clock()` when its bytes were parsed; `now_s`:
+    path answer it. `route`: the canonical route it matches (early_refusal.route_of);
+    `client`: auth.client_from's; `started`: `clock()` when its bytes were parsed; `now_s`:
     wall-clock seconds (the rate limits' clock)."""
     headers = msg.headers
     for name in _USUAL_WAY:
@@ -106,7 +107,7 @@ def cached_answer(app: web.Application, msg: RawRequestMessage, route: str,
     rep = entry.meta
     if not isinstance(rep, Representation) or rep.body is not entry.body:
         return None
-    answer = _answer(app, msg, route, remote, started, now_s, clock, entry.body, rep,
+    answer = _answer(app, msg, route, client, remote, started, now_s, clock, entry.body, rep,
                      token_hash is not None)
     if answer is not None:
         cache.hits += 1
@@ -114,7 +115,7 @@ def cached_answer(app: web.Application, msg: RawRequestMessage, route: str,
     return answer
 
 
-def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
+def _answer(app, msg, route, client, remote, started, now_s, clock, body: bytes,
             rep: Representation, signed_in: bool) -> tuple[RequestContext, bytes] | None:
     headers = msg.headers
     method = msg.method
@@ -128,7 +129,6 @@ def _answer(app, msg, route, remote, started, now_s, clock, body: bytes,
     ids = f"{REQUEST_ID}: {ctx.request_id}\r\n" + (
         f"traceparent: {ctx.traceparent}\r\n" if ctx.traceparent is not None else "")
     ids_line = ids.encode("latin-1")
-    client = client_from(app, remote, headers)
     state = app.get(RATE_LIMITS)
     ticket = None
     if state is not None:

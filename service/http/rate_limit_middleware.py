@@ -102,16 +102,40 @@ def denied_response() -> web.Response:
     return web.Response(status=403, body=DENIED_BODY, headers=_NO_STORE)
 
 
-def refused_response(refusal: Refusal) -> web.Response:
+def refusal_parts(refusal: Refusal) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a 429 (also written before the middlewares, early_refusal.py)."""
     p = refusal.policy
     body = orjson.dumps({"error": {
         "code": "rate_limited",
         "message": f"too many requests from this client: its {p.name!r} budget of {p.quota} "
                    f"per {p.window_s} s is spent; retry after {refusal.retry_after} s"}})
-    return web.Response(status=429, body=body, headers={
-        **_NO_STORE, "Retry-After": str(refusal.retry_after),
-        "RateLimit-Policy": rules.policy_header(list(refusal.policies)),
-        "RateLimit": rules.ratelimit_header(p.name, 0, refusal.retry_after)})
+    return body, {**_NO_STORE, "Retry-After": str(refusal.retry_after),
+                  "RateLimit-Policy": rules.policy_header(list(refusal.policies)),
+                  "RateLimit": rules.ratelimit_header(p.name, 0, refusal.retry_after)}
+
+
+def refused_response(refusal: Refusal) -> web.Response:
+    body, headers = refusal_parts(refusal)
+    return web.Response(status=429, body=body, headers=headers)
+
+
+def refused_early(state: RateLimits, client, route: str, now: float) -> Refusal | None:
+    """The middleware's 429 for a GET or HEAD (a read) of a client this process knows to be
+    over its budget, decided without a request object or a store call, and counted as the
+    middleware counts it (arbor_rate_limited_requests, the top clients); None otherwise (a
+    denied or exempt client, limits off, RateLimit on every answer, a client not blocked:
+    the other paths decide)."""
+    values = state.settings.values
+    if (not values["rate_limit_enabled"] or values["rate_limit_headers"] == "always"
+            or state.denied(client) or state.exempt(client.address, values)):
+        return None
+    refusal = state.limiter.refused_now(client.key, rules.READ,
+                                        state.policies(client.account_id), now)
+    if refusal is not None:
+        state.top.record(client.key, now, limited=True)
+        state.limited.labels(route, refusal.budget).inc()
+        state.refused_early += 1
+    return refusal
 
 
 @web.middleware

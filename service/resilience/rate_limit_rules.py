@@ -167,6 +167,11 @@ def reserve_chunk(policy: Policy) -> int:
     return max(1, policy.quota // RESERVE_SHARE)
 
 
+def refill_below(policy: Policy) -> int:
+    """Units held at which the next chunk is taken ahead: a quarter of a chunk."""
+    return reserve_chunk(policy) // 4
+
+
 def reserve_ttl_s(policy: Policy) -> float:
     return policy.window_s / RESERVE_WINDOW_SHARE
 
@@ -180,6 +185,7 @@ class ClientState:
     # budget -> [units held, the policy they were taken for, until when]
     reserves: dict | None = None
     inflight: int = 0
+    refilling: bool = False            # a chunk is being taken ahead (Limiter._refill)
     nf_remaining: float | None = None  # the 404 budget left when last seen; None: untouched
     nf_seen_at: float = 0.0
 

@@ -9,11 +9,12 @@ Per request, in store operations (each O(1); one Redis call each with a shared s
 Units of the read and write budgets are taken from the store a chunk at a time
 (rate_limit_rules.reserve_chunk: 1% of the quota, 30 of the default 3000 read units) and
 held for the client in this process for at most a tenth of the window: most requests make
-no store call at all (with Redis: one call per 30 cached reads, not one each). Near the end
-of a budget a chunk no longer fits and units are taken one request at a time, so nobody is
-refused early; a process may hold at most a chunk of a client's budget unused (charged, not
-spent), at most one chunk per tenth of a window, which a client that spends less than that
-never notices and a busy one spends.
+no store call at all (with Redis: one call per 30 cached reads, not one each), and the next
+chunk is taken ahead, in a task, when a quarter of one is left, so that a steady client's
+requests keep finding units held. Near the end of a budget a chunk no longer fits and units
+are taken one request at a time, so nobody is refused early; a process may hold at most a
+chunk and a quarter of a client's budget unused (charged, not spent), which a client that
+spends less than that never notices and a busy one spends.
 Refused: no store call when this process already knows the client is over (it remembers
 until when), else up to 3 (the chunk, the unit, a look at the window to say when to come
 back).
@@ -30,6 +31,8 @@ Local state per client (blocked until, requests in flight, 404s left) is kept fo
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -37,6 +40,8 @@ from dataclasses import dataclass
 from . import rate_limit_rules as rules
 from .rate_limit_rules import ClientState, Policy
 from .rate_limit_store import Store
+
+log = logging.getLogger("arbor.rate_limits")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +115,66 @@ class Limiter:
                 or state.inflight >= policies[rules.NOT_FOUND].quota:
             return None
         held[0] -= 1
+        if held[0] <= rules.refill_below(policy) and not state.refilling:
+            self._refill_ahead(state, policy, key)
         self._states.move_to_end(key)
         state.inflight += 1
         return Ticket(key, state, budget, policies)
+
+    def _refill_ahead(self, state: ClientState, policy: Policy, key: str) -> None:
+        """Take the client's next chunk before this one runs out, in a task (held() does not
+        wait): a steady client then keeps finding units held here, rather than one request a
+        chunk waiting on the store (through the middleware's slower path, for answers given
+        before it: service/http/early_hits.py). Outside an event loop (a caller that only
+        counts), nothing."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        state.refilling = True
+        loop.create_task(self._refill(state, policy, key))
+
+    async def _refill(self, state: ClientState, policy: Policy, key: str) -> None:
+        try:
+            chunk = rules.reserve_chunk(policy)
+            # near the end of the budget a chunk does not fit: the usual path takes units
+            # one at a time, so nobody is refused early
+            if chunk > 1 and await self.store.hit(policy, key, chunk):
+                now = self.clock()
+                reserves = state.reserves
+                if reserves is None:
+                    reserves = state.reserves = {}
+                held = reserves.get(policy.name)
+                if held is not None and held[1] is policy and held[2] > now:
+                    held[0] += chunk
+                    held[2] = now + rules.reserve_ttl_s(policy)
+                else:
+                    reserves[policy.name] = [chunk, policy, now + rules.reserve_ttl_s(policy)]
+        except Exception as e:  # noqa: BLE001 - the store failed: the usual path asks again
+            log.debug("rate limits: taking a chunk ahead failed: %s", e)
+        finally:
+            state.refilling = False
+
+    def maybe_blocked(self, key: str) -> bool:
+        """Whether this process remembers the client as over some budget (refused_now says
+        whether that refuses a given request)."""
+        state = self._states.get(key)
+        return state is not None and bool(state.blocked)
+
+    def refused_now(self, key: str, budget: str, policies: dict[str, Policy],
+                    now: float) -> Refusal | None:
+        """`before`'s first answer without a coroutine or a store call: the Refusal of a
+        client this process knows to be over a budget of this request (counted), else None
+        (then held() or before() decide)."""
+        state = self._states.get(key)
+        if state is None or not state.blocked:
+            return None
+        policy, nf = policies[budget], policies[rules.NOT_FOUND]
+        blocked = state.blocked_by((policy, nf), now)
+        if blocked is None:
+            return None
+        self.refused += 1
+        return Refusal(blocked[0].name, rules.retry_after_s(blocked[1] - now), (policy, nf))
 
     def give_back(self, ticket: Ticket) -> None:
         """Undo held() at once, nothing else having run in between: the unit it took goes

@@ -38,6 +38,7 @@ class RateLimits:
         self._exempt_text: str | None = None
         self._exempt: dict[str, bool] = {}
         self.limited: Counter | None = None   # arbor_rate_limited_requests (route, reason)
+        self.refused_early = 0   # of the 429s, those answered in the protocol (early_refusal.py)
 
     # -- from PostgreSQL -----------------------------------------------------------------
     def use(self, overrides: list[rate_limit_rows.Override],
