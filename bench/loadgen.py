@@ -382,13 +382,15 @@ def cache_off_settings() -> list[str]:
             and not s.name.startswith("viewer_") and (s.min is None or s.min <= 0)]
 
 
-def start_service(dsn: str, port: int, settings: list[str]) -> subprocess.Popen:
+def start_service(dsn: str, port: int, settings: list[str],
+                  root: str | Path = ROOT) -> subprocess.Popen:
+    """The service of the checkout at `root` (this one by default)."""
     cmd = [sys.executable, "-m", "service.cli", "serve"]
     for pair in [f"database_url={dsn}", f"port={port}", "log_level=ERROR",
                  "cursor_secret=overload-bench", "admin_token=bench-admin", *settings]:
         cmd += ["--setting", pair]
     # One process, as these benches measure (and older checkouts know no `workers`).
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "ARBOR_WORKERS": "1"})
+    return subprocess.Popen(cmd, cwd=root, env={**os.environ, "ARBOR_WORKERS": "1"})
 
 
 async def wait_healthy(pool: Pool, proc: subprocess.Popen) -> None:

@@ -187,6 +187,48 @@ def test_overloaded_a_newcomer_expected_to_wait_over_twice_the_target_is_refused
     assert a.snapshot()["shed_by_reason"][OVERLOADED] == 2 and a.take_settled() == []
 
 
+def test_refuse_over_a_burst_agrees_with_try_acquire_over_it():
+    # The protocol reads a whole burst (refuse() for each) before the first of them reaches
+    # try_acquire: refuse() must count the ones it let through, or it lets them all through
+    # and the middleware refuses the excess at three times the cost.
+    reference = adm()
+    now = overload(reference)
+    queued = 0
+    while reference.try_acquire(H, "a", now)[0] == QUEUED:
+        queued += 1
+    assert queued == 8                                 # 2 + 8 waiters: 20 ms, the limit
+    a = adm()
+    now = overload(a)
+    burst = [a.refuse(H, "a", now) for _ in range(20)]
+    assert burst == [None] * queued + [OVERLOADED] * (20 - queued)
+    assert a.snapshot()["shed_by_reason"][OVERLOADED] == 20 - queued
+    # the ones let through arrive: all wait, none is refused; then the queue is at its limit
+    assert all(a.try_acquire(H, "a", now)[0] == QUEUED for _ in range(queued))
+    assert a._announced_now(now) == [0, 0, 0]
+    assert a.refuse(H, "a", now) == OVERLOADED
+
+
+def test_an_announced_request_that_never_arrives_lapses():
+    from service.resilience.admission import ANNOUNCED_S
+    a = adm()
+    now = overload(a)
+    assert all(a.refuse(H, "a", now) is None for _ in range(8))
+    assert a.refuse(H, "a", now) == OVERLOADED
+    # they were refused by the rate limits, or their connections closed: not coming
+    later = now + ANNOUNCED_S + MS
+    assert a.refuse(H, "a", later) is None and a.queued == 2
+
+
+def test_announcements_do_not_count_against_a_sparse_clients_turn():
+    a = adm()
+    now = overload(a)
+    burst = [a.refuse(H, "a", now) for _ in range(20)]
+    assert burst[-1] == OVERLOADED
+    # a client with nothing queued has a turn in the new list: judged as before
+    assert a.refuse(L, "polite", now) is None
+    assert a.try_acquire(L, "polite", now)[0] == QUEUED
+
+
 def test_not_overloaded_the_same_newcomers_wait():
     a = adm()
     fill(a, 0.0)

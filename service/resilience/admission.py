@@ -105,6 +105,9 @@ _RTT_WEIGHT = 0.05
 # Bits of the bitmap that estimates how many distinct clients came recently (slot_share);
 # linear counting is within a few percent up to about this many clients.
 _SEEN_BITS = 1024
+# How long a request refuse() let through counts as coming (refuse()): it reaches try_acquire
+# in the same turn of the event loop or the next; one that does not within this is not coming.
+ANNOUNCED_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,10 @@ class Admission:
         self._last_watch = 0.0
         self._seen = self._seen_before = 0       # bitmaps of hashed client keys
         self._seen_until = 0.0
+        # requests refuse() let through that have not reached try_acquire yet
+        # (when, by priority: each announcement's time)
+        self._announced: tuple[deque[float], ...] = (deque(), deque(), deque())
+        self._announced_by = [0, 0, 0]
 
     # -- settings ------------------------------------------------------------------------
     def retune(self, params: Params, now: float) -> None:
@@ -297,37 +304,77 @@ class Admission:
         (take_settled)."""
         self._watch(now)
         self._see(client, now)
+        if self._announced[priority]:
+            self._take_announcement(priority, now)
         decision, detail = self._arrive(priority, client, now)
         self._watch(now)
         return decision, detail
 
     def refuse(self, priority: Priority, client: str, now: float) -> str | None:
-        """try_acquire for a request that would be refused outright: the same refusal
-        (counted, noted against its client), its reason returned. Else None, and nothing
-        changed but the signal's clock and the bitmap of clients seen (both idempotent): the
-        request then goes the usual way, try_acquire. For refusing before a request object
-        exists (service/http/early_refusal.py)."""
+        """try_acquire for a request that would be refused outright once the requests
+        announced before it (below) have arrived: the same refusal (counted, noted against
+        its client), its reason returned. Else None: the request is announced, and nothing
+        else changed but the signal's clock and the bitmap of clients seen (both
+        idempotent); it then goes the usual way, try_acquire, which takes the announcement
+        back. For refusing before a request object exists (service/http/early_refusal.py).
+
+        Why announcements: the protocol reads every socket that became readable in one
+        turn of the event loop before any of those requests reaches try_acquire, so without
+        them each request of a burst is judged against the queue as it was before the
+        burst, and every one of them is let through to be refused later by the middleware,
+        at three times the cost (under bench/overload.py at 3x the peak, a third of all
+        refusals). An announcement counts as a waiter of its priority in the verdict of the
+        requests refused after it (not of a client's turn in the new list: the requests of
+        sparse clients are judged as before) and lapses after ANNOUNCED_S (a request that
+        never reaches admission: a 429, a closed connection)."""
         self._watch(now)
         self._see(client, now)
-        kind, reason, _, _ = self._verdict(priority, client, now)
+        kind, reason, _, _ = self._verdict(priority, client, now, self._announced_now(now))
         if kind is not SHED:
+            self._announced[priority].append(now)
             return None
         self._refuse(priority, client, reason, now)
         self._watch(now)
         return reason
 
-    def _verdict(self, priority: Priority, client: str,
-                 now: float) -> tuple[str, str | None, Waiter | None, bool]:
+    def _announced_now(self, now: float) -> list[int]:
+        """The live announcements by priority (lapsed ones dropped)."""
+        cutoff = now - ANNOUNCED_S
+        for p, q in enumerate(self._announced):
+            while q and q[0] < cutoff:
+                q.popleft()
+            self._announced_by[p] = len(q)
+        return self._announced_by
+
+    def _take_announcement(self, priority: Priority, now: float) -> None:
+        """A request reached try_acquire: the oldest live announcement of its priority is
+        taken back (which request it was does not matter, only how many are to come)."""
+        q = self._announced[priority]
+        cutoff = now - ANNOUNCED_S
+        while q and q[0] < cutoff:
+            q.popleft()
+        if q:
+            q.popleft()
+
+    def _verdict(self, priority: Priority, client: str, now: float,
+                 announced: list[int] | None = None
+                 ) -> tuple[str, str | None, Waiter | None, bool]:
         """What an arrival gets, changing nothing: (ADMIT, ..), (SHED, reason, ..), or
-        (QUEUED, reason, victim, new_turn): it waits, after `victim` (if any) is evicted."""
+        (QUEUED, reason, victim, new_turn): it waits, after `victim` (if any) is evicted.
+        `announced`: requests by priority that come first (refuse())."""
         p = self.params
         c = self.clients.get(client)
-        if self.inflight < p.concurrency and not self._held_back(c, now):
+        coming = sum(announced) if announced else 0
+        if self.inflight + coming < p.concurrency and not self._held_back(c, now):
             return ADMIT, None, None, False
         if p.queue_size <= 0 or p.queue_timeout_s <= 0:
             return SHED, QUEUE_FULL, None, False
         new_turn = self._new_turn(c, priority)
         expected = self.expected_wait(priority, new_turn)
+        if coming and not new_turn:
+            # they take the free slots first, then wait ahead of it (as expected_wait counts)
+            ahead = sum(announced[: priority + 1]) - max(0, p.concurrency - self.inflight)
+            expected += max(0, ahead) * (self.rtt or 0.0) / p.concurrency
         reason = None
         # A newcomer with a turn in the new list (its client has nothing queued, or nothing
         # as important) is served first: it may wait up to the overload timeout. One of a
@@ -338,7 +385,7 @@ class Admission:
                 not new_turn and c.shed_priority < priority
                 and c.shed_at >= now - p.interval_s)):
             reason = OVERLOADED
-        elif self.queued >= p.queue_size or expected > p.queue_timeout_s:
+        elif self.queued + coming >= p.queue_size or expected > p.queue_timeout_s:
             reason = QUEUE_FULL
         victim = None
         if reason is not None:
