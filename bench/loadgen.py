@@ -184,10 +184,16 @@ class Workload:
     first_pages: list[str]
     continuations: list[str]
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    continuation_share: float = CONTINUATION_SHARE
+
+    def only(self, kind: str) -> "Workload":
+        """The same pages, one kind only ("first_page" or "continuation")."""
+        return Workload(self.first_pages, self.continuations, random.Random(11),
+                        1.0 if kind == "continuation" else 0.0)
 
     def pick(self) -> tuple[str, str]:
         max_nodes = self.rng.randint(130, 1000)
-        if self.continuations and self.rng.random() < CONTINUATION_SHARE:
+        if self.continuations and self.rng.random() < self.continuation_share:
             return "continuation", f"{self.rng.choice(self.continuations)}&max_nodes={max_nodes}"
         return "first_page", f"{self.rng.choice(self.first_pages)}?max_nodes={max_nodes}"
 

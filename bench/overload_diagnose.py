@@ -6,7 +6,7 @@
 
 The service and PostgreSQL as bench/overload.py starts them. In each round, for each
 --config (live settings, applied before its phases): the peak (closed loop, 16 clients, no
-think time), then Poisson arrivals at --multiplier x that peak. Per phase: goodput; CPU per
+think time), optionally Poisson at --moderate x that peak, then Poisson arrivals at --multiplier x that peak. Per phase: goodput; CPU per
 admitted render of the server and of PostgreSQL, each split into user and system time; the
 server's voluntary and involuntary context switches per render; the machine's steal time;
 the server's event-loop lag (its arbor_event_loop_lag_seconds histogram); how the 503s were
@@ -91,6 +91,12 @@ async def _metrics(port: int) -> dict:
             out["lag_sum"] = float(line.split()[-1])
         elif line.startswith("arbor_event_loop_lag_seconds_count"):
             out["lag_count"] = float(line.split()[-1])
+        elif line.startswith("python_gc_collections_total"):
+            gen = re.search(r'generation="(\d)"', line).group(1)
+            out[f"gc{gen}"] = float(line.split()[-1])
+        elif line.startswith("python_gc_objects_collected_total"):
+            gen = re.search(r'generation="(\d)"', line).group(1)
+            out[f"gcobj{gen}"] = float(line.split()[-1])
         elif line.startswith("arbor_event_loop_lag_seconds_bucket"):
             le = re.search(r'le="([^"]+)"', line).group(1)
             out["lag_buckets"][le] = float(line.split()[-1])
@@ -144,6 +150,8 @@ async def phase(name, port, pid, postmaster, coro, seconds, profile_dir, tag):
            "queued": (sum(a1.get("queued_total", {}).values())
                       - sum(a0.get("queued_total", {}).values())),
            "results": results,
+           "gc": {k: m1[k] - m0.get(k, 0) for k in m1 if k.startswith("gc")},
+           "episodes": a1.get("overload_episodes", 0) - a0.get("overload_episodes", 0),
            "dbg": {k: v - a0.get("dbg", {}).get(k, 0) for k, v in a1.get("dbg", {}).items()
                    if v - a0.get("dbg", {}).get(k, 0)}}
     await asyncio.sleep(0.5)
@@ -156,7 +164,7 @@ def _print(i, k, r):
           f"{r['srv']:.2f} {r['srv_u_ms']:.2f}u+{r['srv_s_ms']:.2f}s ms | pg {r['pg']:.2f} "
           f"{r['pg_u_ms']:.2f}u+{r['pg_s_ms']:.2f}s ms | gen {r['gen']:.2f} st {r['steal']:.2f}"
           f" | cs/r {r['vcs']:.1f}v {r['ics']:.2f}i | lag {r['lag_ms']:.1f} ms | slot "
-          f"{r['slot_ms']} ms | queued {r['queued']} early {r['early']} {r['reasons']}"
+          f"{r['slot_ms']} ms | gc {r['gc']} | episodes {r['episodes']} | queued {r['queued']} early {r['early']} {r['reasons']}"
           + (f" {r['dbg']}" if r.get('dbg') else ""),
           flush=True)
 
@@ -171,13 +179,17 @@ async def run(args, servers, dsn, roots, postmaster):
     for pool in pools:
         await lg.sequential(pool, work, 200)
     configs = [dict(p.split("=", 1) for p in c.split(",")) for c in args.config] or [{}]
-    cases = [(v, c) for v in range(len(servers)) for c in configs]
-    labels = [f"{servers[v][0]} {c or ''}".strip() for v, c in cases]
-    rows = {k: {"peak": [], "over": []} for k in range(len(cases))}
+    multipliers = [float(m) for m in str(args.multiplier).split(",")]
+    nices = [int(n) for n in args.generator_nice.split(",")]
+    base_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    cases = [(v, c, n) for v in range(len(servers)) for c in configs for n in nices]
+    labels = [f"{servers[v][0]} {c or ''} gen+{n}".strip() for v, c, n in cases]
+    rows = {k: {"peak": [], "over": [], "moderate": []} for k in range(len(cases))}
     print("cases: " + "; ".join(f"{k + 1}: {lab}" for k, lab in enumerate(labels)))
     print("rd cf phase  offer/s good/s   503s  p50ms  p99ms 503p99")
     for i in range(args.rounds):
-        for k, (v, cfg) in enumerate(cases):
+        for k, (v, cfg, nice) in enumerate(cases):
+            os.setpriority(os.PRIO_PROCESS, 0, base_nice + nice)
             _, port, proc = servers[v]
             pool = pools[v]
             if cfg:
@@ -188,11 +200,22 @@ async def run(args, servers, dsn, roots, postmaster):
                             args.profile, f"r{i}c{k}-peak")
             _print(i + 1, k + 1, r)
             rows[k]["peak"].append(r)
-            rate = args.multiplier * r["goodput"]
-            r = await phase(f"{args.multiplier:g}x", port, proc.pid, postmaster,
-                            lg.open_loop(pool, work, rate, args.seconds, seed=i),
-                            args.seconds, args.profile, f"r{i}c{k}-over")
-            _print(i + 1, k + 1, r)
+            peak_rate = r["goodput"]
+            if args.moderate:
+                m = await phase(f"{args.moderate:.0%}", port, proc.pid, postmaster,
+                                lg.open_loop(pool, work, args.moderate * peak_rate,
+                                             args.seconds, seed=100 + i),
+                                args.seconds, args.profile, f"r{i}c{k}-moderate")
+                _print(i + 1, k + 1, m)
+                rows[k]["moderate"].append(m)
+            for mult in multipliers:
+                r = await phase(f"{mult:g}x", port, proc.pid, postmaster,
+                                lg.open_loop(pool, work, mult * peak_rate, args.seconds,
+                                             seed=i),
+                                args.seconds, args.profile, f"r{i}c{k}-over{mult:g}")
+                _print(i + 1, k + 1, r)
+                r["peak_rate"] = peak_rate
+                rows[k].setdefault(mult, []).append(r)
             rows[k]["over"].append(r)
     for pool in pools:
         pool.close()
@@ -206,6 +229,13 @@ async def run(args, servers, dsn, roots, postmaster):
             t0 = min(x.scheduled for x in r["results"])
             steady += [x for x in r["results"] if x.scheduled >= t0 + 1.0]
         st = lg.summary(steady, len(ov) * (args.seconds - 1.0))
+        if rows[k]["moderate"]:
+            md = lg.summary([x for r in rows[k]["moderate"] for x in r["results"]],
+                            len(rows[k]["moderate"]) * args.seconds)
+            print(f"   at {args.moderate:.0%} of the peak: 503s {md['shed']}, 200 p50 "
+                  f"{md['ok_p50']:.1f} p99 {md['ok_p99']:.1f} ms; overload steady 200 p99 = "
+                  f"{st['ok_p99'] / md['ok_p99']:.2f}x that p99")
+
         def avg(key, rs):
             return sum(r[key] for r in rs) / len(rs)
         print(f"case {k + 1} {labels[k]}: peak {peak:.0f}/s; overload steady "
@@ -215,6 +245,15 @@ async def run(args, servers, dsn, roots, postmaster):
                     "vcs", "ics", "lag_ms"):
             a, b = avg(key, pk), avg(key, ov)
             print(f"   {key:<9} peak {a:7.3f}  overload {b:7.3f}  ratio {b / a if a else 0:5.2f}")
+        if len(multipliers) > 1:
+            print("   by load (whole phases): x peak, goodput share of the round's peak, "
+                  "refusals/s, server cores, server ms/render, pg cores, generator cores")
+            for mult in multipliers:
+                rs = rows[k][mult]
+                share = sum(r["goodput"] / r["peak_rate"] for r in rs) / len(rs)
+                print(f"   {mult:>4g}x {share:6.0%} {avg('shed', rs) / args.seconds:7.0f} "
+                      f"{avg('srv', rs):5.2f} {avg('srv_u_ms', rs) + avg('srv_s_ms', rs):5.2f} "
+                      f"{avg('pg', rs):5.2f} {avg('gen', rs):5.2f}")
     return 0
 
 
@@ -222,8 +261,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--multiplier", type=float, default=3.0)
+    p.add_argument("--multiplier", default="3",
+                   help="x the peak; several (1.5,2,3,4): each in every round, in turn")
     p.add_argument("--config", action="append", default=[])
+    p.add_argument("--generator-nice", default="0",
+                   help="the load generator's niceness above the service's, per case (0,10)")
+    p.add_argument("--moderate", type=float, default=0.0,
+                   help="also Poisson at this share of the round's peak (e.g. 0.8)")
     p.add_argument("--profile", default="")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=ROOT",
                    help="a server per checkout, measured in turn in every round")

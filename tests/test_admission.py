@@ -14,8 +14,9 @@ MS = 0.001
 
 
 def adm(**kw) -> Admission:
+    # the standing queue of an overload at twice the target (the default is 1.5: below)
     base = dict(concurrency=2, target_s=10 * MS, interval_s=100 * MS, queue_timeout_s=1.0,
-                queue_size=100)
+                queue_size=100, overload_wait=2.0)
     a = Admission(Params(**{**base, **kw}))
     a.rtt = 4 * MS    # as if measured: 2 ms per departure with 2 slots
     return a
@@ -227,6 +228,21 @@ def test_announcements_do_not_count_against_a_sparse_clients_turn():
     # a client with nothing queued has a turn in the new list: judged as before
     assert a.refuse(L, "polite", now) is None
     assert a.try_acquire(L, "polite", now)[0] == QUEUED
+
+
+def test_the_queue_an_overload_keeps_is_overload_wait_targets_deep():
+    assert Params().overload_wait == 1.5
+    for factor, waiters in ((1.5, 7), (1.0, 5), (3.0, 15)):
+        a = adm(overload_wait=factor)
+        now = overload(a)
+        while a.try_acquire(H, "a", now)[0] == QUEUED:
+            pass
+        # 2 ms per departure: the last waiter expects (waiters) x 2 ms <= factor x 10 ms
+        assert a.queued == waiters, factor
+        assert a.wait_limit() == pytest.approx(factor * 10 * MS)
+    # it must stay above the target, or the overload would end while it lasts
+    with pytest.raises(ValueError):
+        Params(overload_wait=0.9)
 
 
 def test_not_overloaded_the_same_newcomers_wait():
@@ -488,8 +504,12 @@ def test_retune_of_the_target_moves_the_overload_signal():
     a.tick(0.07)
     assert not a.overloaded            # above 10 ms since 10 ms: not for 100 ms yet
     a.retune(Params(concurrency=2, target_s=5 * MS, interval_s=50 * MS, queue_timeout_s=1.0,
-                    queue_size=100), 0.07)
+                    queue_size=100, overload_wait=2.0), 0.07)
     assert a.overloaded and a.snapshot()["wait_limit_ms"] == 10
+    # the standing queue's depth is live too
+    a.retune(Params(concurrency=2, target_s=5 * MS, interval_s=50 * MS, queue_timeout_s=1.0,
+                    queue_size=100, overload_wait=1.5), 0.07)
+    assert a.snapshot()["wait_limit_ms"] == 7.5
 
 
 def test_params_are_validated():

@@ -24,9 +24,9 @@ the request queue) and folly's Codel:
     interval and is only delayed.
   * Not overloaded: a request may wait up to the generous `queue_timeout_s`; a newcomer
     expected to wait longer, or finding `queue_size` waiters, is refused at once.
-  * Overloaded: a newcomer expected to wait more than 2 x target is refused at once (the cheap
-    503: no waiting, no work; a newcomer with a turn in the new list, below, may expect up to
-    4 x target); a waiter is shed after 4 x target (a stall). When the overload begins, the
+  * Overloaded: a newcomer expected to wait more than `overload_wait` x target (1.5) is
+    refused at once (the cheap 503: no waiting, no work; a newcomer with a turn in the new
+    list, below, may expect up to 4 x target); a waiter is shed after 4 x target (a stall). When the overload begins, the
     backlog is cut to its newest 4 x target of work (the oldest would time out, having waited
     longest already: the useful part of adaptive LIFO; serving newest first for as long as
     the overload lasts made the oldest waiters time out, slow 503s). The queue then
@@ -96,9 +96,8 @@ REASONS = (OVERLOADED, QUEUE_FULL, EVICTED, TIMEOUT)
 
 WAITING, GRANTED, SHED_STATE, CANCELLED = "waiting", "granted", "shed", "cancelled"
 
-# While overloaded: newcomers expected to wait longer than this many targets are refused,
-# waiters are shed after TIMEOUT_FACTOR targets.
-WAIT_FACTOR = 2.0
+# While overloaded: waiters are shed after TIMEOUT_FACTOR targets (newcomers expected to wait
+# longer than Params.overload_wait targets are refused).
 TIMEOUT_FACTOR = 4.0
 # The mean time a request holds a slot: an exponential average, this weight per request.
 _RTT_WEIGHT = 0.05
@@ -118,6 +117,7 @@ class Params:
     interval_s: float = 0.4
     queue_timeout_s: float = 1.0
     queue_size: int = 1000
+    overload_wait: float = 1.5    # targets a newcomer may expect to wait while overloaded
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -126,6 +126,8 @@ class Params:
             raise ValueError("target and interval must be > 0")
         if self.queue_size < 0 or self.queue_timeout_s < 0:
             raise ValueError("queue size and timeout must be >= 0")
+        if not 1.0 <= self.overload_wait <= TIMEOUT_FACTOR:
+            raise ValueError(f"overload_wait must be within 1 and {TIMEOUT_FACTOR:g}")
 
 
 @dataclass(eq=False, slots=True)
@@ -236,7 +238,7 @@ class Admission:
     def wait_limit(self) -> float:
         """The longest expected wait a newcomer may be queued for now."""
         p = self.params
-        return min(p.queue_timeout_s, WAIT_FACTOR * self.target()) if self.overloaded \
+        return min(p.queue_timeout_s, p.overload_wait * self.target()) if self.overloaded \
             else p.queue_timeout_s
 
     def timeout(self) -> float:
@@ -329,7 +331,9 @@ class Admission:
         never reaches admission: a 429, a closed connection)."""
         self._watch(now)
         self._see(client, now)
-        kind, reason, _, _ = self._verdict(priority, client, now, self._announced_now(now))
+        a = self._announced
+        kind, reason, _, _ = self._verdict(priority, client, now, self._announced_now(now)
+                                           if a[0] or a[1] or a[2] else None)
         if kind is not SHED:
             self._announced[priority].append(now)
             return None
@@ -793,7 +797,8 @@ def params_from_settings(s: Any) -> Params:
     return Params(concurrency=s.concurrency_limit, target_s=s.admission_target_ms / 1000,
                   interval_s=s.admission_interval_ms / 1000,
                   queue_timeout_s=s.admission_queue_timeout_ms / 1000,
-                  queue_size=s.admission_queue_size)
+                  queue_size=s.admission_queue_size,
+                  overload_wait=s.admission_overload_wait_pct / 100)
 
 
 def from_settings(s: Any) -> Admission:
