@@ -1,26 +1,30 @@
 """Throughput with `--workers 2` against one worker, uncached and cached, side by side.
 
     python bench/workers_throughput.py [--seconds 6] [--rounds 3] [--concurrency 16]
+                                       [--client auto|wrk|python]
 
 Seeds (or reuses) the `bench` preset, starts `arbor serve --workers 1` and `--workers 2` on
 the same database (access log off, admission off: this measures capacity, not shedding), and
 drives the 1M-reply conversation at default limits with a closed-loop load generator (one
-process, --concurrency connections), in interleaved rounds: uncached (render_cache_ttl_s=0,
-set live: with two workers the change reaches both through the change feed; 200 distinct
-keys, so that the coalescer cannot share renders) then cached
+process, --concurrency connections: wrk when installed, bench/wrk_client.py, else an asyncio
+client; both ask for br, as browsers do, and decode nothing), in interleaved rounds:
+uncached (render_cache_ttl_s=0, set live: with two workers the change reaches both through
+the change feed; 200 distinct keys, so that the coalescer cannot share renders) then cached
 (render_cache_ttl_s=3600), one service after the other, the order alternating. Prints req/s
 per round, the best of each and its ratio, each round's ratio (its two runs adjacent in time)
-and their median, which the verdict uses (targets: uncached >= 1.6x, cached >= 1.8x), and the
-workers' CPU time per request (from /proc), with the load average before and after.
+and their median, which the verdict uses (targets: uncached >= 1.6x, cached >= 1.8x), the
+workers' CPU time per request (from /proc), and where the machine's CPUs went in each run:
+the workers, PostgreSQL, the load generator, other processes.
 
-On a 2-CPU machine shared with the load generator, PostgreSQL and whatever else runs, two
-workers cannot have two CPUs to themselves: the ratio is bounded by the CPU left to them.
+On a 2-CPU machine shared with the load generator and PostgreSQL, two workers cannot have two
+CPUs to themselves: the ratio is bounded by the CPU the others leave them.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -34,8 +38,11 @@ import aiohttp  # noqa: E402
 
 from harness import DATA_DIR, bench_database, free_port, stop_process, verdict  # noqa: E402
 from harness import wait_healthy  # noqa: E402
+import loadgen as lg  # noqa: E402
+import wrk_client  # noqa: E402
 
 ADMIN = "bench-admin-token"
+HEADERS = {"Accept-Encoding": "gzip, deflate, br"}   # what aiohttp's client (and browsers) ask
 TARGETS = {"uncached": 1.6, "cached": 1.8}
 
 
@@ -88,6 +95,12 @@ def cpu_s(pids: list[int]) -> float:
     return total
 
 
+def _client_cpu() -> float:
+    """CPU seconds of this process and its finished children (wrk runs as one)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def uptime() -> str:
     return Path("/proc/loadavg").read_text().split(" ")[0:3].__str__()
 
@@ -97,8 +110,8 @@ async def _drive(urls: list[str], seconds: float, concurrency: int) -> tuple[flo
     one is answered."""
     ok = bad = 0
     stop = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
+                                     auto_decompress=False) as session:
         async def worker(w: int):
             nonlocal ok, bad
             n = w
@@ -119,11 +132,26 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--data-dir", default=DATA_DIR)
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
+                        help="the load generator: wrk when installed (auto), else asyncio")
     args = parser.parse_args(argv)
-    print(f"load average before: {uptime()}")
+    client = args.client if args.client != "auto" else (
+        "wrk" if wrk_client.available() else "python")
+
+    def drive(base: str, paths: list[str], seconds: float) -> tuple[float, int, int]:
+        if client == "wrk":
+            return wrk_client.drive(base, paths, seconds, args.concurrency, HEADERS)
+        return asyncio.run(_drive([base + p for p in paths], seconds, args.concurrency))
+    print(f"load average before: {uptime()}; client: {client}")
     rates: dict[tuple[str, int], list[float]] = {}
     cpu: dict[tuple[str, int], list[float]] = {}
+    # per run: (the workers' cores, everything else's cores)
+    split: dict[tuple[str, int], list[tuple[float, float]]] = {}
     with bench_database(args.data_dir) as (dsn, report):
+        postmaster = lg.postmaster_pid(args.data_dir)
+
+        def pg_cpu() -> float:
+            return lg._children_cpu(postmaster) if postmaster else 0.0
         services = {n: start(dsn, n) for n in (1, 2)}
         try:
             for base, proc in services.values():
@@ -139,19 +167,26 @@ def main(argv=None) -> int:
                          if mode == "uncached" else [path])
                 for n, (base, _) in services.items():
                     asyncio.run(_set_ttl(base, ttl, pids[n]))
-                    asyncio.run(_drive([base + p for p in paths], 1.0, args.concurrency))
+                    drive(base, paths, 1.0)
                 for r in range(args.rounds):
                     order = (1, 2) if r % 2 == 0 else (2, 1)
                     for n in order:
                         base = services[n][0]
-                        before = cpu_s(pids[n])
-                        rps, ok, bad = asyncio.run(_drive([base + p for p in paths],
-                                                          args.seconds, args.concurrency))
+                        before, t0 = cpu_s(pids[n]), time.monotonic()
+                        pg0, client0, busy0 = pg_cpu(), _client_cpu(), lg._machine_busy()
+                        rps, ok, bad = drive(base, paths, args.seconds)
                         used = cpu_s(pids[n]) - before
+                        wall = time.monotonic() - t0
+                        pg, gen = (pg_cpu() - pg0) / wall, (_client_cpu() - client0) / wall
+                        ours = used / wall + pg + gen
+                        other = max(0.0, (lg._machine_busy() - busy0) / wall - ours)
+                        split.setdefault((mode, n), []).append((used / wall, pg + gen + other))
                         rates.setdefault((mode, n), []).append(rps)
                         cpu.setdefault((mode, n), []).append(used / max(ok, 1) * 1000)
                         print(f"  {mode:<8} workers={n} {rps:8.1f} req/s ({ok} ok, {bad} not "
-                              f"200) {used / max(ok, 1) * 1000:6.2f} ms CPU/request")
+                              f"200) {used / max(ok, 1) * 1000:6.2f} ms CPU/request; cores: workers "
+                              f"{used / wall:.2f}, PostgreSQL {pg:.2f}, load generator "
+                              f"{gen:.2f}, other processes {other:.2f}")
         finally:
             for _, proc in services.values():
                 stop_process(proc)
@@ -169,6 +204,14 @@ def main(argv=None) -> int:
               f"{args.rounds}: ratio {two / one:.2f}); per-round ratios "
               f"{', '.join(f'{r:.2f}' for r in paired)} (median {median:.2f}); CPU per "
               f"request {c1:.2f} ms vs {c2:.2f} ms")
+        # Where the CPUs went with two workers: what PostgreSQL and the load generator took
+        # is what the workers could not have
+        w2 = statistics.median(c for c, _ in split[(mode, 2)])
+        w1 = statistics.median(c for c, _ in split[(mode, 1)])
+        rest = statistics.median(r for _, r in split[(mode, 2)])
+        print(f"  {mode}: the workers had {w1:.2f} cores with one worker, {w2:.2f} with two "
+              f"({w2 / w1:.2f}x); PostgreSQL, the load generator and other processes took "
+              f"{rest:.2f} of the {os.cpu_count()} CPUs beside the two")
         checks.append((median >= target,
                        f"{mode} throughput, 2 workers / 1 (median of the rounds' ratios): "
                        f"{median:.2f} >= {target}"))

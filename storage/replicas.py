@@ -89,6 +89,18 @@ class Replicas:
         self._turn = itertools.count()
         self._task: asyncio.Task | None = None
 
+    def set_limits(self, max_lag_s: float, sticky_s: float) -> None:
+        """Live changes of replica_max_lag_ms and replica_sticky_s. The viewers' positions
+        are kept, each for the new stickiness in full (longer than its remainder: a viewer
+        reads the primary a little longer, never a replica too early). O(viewers remembered),
+        once per change."""
+        if (max_lag_s, sticky_s) == (self.max_lag_s, self.sticky_s):
+            return
+        self.max_lag_s, self.sticky_s = max_lag_s, sticky_s
+        old = self._sticky
+        self._sticky = TTLCache(self.sticky_size, max(sticky_s, 2 * max_lag_s))
+        self._sticky.update(old.items())
+
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
         await self.poll()

@@ -150,6 +150,21 @@ async def test_a_lagging_replica_is_skipped(replica_app, world, standby):
     assert str(reply) in ids_in(body)
     lag = client.server.app[REPLICAS].replicas[0].lag_s
     assert lag is not None and lag > 0.3
+    # the threshold is live: raised, the paused replica is usable again and serves the
+    # anonymous read (without what it has not replayed); lowered, skipped again
+    await _set(client, replica_max_lag_ms=3_600_000)
+
+    async def usable():
+        body = await (await client.get("/readyz")).json()
+        return "replicas" not in body["degraded"]
+    await until(usable)
+    served = client.server.app[REPLICAS].replicas[0].reads
+    resp = await client.get(f"/v1/conversations/{root}")
+    assert client.server.app[REPLICAS].replicas[0].reads == served + 1
+    if resp.status == 200:   # (a 404 if the pause came before it replayed the root itself)
+        assert str(reply) not in ids_in(await resp.json())
+    await _set(client, replica_max_lag_ms=300)
+    await until(skipped)
     await on_standby(standby, "SELECT pg_wal_replay_resume()")
 
     async def usable_again():
@@ -180,3 +195,9 @@ async def test_a_dead_replica_is_skipped_and_comes_back(replica_app, world, stan
     async def up_again():
         return client.server.app[REPLICAS].replicas[0].up
     await until(up_again)
+
+
+async def _set(client, **changes) -> None:
+    resp = await client.patch("/v1/admin/settings", json=changes,
+                              headers={"Authorization": "Bearer test-admin-token"})
+    assert resp.status == 200, await resp.text()

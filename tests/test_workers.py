@@ -181,3 +181,50 @@ async def test_the_supervisor_warns_when_the_database_allows_fewer_connections(p
     caplog.clear()
     await _migrate_and_seed(pg_dsn, False, 0, needed=5)
     assert not any("max_connections" in r.getMessage() for r in caplog.records)
+
+
+async def test_sighup_replaces_every_worker_without_failing_a_request(workers):
+    """A rolling restart under a steady stream of requests on new connections (each may land
+    on any worker, including one that is stopping): every request answered 200."""
+    base, proc = workers
+    before = {pid for s, pid in await _sessions_closed(await one_worker_each(base))}
+    outcomes: list[str] = []
+    stop = asyncio.Event()
+
+    async def client() -> None:
+        async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True)) as s:
+            while not stop.is_set():
+                try:
+                    async with s.get(base + "/healthz") as r:
+                        outcomes.append(str(r.status))
+                except aiohttp.ClientError as e:
+                    outcomes.append(type(e).__name__)
+                await asyncio.sleep(0.005)
+    clients = [asyncio.create_task(client()) for _ in range(3)]
+    await asyncio.sleep(0.5)
+    proc.send_signal(signal.SIGHUP)
+    loop = asyncio.get_running_loop()
+    deadline, now = loop.time() + 90, set()
+    while loop.time() < deadline:
+        await asyncio.sleep(0.5)
+        try:
+            now = {pid for s, pid in await _sessions_closed(await one_worker_each(base,
+                                                                                   seconds=3))}
+        except AssertionError:
+            continue
+        if not now & before:
+            break
+    await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.gather(*clients)
+    assert now and not now & before, (before, now)   # both workers replaced
+    assert proc.poll() is None
+    failures = [o for o in outcomes if o != "200"]
+    assert len(outcomes) > 100 and failures == [], (len(outcomes), failures[:10])
+
+
+async def _sessions_closed(sessions):
+    for s, _ in sessions:
+        await s.close()
+    return sessions

@@ -10,7 +10,7 @@ is passed through when valid and ignored otherwise; its trace id is logged. O(le
 from __future__ import annotations
 
 import contextvars
-import os
+import random
 import re
 from dataclasses import dataclass
 
@@ -31,7 +31,10 @@ CURRENT: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
 
 
 def new_request_id() -> str:
-    return os.urandom(16).hex()
+    # Unique, not secret (it is sent to the client and logged): the random module's generator,
+    # seeded from os.urandom at start and again in each forked child. os.urandom itself is a
+    # getrandom() system call, ~9 us a request under load here, a sixth of a cached read.
+    return f"{random.getrandbits(128):032x}"
 
 
 def valid_request_id(value: str | None, max_length: int) -> str | None:

@@ -186,6 +186,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("stale_ttl_s", float, 600.0, "Seconds a rendered response may still be served, flagged "
       "`stale`, when the database is failing.", min=0, max=86_400),
     # HTTP conventions (service/http/conventions.py, cors.py) and reactions (storage/reactions.py)
+    S("http_early_cache_hits", bool, True, "Answer reads found fresh in the render cache in "
+      "the HTTP protocol, before the middlewares (service/http/early_hits.py: the same bytes "
+      "at about half the CPU); off: every request takes the middlewares."),
     S("http_compress_min_bytes", int, 1024, "Smallest response body sent compressed (br or gzip, "
       "as Accept-Encoding prefers); smaller ones go as they are.", min=0, max=1 << 30),
     S("http_gzip_level", int, 6, "gzip level (1 fastest .. 9 smallest). Cached reads are "
@@ -390,8 +393,10 @@ LIVE = frozenset({
     "rate_limit_cost_render", "rate_limit_cost_page", "rate_limit_exempt", "rate_limit_headers",
     "rate_limit_reload_s",
     # HTTP conventions and reactions: read at each use
-    "http_compress_min_bytes", "http_gzip_level", "http_brotli_quality", "http_cors_origins",
-    "http_cors_auth_origins", "http_cors_max_age_s", "reactions_counter_shards",
+    # read replicas: read at each request (service/http/replica_routing.py)
+    "replica_max_lag_ms", "replica_sticky_s",
+    "http_early_cache_hits", "http_compress_min_bytes", "http_gzip_level", "http_brotli_quality",
+    "http_cors_origins", "http_cors_auth_origins", "http_cors_max_age_s", "reactions_counter_shards",
     "reactions_fold_interval_ms", "reactions_fold_batch",
     "mastodon_context_max_links",
 })

@@ -44,6 +44,12 @@ def is_token(raw: str) -> bool:
     return _TOKEN.fullmatch(raw) is not None
 
 
+def parse_bearer(values) -> str | None:
+    """The token of Authorization header values (given once, `Bearer <token>`), else None."""
+    match = _BEARER.fullmatch(values[0]) if len(values) == 1 else None
+    return None if match is None else match.group(1)
+
+
 def bearer_token(request: web.Request) -> str | None:
     """The token of the Authorization header; None when there is no header; 401 when malformed."""
     values = request.headers.getall("Authorization", [])

@@ -21,6 +21,7 @@ untouched.
 from __future__ import annotations
 
 from functools import lru_cache
+from types import SimpleNamespace
 
 from aiohttp import web
 
@@ -102,6 +103,25 @@ def answer_headers(method: str, headers, settings) -> list[tuple[str, str]]:
     if allow is not None:
         out += [("Access-Control-Allow-Origin", allow), ("Access-Control-Expose-Headers", EXPOSED)]
     return out
+
+
+@lru_cache(maxsize=256)
+def answer_lines(method: str, origin: str | None, auth: bool, origins: str,
+                 auth_origins: str) -> tuple[bytes, bool]:
+    """answer_headers as header lines without Vary, and whether it adds Origin to Vary, for
+    the answers written before this middleware runs (service/http/early_refusal.py,
+    early_hits.py; a few distinct values: cached). `auth`: the request has Authorization."""
+    headers = {} if origin is None else {"Origin": origin}
+    if auth:
+        headers["Authorization"] = "-"
+    settings = SimpleNamespace(http_cors_origins=origins, http_cors_auth_origins=auth_origins)
+    lines, vary = [], False
+    for name, value in answer_headers(method, headers, settings):
+        if name == "Vary":
+            vary = True
+        else:
+            lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode("latin-1"), vary
 
 
 def _decorate(request: web.Request, response: web.StreamResponse) -> None:

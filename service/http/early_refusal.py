@@ -38,7 +38,6 @@ import asyncio
 import logging
 import time
 from functools import lru_cache
-from types import SimpleNamespace
 
 import orjson
 from aiohttp import web, web_server
@@ -47,15 +46,15 @@ from aiohttp.http import SERVER_SOFTWARE, HttpVersion11, RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD
 
 from service.core.request_ids import RequestContext, context_of
-from service.resilience import rate_limit_rules as rules
 
-from . import cors
+from . import cors, early_hits
 from .admission_middleware import ADMISSION, SHED_BODY, classify_target
 from .auth import client_from
 from .keys import OPS_METRICS, RATE_LIMITS, SETTINGS
 from .mastodon import PREFIX as MASTODON_PREFIX
 from .request_ids import HEADER as REQUEST_ID
 from .middlewares import AccessLogger, access_line
+from .rate_limit_middleware import USUAL, answered_early, charge_early
 from .protocol_errors import JsonErrorRequestHandler
 
 log = logging.getLogger("arbor.http")
@@ -112,8 +111,9 @@ def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
     if settings.tracing_enabled:
         return None                                     # a span per request: usual way
     # before any side effect: what could fail (an Origin that is not latin-1) fails here
-    cors_lines = _cors_lines(method, headers.get("Origin"), "Authorization" in headers,
-                             settings.http_cors_origins, settings.http_cors_auth_origins)
+    lines, vary = cors.answer_lines(method, headers.get("Origin"), "Authorization" in headers,
+                                    settings.http_cors_origins, settings.http_cors_auth_origins)
+    cors_lines = b"Vary: Origin\r\n" + lines if vary else lines
     ctx = context_of(headers.get(REQUEST_ID), headers.get("traceparent"),
                      settings.request_id_max_length)
     ids = f"{REQUEST_ID}: {ctx.request_id}\r\n" + (
@@ -124,20 +124,9 @@ def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
     ticket = None
     now = time.time()
     if state is not None:
-        values = state.settings.values
-        if state.denied(client):
-            return None                                 # 403 denied, the usual way
-        if not values["rate_limit_enabled"] or state.exempt(client.address, values):
-            if not state.warned_proxy and client.address == remote and (
-                    "X-Forwarded-For" in headers or "Forwarded" in headers):
-                return None                             # the middleware warns once
-        elif values["rate_limit_headers"] == "always":
-            return None                                 # RateLimit on the 503: a store read
-        else:
-            ticket = state.limiter.held(client.key, rules.READ,
-                                        state.policies(client.account_id), now)
-            if ticket is None:
-                return None                             # a store call, or a 429: usual way
+        ticket = charge_early(state, client, remote, headers, now)
+        if ticket is USUAL:
+            return None
     reason = controller.refuse(priority, client.key, loop.time())
     if reason is None:
         if ticket is not None:
@@ -149,10 +138,8 @@ def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
     ops = app.get(OPS_METRICS)          # request_ids.unavailable: 503s by reason
     if ops is not None:
         _overloaded_child(ops).inc()
-    if ticket is not None:
-        ticket.state.inflight -= 1      # answered; a 503 costs no more (read_cost: 1)
     if state is not None:
-        state.top.record(client.key, now)
+        answered_early(state, client, ticket, now)   # a 503 costs its one unit (read_cost)
     body = MASTODON_SHED_BODY if path.startswith(MASTODON_PREFIX) else SHED_BODY
     return ctx, b"".join((_HEAD, cors_lines, ids_line,
                      b"Content-Length: %d\r\nDate: " % len(body),
@@ -167,29 +154,20 @@ def _overloaded_child(ops):
     return ops.unavailable.labels(orjson.loads(SHED_BODY)["error"]["code"])
 
 
-@lru_cache(maxsize=256)
-def _cors_lines(method: str, origin: str | None, auth: bool, origins: str,
-                auth_origins: str) -> bytes:
-    """cors.answer_headers as header lines (a few distinct values: cached)."""
-    headers = {} if origin is None else {"Origin": origin}
-    if auth:
-        headers["Authorization"] = "-"
-    settings = SimpleNamespace(http_cors_origins=origins, http_cors_auth_origins=auth_origins)
-    return "".join(f"{name}: {value}\r\n" for name, value in
-                   cors.answer_headers(method, headers, settings)).encode("latin-1")
-
-
 class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
-    """aiohttp's RequestHandler (with JSON errors) that answers an overload's refusals in
-    data_received (see the module docstring)."""
+    """aiohttp's RequestHandler (with JSON errors) that answers in data_received, on an idle
+    connection: a fresh cached read (service/http/early_hits.py), else an overload's refusal
+    (see the module docstring)."""
 
     _arbor_app: web.Application | None = None
     _arbor_remote: str | None = None
+    _arbor_last_where: tuple[str, str] | None = None   # (method, path) -> its route, last asked
+    _arbor_last_route: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         app = getattr(self._request_handler, "__self__", None)
-        if isinstance(app, web.Application) and app.get(ADMISSION) is not None:
+        if isinstance(app, web.Application) and SETTINGS in app:
             self._arbor_app = app
             peer = transport.get_extra_info("peername")
             self._arbor_remote = (None if peer is None else str(peer[0])
@@ -201,9 +179,16 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
         if app is None or waiter is None or waiter.done() or self._messages:
             super().data_received(data)
             return
-        c = app[ADMISSION].controller
-        if c.inflight < c.params.concurrency and not c.overloaded:
-            super().data_received(data)      # a slot is free: admission admits
+        gate = app.get(ADMISSION)
+        if gate is None:
+            refuse = False
+        else:
+            c = gate.controller
+            refuse = c.inflight >= c.params.concurrency or c.overloaded
+        hits = (data.startswith(early_hits.STARTS)
+                and app[SETTINGS].values["http_early_cache_hits"])
+        if not refuse and not hits:
+            super().data_received(data)      # a slot is free (admission admits), not a hit
             return
         self._waiter = None   # start() sleeps on until it is known whether it has work
         try:
@@ -211,13 +196,14 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
         finally:
             self._waiter = waiter
         messages = self._messages
-        if len(messages) == 1 and self._answer_early(app, *messages[0]):
+        if len(messages) == 1 and self._answer_early(app, *messages[0], hits, refuse):
             messages.popleft()
             self._parser.message_consumed()
         if messages and not waiter.done():
             waiter.set_result(None)
 
-    def _answer_early(self, app: web.Application, msg, payload) -> bool:
+    def _answer_early(self, app: web.Application, msg, payload, hits: bool,
+                      refuse: bool) -> bool:
         transport = self.transport
         if (payload is not EMPTY_PAYLOAD or not isinstance(msg, RawRequestMessage)
                 or msg.should_close or msg.upgrade or msg.version != HttpVersion11
@@ -230,9 +216,13 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
         if logging_on and type(self.access_logger) is not AccessLogger:
             return False    # another access log format: it needs the request object
         try:
-            answer = refusal(app, msg, self._arbor_remote, loop)
+            answer = self._cached(app, msg, started) if hits else None
+            if answer is None and refuse:
+                refused = refusal(app, msg, self._arbor_remote, loop)
+                if refused is not None:
+                    answer = refused
         except Exception:  # noqa: BLE001 - the usual path answers it instead
-            log.exception("early refusal failed; answering the usual way")
+            log.exception("early answer failed; answering the usual way")
             return False
         if answer is None:
             return False
@@ -244,10 +234,30 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
         if self._keepalive_handle is None:
             self._keepalive_handle = loop.call_at(close_time, self._process_keepalive)
         if logging_on:
+            # bytes: all that was sent, head and body, as aiohttp's body_length counts them
             access_line(self.access_logger.logger, self._arbor_remote, msg.method,
-                        msg.url.path_qs, 503, len(answer) - answer.index(b"\r\n\r\n") - 4,
-                        loop.time() - started, 0, ctx)
+                        msg.url.path_qs, int(answer[9:12]), len(answer), loop.time() - started,
+                        0, ctx)
         return True
+
+    def _cached(self, app: web.Application, msg: RawRequestMessage, started: float):
+        """early_hits.cached_answer for a GET or HEAD of a route it serves, else None."""
+        method = msg.method
+        if (method != "GET" and method != "HEAD") or app[SETTINGS].tracing_enabled:
+            return None
+        url = msg.url
+        if not url.path.startswith(early_hits.PREFIXES):
+            return None
+        where = (method, url.path_safe)
+        if where == self._arbor_last_where:   # a connection asking for the same read again
+            route = self._arbor_last_route
+        else:
+            route = route_of(app, method, url.path_safe)   # the router is frozen: kept
+            self._arbor_last_where, self._arbor_last_route = where, route
+        if route is None:
+            return None
+        return early_hits.cached_answer(app, msg, route, self._arbor_remote, started,
+                                        time.time(), self._loop.time)
 
 
 def install() -> None:

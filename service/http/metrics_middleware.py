@@ -44,6 +44,10 @@ class _StateCollector:
             outcomes.add_metric(["miss"], cache.misses)
             outcomes.add_metric(["stale"], cache.stale_served)
             yield outcomes
+            yield CounterMetricFamily("arbor_render_cache_early_hits",
+                                      "Of the hits, those answered in the HTTP protocol before "
+                                      "the middlewares (setting http_early_cache_hits).",
+                                      value=cache.early_hits)
             yield CounterMetricFamily("arbor_coalesced_requests",
                                       "Requests that shared another request's render.",
                                       value=reads.coalescer.shared)

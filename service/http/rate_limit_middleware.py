@@ -51,6 +51,39 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # rate_limit_rules.classi
 
 
 
+USUAL = object()   # charge_early: let the middleware answer this request
+
+
+def charge_early(state: RateLimits, client, remote: str | None, headers,
+                 now: float) -> Ticket | None | object:
+    """This middleware's part of an answer given before it, without a request object or a
+    store call (service/http/early_refusal.py, early_hits.py): USUAL when the middleware
+    must decide (a denied client's 403, a budget that needs a store call or is spent, the
+    RateLimit headers on every answer, the untrusted-proxy warning); None when there is
+    nothing to charge (limits off, an exempt client); else the Ticket of the one read unit
+    charged (`limiter.give_back(ticket)` if the answer is not given after all)."""
+    values = state.settings.values
+    if state.denied(client):
+        return USUAL
+    if not values["rate_limit_enabled"] or state.exempt(client.address, values):
+        if not state.warned_proxy and client.address == remote and (
+                "X-Forwarded-For" in headers or "Forwarded" in headers):
+            return USUAL
+        return None
+    if values["rate_limit_headers"] == "always":
+        return USUAL
+    ticket = state.limiter.held(client.key, rules.READ, state.policies(client.account_id), now)
+    return USUAL if ticket is None else ticket
+
+
+def answered_early(state: RateLimits, client, ticket: Ticket | None, now: float) -> None:
+    """After charge_early, the answer given (a 503 or a cached read, each costing the one
+    unit, rate_limit_rules.read_cost): the unit's request is over, the client counted."""
+    if ticket is not None:
+        ticket.state.inflight -= 1
+    state.top.record(client.key, now)
+
+
 def _admin(request: web.Request) -> bool:
     expected = request.app[SETTINGS].admin_token
     if not expected:

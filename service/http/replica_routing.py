@@ -74,7 +74,11 @@ def _who(request: web.Request) -> bytes | None:
 @web.middleware
 async def route(request: web.Request, handler) -> web.StreamResponse:
     replicas = request.app.get(REPLICAS)
-    if replicas is None or request.path.startswith(_PRIMARY_ONLY):
+    if replicas is None:
+        return await handler(request)
+    values = request.app[SETTINGS].values   # live: replica_max_lag_ms, replica_sticky_s
+    replicas.set_limits(values["replica_max_lag_ms"] / 1000, values["replica_sticky_s"])
+    if request.path.startswith(_PRIMARY_ONLY):
         return await handler(request)
     if request.method in ("GET", "HEAD"):
         token = replicas.route(_who(request))

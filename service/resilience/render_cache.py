@@ -91,6 +91,7 @@ class RenderCache:
         self._entries: LRUCache = LRUCache(maxsize=max(1, max_bytes), getsizeof=lambda e: e.size)
         self._fresh_ttl, self._stale_ttl, self._clock = fresh_ttl_s, stale_ttl_s, clock
         self.hits = self.misses = self.stale_served = 0
+        self.early_hits = 0   # of the hits, those served in the protocol (http/early_hits.py)
 
     def retune(self, fresh_ttl_s: float, stale_ttl_s: float) -> None:
         self._fresh_ttl, self._stale_ttl = fresh_ttl_s, stale_ttl_s
@@ -114,13 +115,18 @@ class RenderCache:
         entry = self.fresh_entry(key)
         return entry.body if entry is not None else None
 
-    def fresh_entry(self, key: Key) -> Entry | None:
+    def fresh_entry(self, key: Key, *, count: bool = True) -> Entry | None:
+        """The entry under key while fresh (a hit), else None (a miss), counted unless
+        `count` is false (a caller that counts the hit itself once it serves the entry, and
+        lets another path look again when it does not)."""
         entry = self._entries.get(key)
         if (entry is not None and self._clock() - entry.created <= self._fresh_ttl
                 and self.versions.snapshot(entry.deps) == entry.versions):
-            self.hits += 1
+            if count:
+                self.hits += 1
             return entry
-        self.misses += 1
+        if count:
+            self.misses += 1
         return None
 
     def resize(self, key: Key, entry: Entry) -> None:
