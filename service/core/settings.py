@@ -280,8 +280,8 @@ SETTINGS: tuple[Setting, ...] = (
       "drains within it is only delayed.", min=1, max=60_000),
     S("admission_overload_wait_pct", int, 150, "While overloaded, the longest wait a request may "
       "expect and still be queued, in percent of the target: the queue standing through an "
-      "overload, which every admitted request waits out. At least 100 (a queue held at the "
-      "target would end the overload it measures).", min=100, max=400),
+      "overload, which every admitted request waits out. At 100 (the floor) it stands at the "
+      "target itself, where the signal may end an overload while it lasts.", min=100, max=400),
     S("admission_queue_size", int, 1000, "Most requests waiting for a slot (a memory bound); "
       "when full, the client holding the most requests gives up its newest. 0: no queue, "
       "refuse at once.", min=0, max=1_000_000),
