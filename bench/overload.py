@@ -9,7 +9,9 @@ Starts an embedded PostgreSQL (fsync off) under --data-dir, seeds the `bench` pr
 reuses it), starts the service as a subprocess with its render caches off (bench/loadgen.py:
 the workload, the client, the CPU meters), then:
 
-  (a) unloaded: one request at a time -> p50, p99;
+  (a) unloaded: one request at a time -> p50, p99; then each kind alone (first pages,
+      continuations), one at a time -> the server's and PostgreSQL's CPU per request: what
+      weighs the overload's goodput in render work (below);
   (b) the peak: closed loop, 16 clients, no think time (the service runs at capacity);
   (c) --rounds rounds, side by side (this machine's speed drifts within minutes, so every
       figure is compared with ones measured in the same rounds), each phase --seconds long:
@@ -23,6 +25,10 @@ the workload, the client, the CPU meters), then:
         * open loop at --multiplier x the round's peak for --overload-seconds; "steady" leaves
           out the first second of each (the backlog of the moment the overload began).
       Closed-loop clients wait Retry-After (1 s) after a 503, as the README asks clients to.
+
+Under overload the priorities serve first pages and shed continuations, which cost less: the
+goodput is also printed in render work (each 200 weighted by its kind's CPU per request), for
+information; the target counts requests.
 
 Targets (exit status 1 when one fails): no 503 at 50% and 80% nor from the closed loops with
 think time; at --multiplier x, steady: goodput >= 90% of the peak, 503 p99 <= 5 ms, 200 p99

@@ -1,18 +1,25 @@
 """Why goodput falls under overload: the peak and the overload side by side, per phase.
 
-    python bench/overload_diagnose.py [--rounds 3] [--seconds 5] [--multiplier 3]
-                                      [--config NAME=V,NAME=V ...] [--profile DIR]
-                                      [--pin SERVER:PG:GEN] [--server-setting NAME=VALUE ...]
+    python bench/overload_diagnose.py [--rounds 3] [--seconds 5] [--multiplier 3[,4...]]
+                                      [--moderate 0.8] [--variant NAME=ROOT ...]
+                                      [--config NAME=V,NAME=V ...] [--generator-nice 0,10]
+                                      [--profile DIR] [--pin SERVER:PG:GEN]
+                                      [--server-setting NAME=VALUE ...]
 
-The service and PostgreSQL as bench/overload.py starts them. In each round, for each
---config (live settings, applied before its phases): the peak (closed loop, 16 clients, no
-think time), optionally Poisson at --moderate x that peak, then Poisson arrivals at --multiplier x that peak. Per phase: goodput; CPU per
-admitted render of the server and of PostgreSQL, each split into user and system time; the
-server's voluntary and involuntary context switches per render; the machine's steal time;
-the server's event-loop lag (its arbor_event_loop_lag_seconds histogram); how the 503s were
-given (early, in the protocol, or by the middleware, by reason). --profile: py-spy records
-the server during each phase (raw files in DIR, one per phase). --pin: CPU lists for
-taskset, e.g. 0:1:1 (the server alone on CPU 0), a diagnosis of CPU sharing.
+The service and PostgreSQL as bench/overload.py starts them: one server per --variant (the
+checkout at ROOT; default this one), all on the one database, idle but for their turn. In
+each round, for each case (variant x --config, live settings applied before its phases, x
+--generator-nice, this process's niceness above the service's): the peak (closed loop, 16
+clients, no think time), optionally Poisson at --moderate x that peak, then Poisson
+arrivals at each --multiplier x that peak. Per phase: goodput; CPU per admitted render of
+the server and of PostgreSQL, each split into user and system time; the server's voluntary
+and involuntary context switches per render; the machine's steal time; the server's
+event-loop lag (its arbor_event_loop_lag_seconds histogram); its garbage collections; how
+the 503s were given (early, in the protocol, or by the middleware, by reason); overload
+episodes. --profile: py-spy records the server during each phase (raw files in DIR, one per
+phase; py-spy stops the process to sample it: compare shares, not rates). --pin: CPU lists
+for taskset, e.g. 0:1:1 (the first server alone on CPU 0), a diagnosis of CPU sharing.
+A diagnosis tool: no targets, exit status 0.
 """
 from __future__ import annotations
 

@@ -69,7 +69,8 @@ or queued.
 
 Costs: O(1) amortized per arrival, departure, cancellation and timeout, except that a grant
 while overloaded may pass over the lanes of clients holding their share (at most the lanes
-waiting, <= queue_size); memory O(waiters + clients in flight), waiters <= queue_size.
+waiting, <= queue_size); memory O(waiters + clients in flight), waiters <= queue_size, plus
+a timestamp per announcement (refuse()), at most the arrivals of the last ANNOUNCED_S.
 """
 from __future__ import annotations
 
