@@ -184,10 +184,16 @@ class Workload:
     first_pages: list[str]
     continuations: list[str]
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    continuation_share: float = CONTINUATION_SHARE
+
+    def only(self, kind: str) -> "Workload":
+        """The same pages, one kind only ("first_page" or "continuation")."""
+        return Workload(self.first_pages, self.continuations, random.Random(11),
+                        1.0 if kind == "continuation" else 0.0)
 
     def pick(self) -> tuple[str, str]:
         max_nodes = self.rng.randint(130, 1000)
-        if self.continuations and self.rng.random() < CONTINUATION_SHARE:
+        if self.continuations and self.rng.random() < self.continuation_share:
             return "continuation", f"{self.rng.choice(self.continuations)}&max_nodes={max_nodes}"
         return "first_page", f"{self.rng.choice(self.first_pages)}?max_nodes={max_nodes}"
 
@@ -382,13 +388,15 @@ def cache_off_settings() -> list[str]:
             and not s.name.startswith("viewer_") and (s.min is None or s.min <= 0)]
 
 
-def start_service(dsn: str, port: int, settings: list[str]) -> subprocess.Popen:
+def start_service(dsn: str, port: int, settings: list[str],
+                  root: str | Path = ROOT) -> subprocess.Popen:
+    """The service of the checkout at `root` (this one by default)."""
     cmd = [sys.executable, "-m", "service.cli", "serve"]
     for pair in [f"database_url={dsn}", f"port={port}", "log_level=ERROR",
                  "cursor_secret=overload-bench", "admin_token=bench-admin", *settings]:
         cmd += ["--setting", pair]
     # One process, as these benches measure (and older checkouts know no `workers`).
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "ARBOR_WORKERS": "1"})
+    return subprocess.Popen(cmd, cwd=root, env={**os.environ, "ARBOR_WORKERS": "1"})
 
 
 async def wait_healthy(pool: Pool, proc: subprocess.Popen) -> None:

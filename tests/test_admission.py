@@ -14,8 +14,9 @@ MS = 0.001
 
 
 def adm(**kw) -> Admission:
+    # the standing queue of an overload at twice the target (the default is 1.5: below)
     base = dict(concurrency=2, target_s=10 * MS, interval_s=100 * MS, queue_timeout_s=1.0,
-                queue_size=100)
+                queue_size=100, overload_wait=2.0)
     a = Admission(Params(**{**base, **kw}))
     a.rtt = 4 * MS    # as if measured: 2 ms per departure with 2 slots
     return a
@@ -185,6 +186,63 @@ def test_overloaded_a_newcomer_expected_to_wait_over_twice_the_target_is_refused
     assert a.try_acquire(H, "a", now) == (SHED, OVERLOADED)
     assert a.try_acquire(H, "a", now) == (SHED, OVERLOADED)
     assert a.snapshot()["shed_by_reason"][OVERLOADED] == 2 and a.take_settled() == []
+
+
+def test_refuse_over_a_burst_agrees_with_try_acquire_over_it():
+    # The protocol reads a whole burst (refuse() for each) before the first of them reaches
+    # try_acquire: refuse() must count the ones it let through, or it lets them all through
+    # and the middleware refuses the excess at three times the cost.
+    reference = adm()
+    now = overload(reference)
+    queued = 0
+    while reference.try_acquire(H, "a", now)[0] == QUEUED:
+        queued += 1
+    assert queued == 8                                 # 2 + 8 waiters: 20 ms, the limit
+    a = adm()
+    now = overload(a)
+    burst = [a.refuse(H, "a", now) for _ in range(20)]
+    assert burst == [None] * queued + [OVERLOADED] * (20 - queued)
+    assert a.snapshot()["shed_by_reason"][OVERLOADED] == 20 - queued
+    # the ones let through arrive: all wait, none is refused; then the queue is at its limit
+    assert all(a.try_acquire(H, "a", now)[0] == QUEUED for _ in range(queued))
+    assert a._announced_now(now) == [0, 0, 0]
+    assert a.refuse(H, "a", now) == OVERLOADED
+
+
+def test_an_announced_request_that_never_arrives_lapses():
+    from service.resilience.admission import ANNOUNCED_S
+    a = adm()
+    now = overload(a)
+    assert all(a.refuse(H, "a", now) is None for _ in range(8))
+    assert a.refuse(H, "a", now) == OVERLOADED
+    # they were refused by the rate limits, or their connections closed: not coming
+    later = now + ANNOUNCED_S + MS
+    assert a.refuse(H, "a", later) is None and a.queued == 2
+
+
+def test_announcements_do_not_count_against_a_sparse_clients_turn():
+    a = adm()
+    now = overload(a)
+    burst = [a.refuse(H, "a", now) for _ in range(20)]
+    assert burst[-1] == OVERLOADED
+    # a client with nothing queued has a turn in the new list: judged as before
+    assert a.refuse(L, "polite", now) is None
+    assert a.try_acquire(L, "polite", now)[0] == QUEUED
+
+
+def test_the_queue_an_overload_keeps_is_overload_wait_targets_deep():
+    assert Params().overload_wait == 1.5
+    for factor, waiters in ((1.5, 7), (1.0, 5), (3.0, 15)):
+        a = adm(overload_wait=factor)
+        now = overload(a)
+        while a.try_acquire(H, "a", now)[0] == QUEUED:
+            pass
+        # 2 ms per departure: the last waiter expects (waiters) x 2 ms <= factor x 10 ms
+        assert a.queued == waiters, factor
+        assert a.wait_limit() == pytest.approx(factor * 10 * MS)
+    # it must stay above the target, or the overload would end while it lasts
+    with pytest.raises(ValueError):
+        Params(overload_wait=0.9)
 
 
 def test_not_overloaded_the_same_newcomers_wait():
@@ -446,8 +504,12 @@ def test_retune_of_the_target_moves_the_overload_signal():
     a.tick(0.07)
     assert not a.overloaded            # above 10 ms since 10 ms: not for 100 ms yet
     a.retune(Params(concurrency=2, target_s=5 * MS, interval_s=50 * MS, queue_timeout_s=1.0,
-                    queue_size=100), 0.07)
+                    queue_size=100, overload_wait=2.0), 0.07)
     assert a.overloaded and a.snapshot()["wait_limit_ms"] == 10
+    # the standing queue's depth is live too
+    a.retune(Params(concurrency=2, target_s=5 * MS, interval_s=50 * MS, queue_timeout_s=1.0,
+                    queue_size=100, overload_wait=1.5), 0.07)
+    assert a.snapshot()["wait_limit_ms"] == 7.5
 
 
 def test_params_are_validated():

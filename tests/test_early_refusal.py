@@ -229,6 +229,38 @@ async def test_what_the_early_path_does_not_take_goes_the_usual_way(aiohttp_clie
     assert (await client.get(HOLD)).status == 200
 
 
+async def test_a_burst_read_in_one_turn_is_refused_early_beyond_what_the_queue_takes(
+        aiohttp_client, settings):
+    # Every request of a burst is read (data_received) before the first reaches admission:
+    # those the queue takes are let through, the rest refused in the protocol, not all let
+    # through and the excess refused by the middleware (Admission.refuse's announcements).
+    client, app, release, holders = await _app(aiohttp_client, settings,
+                                               admission_queue_size=3)
+    gate = app[ADMISSION]
+    conns = [await asyncio.open_connection(client.host, client.port) for _ in range(10)]
+    try:
+        await asyncio.sleep(0.05)                  # each connection's handler is waiting
+        for _, writer in conns:                    # one turn: no await between the writes
+            writer.write(_request("/v1/conversations/1"))
+        reads = [asyncio.ensure_future(reader.readuntil(b"\r\n\r\n")) for reader, _ in conns]
+        for _ in range(200):
+            if sum(r.done() for r in reads) >= 7:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)                  # no eighth answer comes
+        done = [r.result() for r in reads if r.done()]
+        assert len(done) == 7 and all(h.startswith(b"HTTP/1.1 503 ") for h in done)
+        assert gate.shed_early == 7 and gate.controller.queued == 3
+        assert gate.snapshot()["shed_by_reason"]["queue_full"] == 7
+    finally:
+        await _finish(release, holders)
+        # the three that waited are served
+        rest = await asyncio.wait_for(asyncio.gather(*[r for r in reads if not r.done()]), 10)
+        assert len(rest) == 3 and not any(h.startswith(b"HTTP/1.1 503 ") for h in rest)
+        for _, writer in conns:
+            writer.close()
+
+
 async def test_the_access_log_has_the_early_refusals_line(settings, caplog, unused_tcp_port):
     caplog.set_level(logging.INFO, logger="aiohttp.access")
     app = create_app(settings.replace(admission_enabled=True, concurrency_limit=1,

@@ -272,11 +272,16 @@ SETTINGS: tuple[Setting, ...] = (
       "(requests in flight share one CPU). Not adapted by latency.", min=1, max=100_000),
     S("admission_target_ms", int, 20, "Queueing delay that means overload when the oldest "
       "waiter's wait stays above it for `admission_interval_ms` (the target is at least the time "
-      "between two departures). While overloaded, a request expected to wait more than twice it "
-      "is refused at once, and one that has waited four times it is shed.", min=1, max=60_000),
+      "between two departures). While overloaded, a request expected to wait more than "
+      "`admission_overload_wait_pct` of it is refused at once, and one that has waited four "
+      "times it is shed.", min=1, max=60_000),
     S("admission_interval_ms", int, 400, "How long the oldest wait must stay above "
       "`admission_target_ms` to mean overload, and at or below it to end one; a burst that "
       "drains within it is only delayed.", min=1, max=60_000),
+    S("admission_overload_wait_pct", int, 150, "While overloaded, the longest wait a request may "
+      "expect and still be queued, in percent of the target: the queue standing through an "
+      "overload, which every admitted request waits out. At 100 (the floor) it stands at the "
+      "target itself, where the signal may end an overload while it lasts.", min=100, max=400),
     S("admission_queue_size", int, 1000, "Most requests waiting for a slot (a memory bound); "
       "when full, the client holding the most requests gives up its newest. 0: no queue, "
       "refuse at once.", min=0, max=1_000_000),
@@ -382,7 +387,7 @@ LIVE = frozenset({
     "max_post_length", "import_max_batch", "max_relations_page", "trusted_proxies",
     # load shedding: picked up within a second (service/http/admission_middleware.py)
     "concurrency_limit", "admission_target_ms", "admission_interval_ms", "admission_queue_size",
-    "admission_queue_timeout_ms",
+    "admission_queue_timeout_ms", "admission_overload_wait_pct",
     # rate limits: read at each request (the reload interval at each reload)
     "rate_limit_enabled", "rate_limit_read", "rate_limit_write", "rate_limit_not_found",
     "rate_limit_cost_render", "rate_limit_cost_page", "rate_limit_exempt", "rate_limit_headers",

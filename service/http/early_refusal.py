@@ -26,9 +26,11 @@ admission), in their order:
     or `rate_limit_headers=always` take the usual path (403, 429, RateLimit headers); a
     limited client is charged the one unit a 503 costs (`Limiter.held`), given back when
     admission does not refuse; an exempt client is counted in the top clients as before;
-  * admission: `Admission.refuse` refuses exactly when try_acquire would (the same counts,
-    the same fairness notes), counted in `arbor_admission_shed_total{reason,route}` with
-    the route's canonical path, and in `shed_early` (/readyz details.admission);
+  * admission: `Admission.refuse` refuses exactly when try_acquire would once the requests
+    it let through before (read in the same turn of the event loop, not yet admitted) have
+    arrived (the same counts, the same fairness notes), counted in
+    `arbor_admission_shed_total{reason,route}` with the route's canonical path, and in
+    `shed_early` (/readyz details.admission);
   * the 503: `Retry-After: 1`, `Cache-Control: no-store`, the JSON error body (Mastodon's
     shape under /api/), the CORS headers cors.answer_headers gives, `X-Request-Id` (and
     `traceparent`) as request_ids gives them, Date and Server; counted in the 503s by reason

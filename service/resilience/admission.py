@@ -24,14 +24,20 @@ the request queue) and folly's Codel:
     interval and is only delayed.
   * Not overloaded: a request may wait up to the generous `queue_timeout_s`; a newcomer
     expected to wait longer, or finding `queue_size` waiters, is refused at once.
-  * Overloaded: a newcomer expected to wait more than 2 x target is refused at once (the cheap
-    503: no waiting, no work; a newcomer with a turn in the new list, below, may expect up to
-    4 x target); a waiter is shed after 4 x target (a stall). When the overload begins, the
-    backlog is cut to its newest 4 x target of work (the oldest would time out, having waited
-    longest already: the useful part of adaptive LIFO; serving newest first for as long as
-    the overload lasts made the oldest waiters time out, slow 503s). The queue then
-    holds about 2 x target of work: every freed slot goes straight to a waiter (full goodput)
-    and the oldest wait stays above the target while the overload lasts. A client's request
+  * Overloaded: a newcomer expected to wait more than `overload_wait` x target (1.5) is
+    refused at once (the cheap 503: no waiting, no work; a newcomer with a turn in the new
+    list, below, may expect up to 4 x target); a waiter is shed after 4 x target (a stall).
+    When the overload begins, the backlog is cut to its newest 4 x target of work (the
+    oldest would time out, having waited longest already: the useful part of adaptive LIFO;
+    serving newest first for as long as the overload lasts made the oldest waiters time out,
+    slow 503s). The queue then holds about `overload_wait` x target of work: every freed
+    slot goes straight to a waiter (full goodput) and the oldest wait stays above the target
+    while the overload lasts (so at least 1; at 1 the queue stands at the target itself,
+    where the signal may end an overload while it lasts). Not deeper than needed for that:
+    every admitted request waits it out (bench/overload.py at 3x the peak, side by side:
+    2 x target gave admitted p50 46 ms and p99 75 ms, 1.5 x 35 and 60, the same goodput).
+    Newcomers refused in the protocol are judged with the requests let through just before
+    them counted as queued (refuse(): announcements). A client's request
     of a lower priority than one of its own shed in the last interval is refused at once (it
     could only wait to be overtaken by that client's next ones), unless it has a turn in the
     new list.
@@ -63,7 +69,8 @@ or queued.
 
 Costs: O(1) amortized per arrival, departure, cancellation and timeout, except that a grant
 while overloaded may pass over the lanes of clients holding their share (at most the lanes
-waiting, <= queue_size); memory O(waiters + clients in flight), waiters <= queue_size.
+waiting, <= queue_size); memory O(waiters + clients in flight), waiters <= queue_size, plus
+a timestamp per announcement (refuse()), at most the arrivals of the last ANNOUNCED_S.
 """
 from __future__ import annotations
 
@@ -96,15 +103,17 @@ REASONS = (OVERLOADED, QUEUE_FULL, EVICTED, TIMEOUT)
 
 WAITING, GRANTED, SHED_STATE, CANCELLED = "waiting", "granted", "shed", "cancelled"
 
-# While overloaded: newcomers expected to wait longer than this many targets are refused,
-# waiters are shed after TIMEOUT_FACTOR targets.
-WAIT_FACTOR = 2.0
+# While overloaded: waiters are shed after TIMEOUT_FACTOR targets (newcomers expected to wait
+# longer than Params.overload_wait targets are refused).
 TIMEOUT_FACTOR = 4.0
 # The mean time a request holds a slot: an exponential average, this weight per request.
 _RTT_WEIGHT = 0.05
 # Bits of the bitmap that estimates how many distinct clients came recently (slot_share);
 # linear counting is within a few percent up to about this many clients.
 _SEEN_BITS = 1024
+# How long a request refuse() let through counts as coming (refuse()): it reaches try_acquire
+# in the same turn of the event loop or the next; one that does not within this is not coming.
+ANNOUNCED_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,7 @@ class Params:
     interval_s: float = 0.4
     queue_timeout_s: float = 1.0
     queue_size: int = 1000
+    overload_wait: float = 1.5    # targets a newcomer may expect to wait while overloaded
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -123,6 +133,8 @@ class Params:
             raise ValueError("target and interval must be > 0")
         if self.queue_size < 0 or self.queue_timeout_s < 0:
             raise ValueError("queue size and timeout must be >= 0")
+        if not 1.0 <= self.overload_wait <= TIMEOUT_FACTOR:
+            raise ValueError(f"overload_wait must be within 1 and {TIMEOUT_FACTOR:g}")
 
 
 @dataclass(eq=False, slots=True)
@@ -206,6 +218,10 @@ class Admission:
         self._last_watch = 0.0
         self._seen = self._seen_before = 0       # bitmaps of hashed client keys
         self._seen_until = 0.0
+        # requests refuse() let through that have not reached try_acquire yet
+        # (when, by priority: each announcement's time)
+        self._announced: tuple[deque[float], ...] = (deque(), deque(), deque())
+        self._announced_by = [0, 0, 0]
 
     # -- settings ------------------------------------------------------------------------
     def retune(self, params: Params, now: float) -> None:
@@ -229,7 +245,7 @@ class Admission:
     def wait_limit(self) -> float:
         """The longest expected wait a newcomer may be queued for now."""
         p = self.params
-        return min(p.queue_timeout_s, WAIT_FACTOR * self.target()) if self.overloaded \
+        return min(p.queue_timeout_s, p.overload_wait * self.target()) if self.overloaded \
             else p.queue_timeout_s
 
     def timeout(self) -> float:
@@ -297,37 +313,79 @@ class Admission:
         (take_settled)."""
         self._watch(now)
         self._see(client, now)
+        if self._announced[priority]:
+            self._take_announcement(priority, now)
         decision, detail = self._arrive(priority, client, now)
         self._watch(now)
         return decision, detail
 
     def refuse(self, priority: Priority, client: str, now: float) -> str | None:
-        """try_acquire for a request that would be refused outright: the same refusal
-        (counted, noted against its client), its reason returned. Else None, and nothing
-        changed but the signal's clock and the bitmap of clients seen (both idempotent): the
-        request then goes the usual way, try_acquire. For refusing before a request object
-        exists (service/http/early_refusal.py)."""
+        """try_acquire for a request that would be refused outright once the requests
+        announced before it (below) have arrived: the same refusal (counted, noted against
+        its client), its reason returned. Else None: the request is announced, and nothing
+        else changed but the signal's clock and the bitmap of clients seen (both
+        idempotent); it then goes the usual way, try_acquire, which takes the announcement
+        back. For refusing before a request object exists (service/http/early_refusal.py).
+
+        Why announcements: the protocol reads every socket that became readable in one
+        turn of the event loop before any of those requests reaches try_acquire, so without
+        them each request of a burst is judged against the queue as it was before the
+        burst, and every one of them is let through to be refused later by the middleware,
+        at three times the cost (under bench/overload.py at 3x the peak, a third of all
+        refusals). An announcement counts as a waiter of its priority in the verdict of the
+        requests refused after it (not of a client's turn in the new list: the requests of
+        sparse clients are judged as before) and lapses after ANNOUNCED_S (a request that
+        never reaches admission: a 429, a closed connection)."""
         self._watch(now)
         self._see(client, now)
-        kind, reason, _, _ = self._verdict(priority, client, now)
+        a = self._announced
+        kind, reason, _, _ = self._verdict(priority, client, now, self._announced_now(now)
+                                           if a[0] or a[1] or a[2] else None)
         if kind is not SHED:
+            self._announced[priority].append(now)
             return None
         self._refuse(priority, client, reason, now)
         self._watch(now)
         return reason
 
-    def _verdict(self, priority: Priority, client: str,
-                 now: float) -> tuple[str, str | None, Waiter | None, bool]:
+    def _announced_now(self, now: float) -> list[int]:
+        """The live announcements by priority (lapsed ones dropped)."""
+        cutoff = now - ANNOUNCED_S
+        for p, q in enumerate(self._announced):
+            while q and q[0] < cutoff:
+                q.popleft()
+            self._announced_by[p] = len(q)
+        return self._announced_by
+
+    def _take_announcement(self, priority: Priority, now: float) -> None:
+        """A request reached try_acquire: the oldest live announcement of its priority is
+        taken back (which request it was does not matter, only how many are to come)."""
+        q = self._announced[priority]
+        cutoff = now - ANNOUNCED_S
+        while q and q[0] < cutoff:
+            q.popleft()
+        if q:
+            q.popleft()
+
+    def _verdict(self, priority: Priority, client: str, now: float,
+                 announced: list[int] | None = None
+                 ) -> tuple[str, str | None, Waiter | None, bool]:
         """What an arrival gets, changing nothing: (ADMIT, ..), (SHED, reason, ..), or
-        (QUEUED, reason, victim, new_turn): it waits, after `victim` (if any) is evicted."""
+        (QUEUED, reason, victim, new_turn): it waits, after `victim` (if any) is evicted.
+        `announced`: requests by priority that come first (refuse())."""
         p = self.params
         c = self.clients.get(client)
-        if self.inflight < p.concurrency and not self._held_back(c, now):
+        coming = sum(announced) if announced else 0
+        if self.inflight + coming < p.concurrency and not self._held_back(c, now):
             return ADMIT, None, None, False
         if p.queue_size <= 0 or p.queue_timeout_s <= 0:
             return SHED, QUEUE_FULL, None, False
         new_turn = self._new_turn(c, priority)
         expected = self.expected_wait(priority, new_turn)
+        if coming and not new_turn:
+            # they take the free slots first, then wait ahead of it (as expected_wait counts)
+            ahead = sum(announced[: priority + 1]) - max(0, p.concurrency - self.inflight)
+            expected += max(0, ahead) * (self.rtt or 0.0) / p.concurrency
         reason = None
         # A newcomer with a turn in the new list (its client has nothing queued, or nothing
         # as important) is served first: it may wait up to the overload timeout. One of a
@@ -338,7 +396,7 @@ class Admission:
                 not new_turn and c.shed_priority < priority
                 and c.shed_at >= now - p.interval_s)):
             reason = OVERLOADED
-        elif self.queued >= p.queue_size or expected > p.queue_timeout_s:
+        elif self.queued + coming >= p.queue_size or expected > p.queue_timeout_s:
             reason = QUEUE_FULL
         victim = None
         if reason is not None:
@@ -746,7 +804,8 @@ def params_from_settings(s: Any) -> Params:
     return Params(concurrency=s.concurrency_limit, target_s=s.admission_target_ms / 1000,
                   interval_s=s.admission_interval_ms / 1000,
                   queue_timeout_s=s.admission_queue_timeout_ms / 1000,
-                  queue_size=s.admission_queue_size)
+                  queue_size=s.admission_queue_size,
+                  overload_wait=s.admission_overload_wait_pct / 100)
 
 
 def from_settings(s: Any) -> Admission:
