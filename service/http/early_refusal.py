@@ -75,6 +75,7 @@ _HEAD = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\
          b"Retry-After: 1\r\nCache-Control: no-store\r\n")
 _TAIL = f"Server: {SERVER_SOFTWARE}\r\n\r\n".encode()
 _ADMIN = "/v1/admin/"
+_NOTHING = (None, None, None)   # _read: no answer, no route or client found
 
 
 def route_of(app: web.Application, method: str, path_safe: str) -> str | None:
@@ -101,9 +102,11 @@ def route_of(app: web.Application, method: str, path_safe: str) -> str | None:
 
 
 def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
-            loop: asyncio.AbstractEventLoop) -> tuple[RequestContext, bytes] | None:
+            loop: asyncio.AbstractEventLoop, route: str | None = None,
+            client=None) -> tuple[RequestContext, bytes] | None:
     """The request's ids and the bytes of the 503 the middlewares would answer for it, with
-    their side effects done; None (and nothing done): let the middlewares answer it."""
+    their side effects done; None (and nothing done): let the middlewares answer it.
+    `route`, `client`: route_of's and client_from's for it, when already known."""
     method = msg.method
     if method != "GET" and method != "HEAD":
         return None
@@ -114,9 +117,10 @@ def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
     priority = classify_target(method, path, lambda: url.query)
     if priority is None or path.startswith(_ADMIN):
         return None
-    route = route_of(app, method, url.path_safe)
     if route is None:
-        return None
+        route = route_of(app, method, url.path_safe)
+        if route is None:
+            return None
     headers = msg.headers
     settings = app[SETTINGS]
     if settings.tracing_enabled:
@@ -130,7 +134,8 @@ def refusal(app: web.Application, msg: RawRequestMessage, remote: str | None,
     ids = f"{REQUEST_ID}: {ctx.request_id}\r\n" + (
         f"traceparent: {ctx.traceparent}\r\n" if ctx.traceparent is not None else "")
     ids_line = ids.encode("latin-1")
-    client = client_from(app, remote, headers)
+    if client is None:
+        client = client_from(app, remote, headers)
     state = app.get(RATE_LIMITS)
     ticket = None
     now = time.time()
@@ -259,11 +264,9 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
         if logging_on and type(self.access_logger) is not AccessLogger:
             return False    # another access log format: it needs the request object
         try:
-            answer = self._read(app, msg, started) if hits else None
+            answer, route, client = self._read(app, msg, started) if hits else _NOTHING
             if answer is None and refuse:
-                refused = refusal(app, msg, self._arbor_remote, loop)
-                if refused is not None:
-                    answer = refused
+                answer = refusal(app, msg, self._arbor_remote, loop, route, client)
         except Exception:  # noqa: BLE001 - the usual path answers it instead
             log.exception("early answer failed; answering the usual way")
             return False
@@ -285,13 +288,14 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
 
     def _read(self, app: web.Application, msg: RawRequestMessage, started: float):
         """A read under /v1/ answered here: the 429 of a client known to be over its budget
-        (rate_limited), else a fresh cached answer (early_hits.cached_answer); else None."""
+        (rate_limited), else a fresh cached answer (early_hits.cached_answer); else no
+        answer. Returns (the answer or None, its route and client when they were found)."""
         method = msg.method
         if (method != "GET" and method != "HEAD") or app[SETTINGS].tracing_enabled:
-            return None
+            return _NOTHING
         url = msg.url
         if not url.path.startswith(early_hits.PREFIXES):
-            return None
+            return _NOTHING
         where = (method, url.path_safe)
         if where == self._arbor_last_where:   # a connection asking for the same read again
             route = self._arbor_last_route
@@ -299,14 +303,12 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
             route = route_of(app, method, url.path_safe)   # the router is frozen: kept
             self._arbor_last_where, self._arbor_last_route = where, route
         if route is None:
-            return None
+            return _NOTHING
         client = client_from(app, self._arbor_remote, msg.headers)
         now = time.time()
-        limited = rate_limited(app, msg, route, client, now)
-        if limited is not None:
-            return limited
-        return early_hits.cached_answer(app, msg, route, client, self._arbor_remote, started,
-                                        now, self._loop.time)
+        answer = rate_limited(app, msg, route, client, now) or early_hits.cached_answer(
+            app, msg, route, client, self._arbor_remote, started, now, self._loop.time)
+        return answer, route, client
 
 
 def install() -> None:
