@@ -379,3 +379,44 @@ async def test_a_limited_clients_429_is_answered_early_as_the_middleware_answers
     top = await (await client.get("/v1/admin/top_clients", headers=ADMIN)).json()
     mine = [c for c in top["by_requests"] if c["client"] == "ip:192.0.2.7"][0]
     assert mine["limited"] == limited and mine["requests"] == 6 + 3 * 2 * 2 * 2
+
+
+async def test_under_concurrent_writers_no_early_hit_is_older_than_a_finished_write(
+        aiohttp_client, settings, world):
+    """Readers keep a conversation hot (early hits) while writers add replies concurrently:
+    every read that starts after a write was answered shows that write's reply, and the
+    last read's count equals the replies written."""
+    app = _app(settings, rate_limit_enabled=False)
+    client = await aiohttp_client(app)
+    author = await world.account()
+    token = await world.token(author)
+    root = await world.post(author, "a root")
+    path = f"/v1/conversations/{root}?branching=60"   # all 48 replies on the first page
+    await client.get(path)
+    stop = asyncio.Event()
+    stale: list = []
+    early_before = app[READS].cache.early_hits
+
+    async def reader() -> None:
+        while not stop.is_set():
+            await _raw(client, _request(path))
+
+    async def writer(w: int) -> None:
+        for i in range(8):
+            resp = await client.post("/v1/posts", json={"text": f"reply {w}.{i}",
+                                                        "in_reply_to_id": str(root)},
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Idempotency-Key": f"concurrent-{w}-{i}"})
+            assert resp.status == 201, await resp.text()
+            new_id = (await resp.json())["id"]
+            answer = await _raw(client, _request(path))   # started after the write's answer
+            if new_id.encode() not in answer:
+                stale.append((new_id, answer[:120]))
+    readers = [asyncio.create_task(reader()) for _ in range(4)]
+    await asyncio.gather(*(writer(w) for w in range(6)))
+    stop.set()
+    await asyncio.gather(*readers)
+    assert stale == []
+    assert app[READS].cache.early_hits > early_before      # the readers were answered early
+    body = orjson.loads((await _raw(client, _request(path))).partition(b"\r\n\r\n")[2])
+    assert body["focal"]["counts"]["replies"] == 6 * 8
