@@ -80,15 +80,13 @@ def cached_answer(app: web.Application, msg: RawRequestMessage, route: str, clie
     path answer it. `route`: the canonical route it matches (early_refusal.route_of);
     `client`: auth.client_from's; `started`: `clock()` when its bytes were parsed; `now_s`:
     wall-clock seconds (the rate limits' clock)."""
+    reads = app.get(READS)
+    if reads is None or route not in ROUTES or not reads.cache.serves_fresh:
+        return None
     headers = msg.headers
     for name in _USUAL_WAY:
         if name in headers:
             return None
-    if route not in ROUTES:
-        return None
-    reads = app.get(READS)
-    if reads is None:
-        return None
     authorization = headers.getall("Authorization", ())
     if authorization:
         token = parse_bearer(authorization)

@@ -100,6 +100,11 @@ class RenderCache:
     def enabled(self) -> bool:
         return self._fresh_ttl > 0 or self._stale_ttl > 0
 
+    @property
+    def serves_fresh(self) -> bool:
+        """Whether any entry can be fresh (render_cache_ttl_s above 0)."""
+        return self._fresh_ttl > 0
+
     def would_store(self, body_size: int) -> bool:
         """Whether put() could keep a body this large (callers skip computing its deps)."""
         return self.enabled and body_size + _ENTRY_OVERHEAD <= self._entries.maxsize
