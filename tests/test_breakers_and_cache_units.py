@@ -181,6 +181,31 @@ async def test_coalescer_survives_one_waiter_going_away():
     assert await second == "done"
 
 
+async def test_a_read_that_begins_after_a_write_does_not_join_a_render_from_before_it():
+    """Calls of one generation share a computation; a call of a newer generation (a version
+    was bumped: a write was answered) starts its own, which later calls of its generation
+    join; the older one ends without taking the newer one's place away."""
+    release = asyncio.Event()
+    calls = []
+
+    async def compute():
+        calls.append(len(calls))
+        n = len(calls)
+        await release.wait()
+        return n
+
+    c = Coalescer()
+    old = [asyncio.ensure_future(c.run("k", compute, generation=1)) for _ in range(3)]
+    await asyncio.sleep(0)
+    new = [asyncio.ensure_future(c.run("k", compute, generation=2)) for _ in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(*old) == [1, 1, 1]
+    assert await asyncio.gather(*new) == [2, 2, 2]
+    assert len(calls) == 2 and c.shared == 4
+    assert c._running == {}
+
+
 def test_a_probe_that_ends_without_a_verdict_lets_the_next_probe_through():
     clock = Clock()
     b = CircuitBreaker("db", failure_threshold=1, backoff_s=1.0, clock=clock,

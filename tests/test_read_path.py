@@ -125,3 +125,38 @@ async def test_partial_responses_are_not_cached(cached, world):
     faults.quote_hydration = None
     resp = await client.get(f"/v1/conversations/{root}")
     assert resp.headers["Arbor-Cache"] == "miss" and (await resp.json())["degraded"] == []
+
+
+async def test_a_read_begun_after_a_write_does_not_join_a_render_begun_before_it(
+        aiohttp_client, settings, fault_proxy, proxied_dsn, world):
+    """A render is in flight (slow database), having read the conversation's replies; a reply
+    is written and the write answered (its conversation's version bumped, as the API does);
+    a read begun after that must not get the render from before the write (before the
+    coalescer's generations, it joined it)."""
+    app = create_app(settings.replace(database_url=proxied_dsn, render_cache_ttl_s=60,
+                                      request_budget_ms=20000, db_statement_timeout_ms=20000,
+                                      db_acquire_timeout_s=20, db_pool_min=1,
+                                      db_pool_max=1))
+    client = await aiohttp_client(app)
+    author = await world.account()
+    root = await world.post(author, "root")
+    await world.fan(author, root, 3)
+    path = f"/v1/conversations/{root}"
+    # the pool's one connection opened and its statements prepared now, not through the slow
+    # proxy (a second read waits for it rather than opening another at 0.8 s a round trip)
+    assert (await client.get(f"{path}?depth=1")).status == 200   # another key: not cached
+    try:
+        # each chunk waits 0.4 s each way: the render's two round trips run 0-0.8 s and
+        # 0.8-1.6 s, their statements executing at 0.4 s and 1.2 s
+        fault_proxy.latency = 0.4
+        before = asyncio.ensure_future(client.get(path))
+        await asyncio.sleep(1.35)       # both statements have run; the answer is on its way
+        reply = await world.post(author, "written while it rendered", reply_to=root)
+        app[READS].cache.versions.bump(root)   # what the API's write does when it answers
+        after = await client.get(path)
+        first = await (await before).json()
+        body = await after.json()
+    finally:
+        fault_proxy.latency = 0
+    assert str(reply) not in {n["id"] for n in iter_nodes(first["focal"]["replies"])}
+    assert str(reply) in {n["id"] for n in iter_nodes(body["focal"]["replies"])}

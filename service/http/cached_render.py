@@ -3,8 +3,9 @@
 The order of a read: (1) a fresh cached body for this token and request, with no database
 work and no parsing of its parameters (only what once rendered is cached, so the same
 request would parse the same way; the handler's `validate` runs on a miss, first); (2) if the database breaker is open, the stale copy or a fast 503; (3) the
-render, shared by every concurrent request for the same key, its outcome telling the
-breaker whether the database works; (4) on a database failure, the stale copy with
+render, shared by every concurrent request for the same key (one started before a write was
+answered is not shared with a read begun after it: Coalescer's generations), its outcome
+telling the breaker whether the database works; (4) on a database failure, the stale copy with
 `degraded: ["stale"]` and an `Arbor-Degraded: stale` header, or a 503 with Retry-After.
 """
 from __future__ import annotations
@@ -114,7 +115,7 @@ async def read_body(request: web.Request, read: ReadPath, render: Render,
                                                retry_after=read.database.retry_after_s()))
     try:
         rendered, result = await read.coalescer.run(key, lambda: _render_and_store(
-            read, key, render, extra_deps))
+            read, key, render, extra_deps), generation=read.cache.mark())
     except DATABASE_ERRORS as e:
         return _counted(request, _stale_or_503(read, key, e,
                                                retry_after=read.database.retry_after_s()))

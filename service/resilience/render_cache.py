@@ -173,22 +173,28 @@ class RenderCache:
 class Coalescer:
     """Concurrent calls for one key share one computation. The computation runs in its own
     task, so a caller that goes away (a client that disconnected) does not cancel it for the
-    others; it is cancelled only when nobody waits for it any more."""
+    others; it is cancelled only when nobody waits for it any more.
+
+    `generation` (the render cache's mark: the newest version handed out): a call joins only
+    a computation started in its own generation. One started before a write was answered may
+    have read the data before that write, so a read that begins after it (the writer's own
+    next read) starts a new one, which later calls join."""
 
     def __init__(self) -> None:
-        self._running: dict[Key, tuple[asyncio.Task, list[int]]] = {}
+        self._running: dict[Key, tuple[asyncio.Task, list[int], int]] = {}
         self.shared = 0
 
-    async def run(self, key: Key, compute: Callable[[], Awaitable[Any]]) -> Any:
+    async def run(self, key: Key, compute: Callable[[], Awaitable[Any]],
+                  generation: int = 0) -> Any:
         running = self._running.get(key)
-        if running is None:
+        if running is None or running[2] != generation:
             task = asyncio.ensure_future(compute())
-            running = (task, [0])
+            running = (task, [0], generation)
             self._running[key] = running
-            task.add_done_callback(lambda _t, k=key: self._running.pop(k, None))
+            task.add_done_callback(lambda _t, k=key, r=running: self._forget(k, r))
         else:
             self.shared += 1
-        task, waiters = running
+        task, waiters, _ = running
         waiters[0] += 1
         try:
             return await asyncio.shield(task)
@@ -198,6 +204,10 @@ class Coalescer:
             raise
         finally:
             waiters[0] -= 1
+
+    def _forget(self, key: Key, running: tuple) -> None:
+        if self._running.get(key) is running:   # not a newer generation's computation
+            del self._running[key]
 
 
 @dataclass
