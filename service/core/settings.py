@@ -186,9 +186,10 @@ SETTINGS: tuple[Setting, ...] = (
     S("stale_ttl_s", float, 600.0, "Seconds a rendered response may still be served, flagged "
       "`stale`, when the database is failing.", min=0, max=86_400),
     # HTTP conventions (service/http/conventions.py, cors.py) and reactions (storage/reactions.py)
-    S("http_early_cache_hits", bool, True, "Answer reads found fresh in the render cache in "
-      "the HTTP protocol, before the middlewares (service/http/early_hits.py: the same bytes "
-      "at about half the CPU); off: every request takes the middlewares."),
+    S("http_early_cache_hits", bool, True, "Answer reads found fresh in the render cache, and "
+      "the 429s of a client known to be over its budget, in the HTTP protocol before the "
+      "middlewares (service/http/early_hits.py, early_refusal.py: the same bytes at about half "
+      "the CPU); off: they take the middlewares (an overload's 503s are still answered early)."),
     S("http_compress_min_bytes", int, 1024, "Smallest response body sent compressed (br or gzip, "
       "as Accept-Encoding prefers); smaller ones go as they are.", min=0, max=1 << 30),
     S("http_gzip_level", int, 6, "gzip level (1 fastest .. 9 smallest). Cached reads are "
