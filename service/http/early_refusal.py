@@ -256,6 +256,7 @@ class EarlyRefusalRequestHandler(JsonErrorRequestHandler):
         if (payload is not EMPTY_PAYLOAD or not isinstance(msg, RawRequestMessage)
                 or msg.should_close or msg.upgrade or msg.version != HttpVersion11
                 or self._upgraded or self._close or self._force_close or transport is None
+                or transport.is_closing()
                 or transport.get_write_buffer_size()):
             return False
         loop = self._loop
