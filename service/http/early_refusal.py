@@ -184,15 +184,21 @@ def rate_limited(app: web.Application, msg: RawRequestMessage, route: str, clien
     refusal = refused_early(state, client, route, now)
     if refusal is None:
         return None
-    body, fields = refusal_parts(refusal)
+    body, head = _refusal_bytes(refusal)
     ids = f"{REQUEST_ID}: {ctx.request_id}\r\n" + (
         f"traceparent: {ctx.traceparent}\r\n" if ctx.traceparent is not None else "")
-    head = "".join(["HTTP/1.1 429 Too Many Requests\r\n",
-                    *(f"{name}: {value}\r\n" for name, value in fields.items())]).encode()
     return ctx, b"".join((head, b"Vary: Origin\r\n" if vary else b"", lines,
                           ids.encode("latin-1"), b"Content-Length: %d\r\nDate: " % len(body),
                           rfc822_formatted_time().encode(), b"\r\n", _TAIL,
                           body if msg.method == "GET" else b""))
+
+
+@lru_cache(maxsize=1024)
+def _refusal_bytes(refusal) -> tuple[bytes, bytes]:
+    """A 429's body and its status line and own headers (a few distinct refusals at a time)."""
+    body, fields = refusal_parts(refusal)
+    return body, "".join(["HTTP/1.1 429 Too Many Requests\r\n",
+                          *(f"{name}: {value}\r\n" for name, value in fields.items())]).encode()
 
 
 @lru_cache(maxsize=16)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from functools import lru_cache
 import logging
 import time
 from typing import AsyncIterator
@@ -102,8 +103,11 @@ def denied_response() -> web.Response:
     return web.Response(status=403, body=DENIED_BODY, headers=_NO_STORE)
 
 
+@lru_cache(maxsize=1024)
 def refusal_parts(refusal: Refusal) -> tuple[bytes, dict[str, str]]:
-    """The body and headers of a 429 (also written before the middlewares, early_refusal.py)."""
+    """The body and headers of a 429 (also written before the middlewares, early_refusal.py);
+    kept per refusal (its budget, Retry-After and policies: a few distinct ones at a time).
+    The dict is shared: copy it before changing it."""
     p = refusal.policy
     body = orjson.dumps({"error": {
         "code": "rate_limited",
@@ -116,7 +120,7 @@ def refusal_parts(refusal: Refusal) -> tuple[bytes, dict[str, str]]:
 
 def refused_response(refusal: Refusal) -> web.Response:
     body, headers = refusal_parts(refusal)
-    return web.Response(status=429, body=body, headers=headers)
+    return web.Response(status=429, body=body, headers=dict(headers))
 
 
 def refused_early(state: RateLimits, client, route: str, now: float) -> Refusal | None:
@@ -133,9 +137,16 @@ def refused_early(state: RateLimits, client, route: str, now: float) -> Refusal 
                                         state.policies(client.account_id), now)
     if refusal is not None:
         state.top.record(client.key, now, limited=True)
-        state.limited.labels(route, refusal.budget).inc()
+        _limited_child(state.limited, route, refusal.budget).inc()
         state.refused_early += 1
     return refusal
+
+
+@lru_cache(maxsize=1024)
+def _limited_child(counter: Counter, route: str, reason: str):
+    """arbor_rate_limited_requests{route,reason}'s child, looked up once (routes and reasons
+    are bounded: the app's canonical routes)."""
+    return counter.labels(route, reason)
 
 
 @web.middleware

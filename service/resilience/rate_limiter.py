@@ -16,7 +16,7 @@ are taken one request at a time, so nobody is refused early; a process may hold 
 chunk and a quarter of a client's budget unused (charged, not spent), which a client that
 spends less than that never notices and a busy one spends.
 Refused: no store call when this process already knows the client is over (it remembers
-until when), else up to 3 (the chunk, the unit, a look at the window to say when to come
+until the Retry-After it gave, at least the moment a unit is back), else up to 3 (the chunk, the unit, a look at the window to say when to come
 back).
 
 A cost charged after the answer may not fit what is left: the answer has been given (the
@@ -206,9 +206,12 @@ class Limiter:
                 rules.seconds_until_inflight_allowed(state, nf, now)), (policy, nf))
         if not await self._take(state, policy, key, 1, now):
             self.refused += 1
-            wait = (await self.store.window(policy, key)).seconds_until(policy)
-            state.block(policy, self.clock() + wait)
-            return Refusal(budget, rules.retry_after_s(wait), (policy, nf))
+            retry_after = rules.retry_after_s(
+                (await self.store.window(policy, key)).seconds_until(policy))
+            # refused at once (no store call) for the Retry-After it is given, not only until
+            # the next unit is back: a client that does not wait costs the least to refuse
+            state.block(policy, self.clock() + retry_after)
+            return Refusal(budget, retry_after, (policy, nf))
         state.inflight += 1
         return Ticket(key, state, budget, policies)
 
