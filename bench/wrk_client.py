@@ -33,7 +33,7 @@ def drive(base: str, paths: list[str], seconds: float, concurrency: int,
     """`per_request`: header sets taken in turn, one per request (one client after the
     other), besides `headers`."""
     # wrk.format() with a header table sends those instead of the -H ones: merged here
-    sets = [{**(headers or {}), **h} for h in per_request] if per_request else [{}]
+    sets = [{**(headers or {}), **h} for h in (per_request or [{}])]
     lua = ("local paths = {%s}\nlocal sets = {%s}\nlocal i = 0\n"
            "request = function()\n  i = i + 1\n"
            "  return wrk.format(\"GET\", paths[(i %% #paths) + 1], sets[(i %% #sets) + 1])\n"
