@@ -17,7 +17,9 @@ workers' CPU time per request (from /proc), and where the machine's CPUs went in
 the workers, PostgreSQL, the load generator, other processes.
 
 On a 2-CPU machine shared with the load generator and PostgreSQL, two workers cannot have two
-CPUs to themselves: the ratio is bounded by the CPU the others leave them.
+CPUs to themselves: the ratio is bounded by the CPU the others leave them. The bench prints
+that bound as a ceiling: the CPUs divided by what a request cost every process in the
+two-worker run, against the one-worker run of the same round.
 """
 from __future__ import annotations
 
@@ -147,6 +149,8 @@ def main(argv=None) -> int:
     cpu: dict[tuple[str, int], list[float]] = {}
     # per run: (the workers' cores, everything else's cores)
     split: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    # per run: CPU seconds per request of the workers and of PostgreSQL + the load generator
+    per_req: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     with bench_database(args.data_dir) as (dsn, report):
         postmaster = lg.postmaster_pid(args.data_dir)
 
@@ -181,6 +185,8 @@ def main(argv=None) -> int:
                         ours = used / wall + pg + gen
                         other = max(0.0, (lg._machine_busy() - busy0) / wall - ours)
                         split.setdefault((mode, n), []).append((used / wall, pg + gen + other))
+                        per_req.setdefault((mode, n), []).append(
+                            ((used / wall) / max(rps, 1e-9), (pg + gen) / max(rps, 1e-9), rps))
                         rates.setdefault((mode, n), []).append(rps)
                         cpu.setdefault((mode, n), []).append(used / max(ok, 1) * 1000)
                         print(f"  {mode:<8} workers={n} {rps:8.1f} req/s ({ok} ok, {bad} not "
@@ -212,6 +218,18 @@ def main(argv=None) -> int:
         print(f"  {mode}: the workers had {w1:.2f} cores with one worker, {w2:.2f} with two "
               f"({w2 / w1:.2f}x); PostgreSQL, the load generator and other processes took "
               f"{rest:.2f} of the {os.cpu_count()} CPUs beside the two")
+        # The most two workers could do on this box: every CPU busy at what a request cost
+        # in the two-worker run (the workers, PostgreSQL and the load generator, all here),
+        # against the one-worker run of the same round.
+        n_cpu = os.cpu_count() or 1
+        ceilings = sorted(min(2 / w, n_cpu / (w + rest)) / one_rps
+                          for (w, rest, _), (_, _, one_rps)
+                          in zip(per_req[(mode, 2)], per_req[(mode, 1)]))
+        w, rest, _ = sorted(per_req[(mode, 2)])[len(per_req[(mode, 2)]) // 2]
+        print(f"  {mode}: ceiling on this box {ceilings[len(ceilings) // 2]:.2f}x (median of the "
+              f"rounds): with two workers a request cost them {w * 1000:.3f} ms of CPU and "
+              f"PostgreSQL with the load generator {rest * 1000:.3f} ms, so {n_cpu} CPUs hold "
+              f"at most {n_cpu / (w + rest):.0f} req/s")
         checks.append((median >= target,
                        f"{mode} throughput, 2 workers / 1 (median of the rounds' ratios): "
                        f"{median:.2f} >= {target}"))
