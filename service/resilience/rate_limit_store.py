@@ -74,6 +74,10 @@ class LocalWindows:
         return entry, ident
 
     async def hit(self, policy, key: str, cost: int) -> bool:
+        return self.hit_now(policy, key, cost)
+
+    def hit_now(self, policy, key: str, cost: int) -> bool:
+        """hit without a coroutine (nothing here waits)."""
         quota = policy.quota
         if cost > quota:
             return False
@@ -127,6 +131,8 @@ class Store:
         self.down_since: float | None = None
         self.breaker = CircuitBreaker("rate_limit_store", failure_threshold=1, backoff_s=0.5,
                                       max_backoff_s=5.0)
+        # hit without a coroutine, when nothing would wait (no shared store), else None
+        self.hit_now = None
         if url:
             self.shared, self._pool = _redis_storage(url, timeout_s)
             self._shared = SlidingWindowCounterRateLimiter(self.shared)
@@ -134,6 +140,7 @@ class Store:
                               *_as_tuple(self.shared.base_exceptions))
         else:  # no shared store: straight to the local counters
             self.hit, self.window = self.local.hit, self.local.window
+            self.hit_now = self.local.hit_now
 
     @property
     def kind(self) -> str:

@@ -10,8 +10,9 @@ Units of the read and write budgets are taken from the store a chunk at a time
 (rate_limit_rules.reserve_chunk: 1% of the quota, 30 of the default 3000 read units) and
 held for the client in this process for at most a tenth of the window: most requests make
 no store call at all (with Redis: one call per 30 cached reads, not one each), and the next
-chunk is taken ahead, in a task, when a quarter of one is left, so that a steady client's
-requests keep finding units held. Near the end of a budget a chunk no longer fits and units
+chunk is taken ahead when a quarter of one is left (in a task with Redis; at once from the
+in-process counters, where nothing waits), so that a steady client's requests keep finding
+units held. Near the end of a budget a chunk no longer fits and units
 are taken one request at a time, so nobody is refused early; a process may hold at most a
 chunk and a quarter of a client's budget unused (charged, not spent), which a client that
 spends less than that never notices and a busy one spends.
@@ -122,38 +123,51 @@ class Limiter:
         return Ticket(key, state, budget, policies)
 
     def _refill_ahead(self, state: ClientState, policy: Policy, key: str) -> None:
-        """Take the client's next chunk before this one runs out, in a task (held() does not
-        wait): a steady client then keeps finding units held here, rather than one request a
-        chunk waiting on the store (through the middleware's slower path, for answers given
-        before it: service/http/early_hits.py). Outside an event loop (a caller that only
-        counts), nothing."""
+        """Take the client's next chunk before this one runs out (held() does not wait): a
+        steady client then keeps finding units held here, rather than one request a chunk
+        waiting on the store (through the middleware's slower path, for answers given
+        before it: service/http/early_hits.py). With the counters in this process, at once
+        (nothing waits: a task would cost more than the charge); with a shared store, in a
+        task. Outside an event loop (a caller that only counts), a shared store is not
+        asked."""
+        chunk = rules.reserve_chunk(policy)
+        # near the end of the budget a chunk does not fit: the usual path takes units one
+        # at a time, so nobody is refused early
+        if chunk <= 1:
+            return
+        hit_now = self.store.hit_now
+        if hit_now is not None:
+            if hit_now(policy, key, chunk):
+                self._credit(state, policy, chunk)
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
         state.refilling = True
-        loop.create_task(self._refill(state, policy, key))
+        loop.create_task(self._refill(state, policy, key, chunk))
 
-    async def _refill(self, state: ClientState, policy: Policy, key: str) -> None:
+    async def _refill(self, state: ClientState, policy: Policy, key: str, chunk: int) -> None:
         try:
-            chunk = rules.reserve_chunk(policy)
-            # near the end of the budget a chunk does not fit: the usual path takes units
-            # one at a time, so nobody is refused early
-            if chunk > 1 and await self.store.hit(policy, key, chunk):
-                now = self.clock()
-                reserves = state.reserves
-                if reserves is None:
-                    reserves = state.reserves = {}
-                held = reserves.get(policy.name)
-                if held is not None and held[1] is policy and held[2] > now:
-                    held[0] += chunk
-                    held[2] = now + rules.reserve_ttl_s(policy)
-                else:
-                    reserves[policy.name] = [chunk, policy, now + rules.reserve_ttl_s(policy)]
+            if await self.store.hit(policy, key, chunk):
+                self._credit(state, policy, chunk)
         except Exception as e:  # noqa: BLE001 - the store failed: the usual path asks again
             log.debug("rate limits: taking a chunk ahead failed: %s", e)
         finally:
             state.refilling = False
+
+    def _credit(self, state: ClientState, policy: Policy, chunk: int) -> None:
+        """A chunk taken from the store, held for the client (until rules.reserve_ttl_s)."""
+        now = self.clock()
+        reserves = state.reserves
+        if reserves is None:
+            reserves = state.reserves = {}
+        held = reserves.get(policy.name)
+        if held is not None and held[1] is policy and held[2] > now:
+            held[0] += chunk
+            held[2] = now + rules.reserve_ttl_s(policy)
+        else:
+            reserves[policy.name] = [chunk, policy, now + rules.reserve_ttl_s(policy)]
 
     def maybe_blocked(self, key: str) -> bool:
         """Whether this process remembers the client as over some budget (refused_now says
