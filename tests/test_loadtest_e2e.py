@@ -97,10 +97,11 @@ def exported(loadtest_dsn, tmp_path_factory):
     return path, report
 
 
-@pytest.fixture(scope="module")
-def service(loadtest_dsn, exported, tmp_path_factory):
+def _start_service(loadtest_dsn: str, log_path: Path):
+    """The service on a free port, and its URL; None when it exited before answering
+    (another process took the port between _free_port and the bind)."""
     port = _free_port()
-    log = open(tmp_path_factory.mktemp("loadtest-log") / "service.log", "wb")
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
         [str(BIN / "arbor"), "serve", f"--setting=database_url={loadtest_dsn}",
          f"--setting=port={port}", f"--setting=admin_token={ADMIN}",
@@ -113,14 +114,31 @@ def service(loadtest_dsn, exported, tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "the service exited"
+        if proc.poll() is not None:
+            log.close()
+            return None
         try:
             if _get(url + "/healthz")[0] == 200:
-                break
+                return proc, log, url
         except OSError:
             time.sleep(0.2)
+    proc.terminate()
+    log.close()
+    pytest.fail("the service did not start")
+
+
+@pytest.fixture(scope="module")
+def service(loadtest_dsn, exported, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("loadtest-log")
+    for attempt in range(3):   # a port taken by another process in between: another port
+        started = _start_service(loadtest_dsn, logs / f"service-{attempt}.log")
+        if started is not None:
+            break
+        text = (logs / f"service-{attempt}.log").read_text(errors="replace")
+        assert "address already in use" in text.lower(), f"the service exited:\n{text[-2000:]}"
     else:
-        pytest.fail("the service did not start")
+        pytest.fail("the service found no free port in 3 attempts")
+    proc, log, url = started
     yield url
     proc.terminate()
     proc.wait(30)
