@@ -289,3 +289,74 @@ async def test_pool_gauges_and_waits(aiohttp_client, settings, world):
     assert value(text, "arbor_db_pool_wait_seconds_total") > 0
     assert value(text, "arbor_db_pool_acquire_timeouts_total") == 0
 
+
+
+async def test_compression_is_counted_by_coding_once_per_cached_body(aiohttp_client, settings,
+                                                                     world):
+    client = await aiohttp_client(create_app(settings.replace(render_cache_ttl_s=60)))
+    a = await world.account()
+    root = await world.post(a, "root " * 50)
+    await world.fan(a, root, 20)
+    identity = {"Accept-Encoding": "identity"}   # /metrics itself is not compressed here
+    before = await (await client.get("/metrics", headers=identity)).text()
+    ask = {"Accept-Encoding": "br"}
+    first = await client.get(f"/v1/conversations/{root}", headers=ask,
+                             auto_decompress=False)
+    sent = await first.read()
+    assert first.headers["Content-Encoding"] == "br"
+    again = await client.get(f"/v1/conversations/{root}", headers=ask, auto_decompress=False)
+    assert again.headers["Arbor-Cache"] == "hit" and await again.read() == sent
+    plain = await (await client.get(f"/v1/conversations/{root}", headers=identity)).read()
+    text = await (await client.get("/metrics", headers=identity)).text()
+
+    def grew(series: str) -> float:
+        return value(text, series) - value(before, series)
+    # the cached body was compressed once, for both answers
+    assert grew('arbor_compression_bodies_total{coding="br"}') == 1
+    assert grew('arbor_compression_input_bytes_total{coding="br"}') == len(plain)
+    assert grew('arbor_compression_output_bytes_total{coding="br"}') == len(sent)
+    assert 0 < grew('arbor_compression_seconds_total{coding="br"}') < 1
+    assert grew('arbor_compression_bodies_total{coding="gzip"}') == 0
+
+
+async def test_reaction_folding_is_counted_and_its_failures_too(aiohttp_client, settings,
+                                                                fault_proxy, proxied_dsn,
+                                                                world):
+    app = create_app(settings.replace(database_url=proxied_dsn, reactions_fold_interval_ms=50,
+                                      **PROXIED_APP_SETTINGS))
+    client = await aiohttp_client(app, timeout=TIMEOUT)
+    a = await world.account()
+    post = await world.post(a, "like me")
+    auth = {"Authorization": f"Bearer {await world.token(await world.account())}"}
+
+    async def metrics() -> str:
+        return await (await client.get("/metrics")).text()
+
+    async def until(check, what: str, seconds: float = 10.0) -> str:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while True:
+            text = await metrics()
+            if check(text):
+                return text
+            assert asyncio.get_running_loop().time() < deadline, what
+            await asyncio.sleep(0.05)
+    await until(lambda t: value(t, "arbor_reaction_fold_rounds_total") > 0, "no fold round")
+    before = await metrics()
+    assert (await client.put(f"/v1/posts/{post}/like", headers=auth)).status == 200
+    text = await until(lambda t: value(t, "arbor_reaction_folded_posts_total")
+                       > value(before, "arbor_reaction_folded_posts_total"), "the like not folded")
+    assert value(text, "arbor_reaction_folded_posts_total") - \
+        value(before, "arbor_reaction_folded_posts_total") == 1
+    assert value(text, "arbor_reaction_fold_failures_total") == 0
+    assert abs(value(text, "arbor_reaction_fold_last_success_timestamp_seconds")
+               - __import__("time").time()) < 5
+    try:
+        fault_proxy.blackhole()
+        fault_proxy.reset_all()
+        text = await until(lambda t: value(t, "arbor_reaction_fold_failures_total") > 0,
+                           "a fold against a black-holed database did not count as failed")
+        stalled = value(text, "arbor_reaction_fold_last_success_timestamp_seconds")
+    finally:
+        fault_proxy.heal_mode()
+    text = await until(lambda t: value(t, "arbor_reaction_fold_last_success_timestamp_seconds")
+                       > stalled, "folding did not resume")

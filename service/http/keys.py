@@ -13,7 +13,7 @@ from storage.rows import Viewer
 
 from service.core.clients import Client
 from service.core.metrics import Metrics
-from service.core.ops_metrics import OpsMetrics
+from service.core.ops_metrics import FoldStats, OpsMetrics
 from service.core.request_ids import RequestContext
 from service.core.settings import Settings
 from service.pipeline.deps import Deps
@@ -34,6 +34,7 @@ READS = web.AppKey("reads", ReadPath)
 METRICS = web.AppKey("metrics", Metrics)
 TRACER_PROVIDER = web.AppKey("tracer_provider", object)  # OpenTelemetry's, when tracing is on
 OPS_METRICS = web.AppKey("ops_metrics", OpsMetrics)  # 503s and degraded answers by reason, pool
+FOLDS = web.AppKey("folds", FoldStats)  # the reaction folder's rounds (reaction_folder.py)
 RATE_LIMITS = web.AppKey("rate_limits", RateLimits)
 # The app's deny list (RateLimits.deny_accounts): an account on it whose token this process
 # did not know yet is refused by service/http/auth.viewer_of, once resolved.

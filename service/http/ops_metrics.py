@@ -14,15 +14,18 @@ import re
 import orjson
 from aiohttp import web
 
-from service.core.ops_metrics import OpsMetrics
+from service.core.ops_metrics import FoldStats, OpsMetrics
 
-from .keys import DB, METRICS, OPS_METRICS
+from .keys import DB, FOLDS, METRICS, OPS_METRICS
+from .representation import COMPRESSION
 
 _DEGRADED = re.compile(rb'"degraded":\[([^\]]*)\]')
 
 
 def install(app: web.Application) -> None:
-    app[OPS_METRICS] = OpsMetrics(app[METRICS].registry, lambda: app.get(DB))
+    app[FOLDS] = FoldStats()
+    app[OPS_METRICS] = OpsMetrics(app[METRICS].registry, lambda: app.get(DB),
+                                  compression=COMPRESSION, folds=lambda: app.get(FOLDS))
 
 
 def count_unavailable(app: web.Application, response: web.StreamResponse) -> None:

@@ -19,7 +19,7 @@ from storage.db import Database
 
 from service.resilience.failures import DATABASE_ERRORS
 
-from .keys import DB, READS, SETTINGS
+from .keys import DB, FOLDS, READS, SETTINGS
 
 log = logging.getLogger("arbor.reactions")
 
@@ -41,16 +41,23 @@ async def fold_once(app: web.Application) -> int:
 
 async def _loop(app: web.Application) -> None:
     last_warning = -1e9
+    stats = app.get(FOLDS)
     while True:
         await asyncio.sleep(app[SETTINGS].reactions_fold_interval_ms / 1000)
         try:
-            await fold_once(app)
+            folded = await fold_once(app)
+            if stats is not None:
+                stats.folded(folded)
         except DATABASE_ERRORS as e:
+            if stats is not None:
+                stats.failures += 1
             if time.monotonic() - last_warning > 30:
                 log.warning("folding reaction counters failed (%s: %s); retrying",
                             type(e).__name__, e)
                 last_warning = time.monotonic()
         except Exception:
+            if stats is not None:
+                stats.failures += 1
             log.exception("folding reaction counters failed")
 
 
