@@ -15,7 +15,7 @@ viewer), then:
    for a signed-in viewer; prints the median of each kind and its ratio to the missing id's
    (target: within 5%), beside a second missing id's (what the run's noise alone makes of
    two identical cases), and checks that every 404 is byte-for-byte the same, headers
-   included (but Date);
+   included (but Date; the requests send one X-Request-Id, which every answer echoes);
 2. probing: one client (its own forwarded address) asks for random ids until it gets a 429;
    prints after how many probes, what its 429 says, and the most ids per hour the 404 budget
    lets a client walk.
@@ -107,6 +107,9 @@ async def _account_of(api: Api, token: str) -> str:
 async def timing(api: Api, posts: dict[str, str], token: str | None, rounds: int,
                  kinds: list[str]) -> tuple[dict[str, float], dict[str, float], bool]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # one request id for all (echoed back): else each answer carries a new generated one,
+    # the only header that may differ between two 404s
+    headers["X-Request-Id"] = "enumeration-timing"
     times: dict[str, list[float]] = {k: [] for k in kinds}
     seen: dict[str, tuple] = {}
     same = True
@@ -127,6 +130,10 @@ async def timing(api: Api, posts: dict[str, str], token: str | None, rounds: int
             if r.status != 404:
                 raise SystemExit(f"{k}: expected 404, got {r.status} {body[:200]!r}")
             ref = seen.setdefault("404", shape)
+            if shape != ref and same:
+                print(f"  {k}: a 404 unlike the first: status {shape[0]} vs {ref[0]}, body "
+                      f"{'same' if shape[1] == ref[1] else 'differs'}, headers "
+                      f"{sorted(set(shape[2]) ^ set(ref[2]))}")
             same = same and shape == ref
     medians = {k: statistics.median(v) * 1000 for k, v in times.items()}
     p10 = {k: percentile(v, 10) * 1000 for k, v in times.items()}
