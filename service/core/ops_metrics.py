@@ -63,10 +63,10 @@ class FoldStats:
     # were made (the app's start), so that a folder that never succeeds is alerted on too
     last_success: float = field(default_factory=time.time)
 
-    def folded(self, posts: int, now: float | None = None) -> None:
+    def folded(self, posts: int) -> None:
         self.rounds += 1
         self.posts += posts
-        self.last_success = time.time() if now is None else now
+        self.last_success = time.time()
 
 
 class OpsMetrics:
