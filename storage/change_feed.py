@@ -14,13 +14,18 @@ Fences (`fence()`, after a write): the writer notices `f:<origin>:<n>` on the ch
 other feed, having applied every notice before it (they arrive in commit order, and are
 applied in order), answers `k:<n>:<its origin>` on the writer's own channel
 `arbor.ack.<origin>`; the fence returns once every live peer has answered. So when a write's
-answer leaves, every listening process has dropped what the write changed. Peers are known
+answer leaves, every listening process has dropped what the write changed. Writers share
+fences, as a database shares a commit flush: a fence asked for while the previous notice is
+being sent joins the next one, which is sent after every joiner's commit (each asks after
+its own), so under concurrent writes one notice and one answer per peer cover many writes
+(PostgreSQL serializes the commits of transactions that notify: fewer notices, more writes). Peers are known
 from their hellos (`h:<origin>`, sent on connecting and every `keepalive_s`, which is also the
 keepalive; answered once by a hello back) and forgotten after 3 x keepalive_s of silence or a
 goodbye (`g:<origin>`); a peer that died without one costs each fence its timeout until then.
 
 Cost: one connection per process; per `keepalive_s` one notice; per fence one notice to all
-and one answer per peer, to the writer only (O(processes) deliveries per write). The callbacks
+and one answer per peer, to the writer only (O(processes) deliveries per fence, and at most
+one fence notice in flight plus one forming per process). The callbacks
 run on the event loop, once per notification (a write statement sends at most two).
 """
 from __future__ import annotations
@@ -36,6 +41,18 @@ import asyncpg
 
 CHANNEL = "arbor.changes"
 log = logging.getLogger("arbor.change_feed")
+
+
+class _Fence:
+    """One fence notice and the writers waiting on it (`joiners`): those that asked before
+    it was sent. `waiting`: the feeds yet to answer (set when it is sent)."""
+
+    __slots__ = ("n", "done", "waiting", "joiners")
+
+    def __init__(self, n: str, done: asyncio.Future):
+        self.n, self.done = n, done
+        self.waiting: set[str] = set()
+        self.joiners = 0
 
 
 class ChangeFeed:
@@ -60,14 +77,17 @@ class ChangeFeed:
         self.listening = asyncio.Event()    # set from the first LISTEN on (wait_up)
         self._con: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()  # one statement at a time on the listening connection
-        self._fences: dict[str, tuple[asyncio.Future, set[str]]] = {}
+        self._fences: dict[str, _Fence] = {}      # sent, not yet answered by every feed
+        self._forming: _Fence | None = None       # asked for, not sent yet: joinable
         self._fence_ids = itertools.count(1)
+        self.fence_notices = 0     # fence notices sent (fewer than fences under load)
         self._sending: set[asyncio.Task] = set()
 
     def snapshot(self) -> dict:
         return {"up": self.up, "received": self.received, "connects": self.connects,
                 "failures": self.failures, "peers": len(self.live_peers()),
-                "fences_incomplete": self.fences_incomplete, "last_error": self.last_error,
+                "fences_incomplete": self.fences_incomplete,
+                "fence_notices": self.fence_notices, "last_error": self.last_error,
                 "down_for_s": (round(time.monotonic() - self.down_since, 3)
                                if self.down_since is not None else None)}
 
@@ -114,9 +134,9 @@ class ChangeFeed:
             self.down_since = time.monotonic()
         self.failures += 1
         self.up = False
-        for back, _ in self._fences.values():
-            if not back.done():
-                back.set_result(False)
+        for f in [*self._fences.values(), *([self._forming] if self._forming else [])]:
+            if not f.done.done():
+                f.done.set_result(False)
 
     async def _notify(self, channel: str, payload: str) -> None:
         con = self._con
@@ -166,33 +186,70 @@ class ChangeFeed:
     async def fence(self, timeout: float) -> bool:
         """Wait until every listening process (this one and its live peers) has applied every
         notice committed before now: this process's last write's. False when not listening,
-        or past `timeout` (counted in fences_incomplete)."""
+        or past `timeout` (counted in fences_incomplete). Joins the fence being formed, if
+        any (not yet sent, so sent after this call: it covers what committed before)."""
         if not self.up or self._con is None:
             return False
-        n = str(next(self._fence_ids))
-        waiting = self.live_peers() | {self.origin}
-        back = asyncio.get_running_loop().create_future()
-        self._fences[n] = (back, waiting)
+        f = self._forming
+        if f is None:
+            f = self._forming = _Fence(str(next(self._fence_ids)),
+                                       asyncio.get_running_loop().create_future())
+            task = asyncio.ensure_future(self._send_fence(f))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        f.joiners += 1
         try:
             async with asyncio.timeout(timeout):
-                await self._notify(CHANNEL, f"f:{self.origin}:{n}")
-                done = await back
-            return bool(done)
-        except (asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
-                ConnectionError):
-            self.fences_incomplete += 1
-            return False
+                # shielded: one joiner giving up (its timeout, its client gone) leaves the
+                # others waiting
+                done = bool(await asyncio.shield(f.done))
+        except asyncio.TimeoutError:
+            done = False
         finally:
-            self._fences.pop(n, None)
+            f.joiners -= 1
+            if f.joiners == 0:   # nobody waits for it any more
+                self._fences.pop(f.n, None)
+                if self._forming is f:
+                    self._forming = None
+                if not f.done.done():
+                    f.done.set_result(False)
+        if not done:
+            self.fences_incomplete += 1
+        return done
+
+    async def _send_fence(self, f: _Fence) -> None:
+        try:
+            con = self._con
+            if con is None:
+                raise ConnectionError("not listening")
+            async with self._lock:
+                # from here on a writer asking for a fence needs the next notice: this one
+                # may go out before its commit
+                if self._forming is f:
+                    self._forming = None
+                if f.done.done():
+                    return
+                f.waiting = self.live_peers() | {self.origin}
+                self._fences[f.n] = f
+                self.fence_notices += 1
+                await asyncio.wait_for(con.execute("SELECT pg_notify($1, $2)", CHANNEL,
+                                                   f"f:{self.origin}:{f.n}"),
+                                       self.connect_timeout)
+        except (asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
+                ConnectionError) as e:
+            log.debug("change feed: a fence notice was not sent: %s", e)
+            if self._forming is f:
+                self._forming = None
+            if not f.done.done():
+                f.done.set_result(False)
 
     def _answered(self, n: str, who: str) -> None:
-        entry = self._fences.get(n)
-        if entry is None:
+        f = self._fences.get(n)
+        if f is None:
             return
-        back, waiting = entry
-        waiting.discard(who)
-        if not waiting and not back.done():
-            back.set_result(True)
+        f.waiting.discard(who)
+        if not f.waiting and not f.done.done():
+            f.done.set_result(True)
 
     def _acked(self, _con, _pid: int, _channel: str, payload: str) -> None:
         kind, _, rest = payload.partition(":")
@@ -220,7 +277,7 @@ class ChangeFeed:
             return
         if kind == "g":
             self.peers.pop(rest, None)
-            for n, (back, waiting) in list(self._fences.items()):
+            for n in list(self._fences):
                 self._answered(n, rest)
             return
         self.received += 1

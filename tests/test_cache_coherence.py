@@ -213,3 +213,59 @@ async def test_notices_from_bulk_statements_are_bounded(pg_dsn, world):
     assert got[0] == "*"
     assert sorted(got[1][2:].split(",")) == sorted(str(r) for r in roots[:3])
     assert got[1].startswith("c:")
+
+
+async def test_concurrent_likes_through_a_share_fences_and_each_shows_through_b(
+        aiohttp_client, settings, world):
+    """Writers share fence notices (storage/change_feed.py), and a shared one still covers
+    every write that joined it: 30 viewers like a post through a at once, each reads through
+    b the moment its like is answered, and each sees its own like, though b had every one of
+    those renders cached as not liked. The fence's bound is raised from 100 ms: 30 likes at
+    once on this shared machine can take longer to confirm (the writes would then answer
+    without waiting, by design, and the test could not tell)."""
+    a, b = await two_apps(aiohttp_client, settings, cache_notifications_fence_ms=5000)
+    author = await world.account()
+    root = await world.post(author, "root")
+    viewers = [await world.account() for _ in range(30)]
+    auths = [{"Authorization": f"Bearer {await world.token(v)}"} for v in viewers]
+    for auth in auths:
+        async def cached_not_liked(auth=auth):
+            r = await b.get(f"/v1/conversations/{root}", headers=auth)
+            return r.headers["Arbor-Cache"] == "hit" and \
+                (await r.json())["focal"]["liked"] is False
+        await until(cached_not_liked)
+    feed = a.server.app[CHANGE_FEED]
+    notices_before = feed.fence_notices
+
+    async def like_then_read(auth) -> bool:
+        assert (await a.put(f"/v1/posts/{root}/like", headers=auth)).status == 200
+        body = await (await b.get(f"/v1/conversations/{root}", headers=auth)).json()
+        return body["focal"]["liked"]
+    seen = await asyncio.gather(*(like_then_read(auth) for auth in auths))
+    assert seen == [True] * len(auths)
+    assert feed.fences_incomplete == 0
+    # fewer notices than writes: some waited on one notice together
+    assert feed.fence_notices - notices_before < len(auths)
+
+
+async def test_fences_asked_for_together_share_one_notice_and_later_ones_get_their_own(
+        pg_dsn):
+    from storage.change_feed import ChangeFeed
+    feed = ChangeFeed(pg_dsn, on_change=lambda _p: None, on_reset=lambda: None)
+    task = asyncio.create_task(feed.run())
+    try:
+        assert await feed.wait_up(5)
+        assert await asyncio.gather(*(feed.fence(2.0) for _ in range(20))) == [True] * 20
+        assert feed.fence_notices == 1   # all asked before it was sent
+        # one asked while a notice is on its way cannot use it (that notice may precede its
+        # commit): it gets the next
+        first = asyncio.create_task(feed.fence(2.0))
+        while feed._forming is not None or not feed._fences:
+            await asyncio.sleep(0)       # until the first is being sent
+        second = asyncio.create_task(feed.fence(2.0))
+        assert await first and await second
+        assert feed.fence_notices == 3
+        assert feed.fences_incomplete == 0 and not feed._fences and feed._forming is None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -14,7 +14,7 @@ Live settings changed through one process's admin API reach the others the same 
 
 Metrics: arbor_cache_notifications_up, arbor_cache_notifications_received_total,
 arbor_cache_notifications_failures_total, arbor_cache_notifications_peers,
-arbor_cache_notifications_fences_incomplete_total.
+arbor_cache_notifications_fences_incomplete_total, arbor_cache_notifications_fence_notices_total.
 """
 from __future__ import annotations
 
@@ -123,6 +123,9 @@ class _Collector:
                                   "Writes that answered before every process confirmed its "
                                   "notice (cache_notifications_fence_ms ran out).",
                                   value=self.feed.fences_incomplete)
+        yield CounterMetricFamily("arbor_cache_notifications_fence_notices",
+                                  "Fence notices sent: writes waiting at the same time share "
+                                  "one.", value=self.feed.fence_notices)
 
 
 SETTINGS_PREFIX = "s:"
