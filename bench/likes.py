@@ -1,6 +1,6 @@
 """Like throughput on one hot post: N concurrent likers, likes/s, and the exact final count.
 
-    python bench/likes.py [--likers 2000] [--concurrency 64] [--rounds 2]
+    python bench/likes.py [--likers 2000] [--concurrency 64] [--rounds 2] [--baseline CHECKOUT]
 
 Reuses the database of bench/compressed_throughput.py (.arbor/http-bench-pgdata, `demo`
 preset), started durable (fsync and synchronous commit on: a row lock is held until the
@@ -13,7 +13,10 @@ interleaved, the order alternating by round:
             database itself sustains, without the Python server in the way),
 
 each with the counter spread over 16 delta rows (the default) and over 1 (a single counter
-row: every like of the post queues on its lock, the design this avoids). After each run the
+row: every like of the post queues on its lock, the design this avoids); with --baseline,
+also PUT .../like through another checkout's Arbor (16 shards), started beside this one on the
+same database, so that each is the other's peer on the change feed (every write's fence then
+waits for the other process's answer, as with two workers). After each run the
 deltas are folded and post_counts.likes must equal the likes rows recounted and the number of
 likers exactly. Prints likes/s per arm and `uptime` load; the machine is shared, so compare
 arms within a run, not across runs.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -125,6 +129,10 @@ def main(argv=None) -> int:
     parser.add_argument("--likers", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout: its Arbor as one more http arm (16 shards), "
+                             "on the same database (the two processes are then each "
+                             "other's peers on the change feed, as two workers are)")
     args = parser.parse_args(argv)
     print(f"load before: {os.getloadavg()}")
     server, dsn, _ = demo_database(durable=True)
@@ -132,18 +140,27 @@ def main(argv=None) -> int:
     exact, cpu = [], []
     try:
         likers = asyncio.run(_accounts(dsn, args.likers))
-        with arbor_service(dsn, f"admin_token={ADMIN}", "admission_enabled=false",
-                           "db_pool_max=32") as (base, proc):
+        with contextlib.ExitStack() as stack:
+            base, proc = stack.enter_context(arbor_service(
+                dsn, f"admin_token={ADMIN}", "admission_enabled=false", "db_pool_max=32"))
+            services = {"http": (base, proc)}
             arms = [(kind, shards) for kind in ("http", "storage") for shards in (16, 1)]
+            if args.baseline:
+                services["baseline http"] = stack.enter_context(arbor_service(
+                    dsn, f"admin_token={ADMIN}", "admission_enabled=false", "db_pool_max=32",
+                    root=args.baseline))
+                arms.insert(1, ("baseline http", 16))
             for i in range(args.rounds):
                 for kind, shards in (arms if i % 2 == 0 else arms[::-1]):
                     post = asyncio.run(_hot_post(dsn))
-                    if kind == "http":
+                    if kind in services:
+                        base, proc = services[kind]
                         asyncio.run(_set(base, reactions_counter_shards=shards))
                         before = _cpu_s(proc.pid)
                         rate, bad = asyncio.run(_http(base, post, likers, args.concurrency))
                         per = (_cpu_s(proc.pid) - before) / len(likers) * 1e6
-                        cpu.append(per)
+                        if kind == "http":
+                            cpu.append(per)
                         print(f"    server CPU {per:.0f} us/like: {1e6 / per:.0f} likes/s per "
                               "core of the Python process")
                     else:
