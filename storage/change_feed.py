@@ -134,7 +134,8 @@ class ChangeFeed:
             self.down_since = time.monotonic()
         self.failures += 1
         self.up = False
-        for f in [*self._fences.values(), *([self._forming] if self._forming else [])]:
+        forming, self._forming = self._forming, None   # the next fence starts afresh
+        for f in [*self._fences.values(), *([forming] if forming else [])]:
             if not f.done.done():
                 f.done.set_result(False)
 
