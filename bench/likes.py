@@ -16,7 +16,9 @@ each with the counter spread over 16 delta rows (the default) and over 1 (a sing
 row: every like of the post queues on its lock, the design this avoids); with --baseline,
 also PUT .../like through another checkout's Arbor (16 shards), started beside this one on the
 same database, so that each is the other's peer on the change feed (every write's fence then
-waits for the other process's answer, as with two workers). After each run the
+waits for the other process's answer, as with two workers; a checkout from before
+migration 0011 loses its reactions trigger on this database too, so compare across that
+one after the other instead). After each run the
 deltas are folded and post_counts.likes must equal the likes rows recounted and the number of
 likers exactly. Prints likes/s per arm and `uptime` load; the machine is shared, so compare
 arms within a run, not across runs.

@@ -18,7 +18,10 @@ answer leaves, every listening process has dropped what the write changed. Write
 fences, as a database shares a commit flush: a fence asked for while the previous notice is
 being sent joins the next one, which is sent after every joiner's commit (each asks after
 its own), so under concurrent writes one notice and one answer per peer cover many writes
-(PostgreSQL serializes the commits of transactions that notify: fewer notices, more writes). Peers are known
+(PostgreSQL serializes the commits of transactions that notify: fewer notices, more writes).
+A fence also carries the notices no trigger sends (`u:<viewers>` of likes and reposts:
+migrations/0011), in the transaction of its own notice and before it, so every feed has
+applied them when it answers. Peers are known
 from their hellos (`h:<origin>`, sent on connecting and every `keepalive_s`, which is also the
 keepalive; answered once by a hello back) and forgotten after 3 x keepalive_s of silence or a
 goodbye (`g:<origin>`); a peer that died without one costs each fence its timeout until then.
@@ -43,16 +46,33 @@ CHANNEL = "arbor.changes"
 log = logging.getLogger("arbor.change_feed")
 
 
+# Ids per notice (migrations/0010's arbor_notify_ids sends `*` past 100: a payload stays far
+# below NOTIFY's 8000 bytes).
+_IDS_PER_NOTICE = 100
+
+
 class _Fence:
     """One fence notice and the writers waiting on it (`joiners`): those that asked before
-    it was sent. `waiting`: the feeds yet to answer (set when it is sent)."""
+    it was sent. `waiting`: the feeds yet to answer (set when it is sent). `ids`: notices the
+    writers asked to go out with it, by kind (`u`: viewers whose own reactions changed)."""
 
-    __slots__ = ("n", "done", "waiting", "joiners")
+    __slots__ = ("n", "done", "waiting", "joiners", "ids")
 
     def __init__(self, n: str, done: asyncio.Future):
         self.n, self.done = n, done
         self.waiting: set[str] = set()
         self.joiners = 0
+        self.ids: dict[str, set[int]] = {}
+
+
+def notices(ids: dict[str, set[int]]) -> list[str]:
+    """`kind:<id>,<id>...` payloads (migrations/0010), at most _IDS_PER_NOTICE ids each."""
+    out = []
+    for kind, found in ids.items():
+        ordered = sorted(found)
+        for i in range(0, len(ordered), _IDS_PER_NOTICE):
+            out.append(f"{kind}:" + ",".join(map(str, ordered[i:i + _IDS_PER_NOTICE])))
+    return out
 
 
 class ChangeFeed:
@@ -184,11 +204,13 @@ class ChangeFeed:
             self._con = None
             con.terminate()
 
-    async def fence(self, timeout: float) -> bool:
+    async def fence(self, timeout: float, ids: dict[str, list[int]] | None = None) -> bool:
         """Wait until every listening process (this one and its live peers) has applied every
         notice committed before now: this process's last write's. False when not listening,
         or past `timeout` (counted in fences_incomplete). Joins the fence being formed, if
-        any (not yet sent, so sent after this call: it covers what committed before)."""
+        any (not yet sent, so sent after this call: it covers what committed before).
+        `ids`: notices by kind that no trigger sends (`{"u": [viewer]}` for a reaction: its
+        transaction notifies nothing, migrations/0011), sent with the fence's, before it."""
         if not self.up or self._con is None:
             return False
         f = self._forming
@@ -198,6 +220,8 @@ class ChangeFeed:
             task = asyncio.ensure_future(self._send_fence(f))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
+        for kind, found in (ids or {}).items():
+            f.ids.setdefault(kind, set()).update(found)
         f.joiners += 1
         try:
             async with asyncio.timeout(timeout):
@@ -233,9 +257,16 @@ class ChangeFeed:
                 f.waiting = self.live_peers() | {self.origin}
                 self._fences[f.n] = f
                 self.fence_notices += 1
-                await asyncio.wait_for(con.execute("SELECT pg_notify($1, $2)", CHANNEL,
-                                                   f"f:{self.origin}:{f.n}"),
-                                       self.connect_timeout)
+                payloads = [*notices(f.ids), f"f:{self.origin}:{f.n}"]
+                if len(payloads) == 1:
+                    await asyncio.wait_for(con.execute("SELECT pg_notify($1, $2)", CHANNEL,
+                                                       payloads[0]), self.connect_timeout)
+                else:
+                    # one transaction (executemany is atomic), in this order: every feed
+                    # applies the joiners' notices before it answers the fence
+                    await asyncio.wait_for(con.executemany(
+                        "SELECT pg_notify($1, $2)", [(CHANNEL, p) for p in payloads]),
+                        self.connect_timeout)
         except (asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
                 ConnectionError) as e:
             log.debug("change feed: a fence notice was not sent: %s", e)
@@ -243,6 +274,13 @@ class ChangeFeed:
                 self._forming = None
             if not f.done.done():
                 f.done.set_result(False)
+
+    def notify_soon(self, ids: dict[str, list[int]]) -> None:
+        """The notices `ids` stands for, without waiting for anyone (no fence); nothing when
+        not listening (the caches' TTLs are then the bound, as for notices missed)."""
+        if self.up and self._con is not None:
+            for payload in notices({k: set(v) for k, v in ids.items()}):
+                self._send_soon(CHANNEL, payload)
 
     def _answered(self, n: str, who: str) -> None:
         f = self._fences.get(n)

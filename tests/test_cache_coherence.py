@@ -269,3 +269,65 @@ async def test_fences_asked_for_together_share_one_notice_and_later_ones_get_the
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def _listening(pg_dsn):
+    got: list[str] = []
+    con = await asyncpg.connect(pg_dsn)
+    await con.add_listener("arbor.changes", lambda *args: got.append(args[-1]))
+    return con, got
+
+
+async def test_a_reaction_is_notified_with_its_fence_not_from_its_transaction(
+        aiohttp_client, settings, world, db, pg_dsn):
+    """migrations/0011: a like's transaction notifies nothing (a notifying commit takes a
+    global lock); the viewer's `u:` goes out with the writer's fence, just before it. A like
+    by SQL behind the service's back is then not notified (its counts are, by the fold)."""
+    from storage import reactions
+    a, _b = await two_apps(aiohttp_client, settings)
+    author, viewer = await world.account(), await world.account()
+    auth = {"Authorization": f"Bearer {await world.token(viewer)}"}
+    root = await world.post(author, "root")
+    con, got = await _listening(pg_dsn)
+    try:
+        await asyncio.sleep(0.1)
+        del got[:]
+        assert (await a.put(f"/v1/posts/{root}/like", headers=auth)).status == 200
+        await until(lambda: _async(any(p.startswith("f:") for p in got)))
+        mine = [p for p in got if p.startswith(("u:", "f:"))]
+        assert mine[0] == f"u:{viewer}" and mine[1].startswith("f:"), got
+        assert sum(p.startswith("u:") for p in got) == 1, got
+        del got[:]
+        other = await world.account()
+        assert await reactions.like(db, root, other)   # by SQL, not through the API
+        await asyncio.sleep(0.2)
+        assert not [p for p in got if p.startswith("u:")], got
+    finally:
+        await con.close()
+
+
+async def _async(value):
+    return value
+
+
+async def test_a_fence_carries_its_writers_ids_in_notices_of_at_most_100(pg_dsn):
+    from storage.change_feed import ChangeFeed
+    feed = ChangeFeed(pg_dsn, on_change=lambda _p: None, on_reset=lambda: None)
+    task = asyncio.create_task(feed.run())
+    con, got = await _listening(pg_dsn)
+    try:
+        assert await feed.wait_up(5)
+        await asyncio.sleep(0.1)
+        del got[:]
+        # 150 writers waiting on one fence, each with its viewer
+        assert await asyncio.gather(*(feed.fence(2.0, {"u": [i]}) for i in range(1, 151))) \
+            == [True] * 150
+        await asyncio.sleep(0.1)
+        mine = [p for p in got if not p.startswith("h:")]
+        assert [p.split(":")[0] for p in mine] == ["u", "u", "f"], mine
+        assert sorted(int(x) for p in mine[:2] for x in p[2:].split(",")) == list(range(1, 151))
+        assert feed.fence_notices == 1
+    finally:
+        await con.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

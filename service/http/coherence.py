@@ -31,8 +31,8 @@ from storage.change_feed import CHANNEL, ChangeFeed
 from service.core.settings import SettingsError
 from service.pipeline import change_notices
 
-from .keys import (CHANGE_FEED, DB, DSN, METRICS, RATE_LIMITS, READS, REPLICAS, SETTINGS,
-                   VIEWERS)
+from .keys import (CHANGE_FEED, CHANGED, DB, DSN, METRICS, RATE_LIMITS, READS, REPLICAS,
+                   SETTINGS, VIEWERS)
 
 log = logging.getLogger("arbor.coherence")
 
@@ -52,9 +52,18 @@ async def propagate_writes(request: web.Request, handler) -> web.StreamResponse:
     response = await handler(request)
     if request.method not in ("GET", "HEAD", "OPTIONS") and response.status < 400:
         feed = request.app.get(CHANGE_FEED)
+        if feed is None:
+            return response
+        # what no trigger notifies: the viewers whose own likes or reposts changed
+        # (migrations/0011), as the handlers list them for this process (CHANGED)
+        viewers = [key[1] for key in request.get(CHANGED) or ()
+                   if isinstance(key, tuple) and key[0] == "viewer"]
+        ids = {"u": viewers} if viewers else None
         wait_ms = request.app[SETTINGS].cache_notifications_fence_ms
-        if feed is not None and wait_ms > 0:
-            await feed.fence(wait_ms / 1000)
+        if wait_ms > 0:
+            await feed.fence(wait_ms / 1000, ids)
+        elif ids:
+            feed.notify_soon(ids)
     return response
 
 

@@ -7,7 +7,8 @@ by every process on its next read.
   a:<ids>  those accounts (viewer, tokens) + every render (an account shows everywhere)
   v:<ids>  those viewers + every render (relations also feed other viewers' sections)
   t:<hex>  those tokens + every render              r        the rate-limit rows (reload)
-  u:<ids>  those viewers' own renders (their likes and reposts)
+  u:<ids>  those viewers' own renders (their likes and reposts; sent with the writer's
+           fence, not by a trigger: migrations/0011)
   *        everything
 
 Pure: given the versions of the render cache and the viewer cache. Cost: O(ids in the payload)
