@@ -252,12 +252,16 @@ class ChangeFeed:
                 # may go out before its commit
                 if self._forming is f:
                     self._forming = None
-                if f.done.done():
+                # the writers' own notices go out even when nobody waits for the fence any
+                # more (they gave up): they are what tells the other processes
+                payloads = notices(f.ids)
+                if not f.done.done():
+                    f.waiting = self.live_peers() | {self.origin}
+                    self._fences[f.n] = f
+                    self.fence_notices += 1
+                    payloads.append(f"f:{self.origin}:{f.n}")
+                if not payloads:
                     return
-                f.waiting = self.live_peers() | {self.origin}
-                self._fences[f.n] = f
-                self.fence_notices += 1
-                payloads = [*notices(f.ids), f"f:{self.origin}:{f.n}"]
                 if len(payloads) == 1:
                     await asyncio.wait_for(con.execute("SELECT pg_notify($1, $2)", CHANNEL,
                                                        payloads[0]), self.connect_timeout)

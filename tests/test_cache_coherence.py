@@ -331,3 +331,26 @@ async def test_a_fence_carries_its_writers_ids_in_notices_of_at_most_100(pg_dsn)
         await con.close()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_fence_nobody_waits_for_any_more_still_sends_its_writers_notices(pg_dsn):
+    """Writers that gave up on a fence before it went out (their bound ran out while the
+    connection was busy) still have their `u:` notices sent: they are what tells the other
+    processes."""
+    from storage.change_feed import ChangeFeed
+    feed = ChangeFeed(pg_dsn, on_change=lambda _p: None, on_reset=lambda: None)
+    task = asyncio.create_task(feed.run())
+    con, got = await _listening(pg_dsn)
+    try:
+        assert await feed.wait_up(5)
+        await asyncio.sleep(0.1)
+        del got[:]
+        async with feed._lock:            # the listening connection busy for a while
+            assert await feed.fence(0.05, {"u": [42]}) is False   # gave up
+        await asyncio.sleep(0.2)
+        assert [p for p in got if not p.startswith("h:")] == ["u:42"], got
+        assert feed.fence_notices == 0 and feed.fences_incomplete == 1
+    finally:
+        await con.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
