@@ -8,7 +8,8 @@
 -- they change when the background fold moves the deltas into post_counts, whose trigger
 -- still notifies. What is lost: a reaction written behind the service's back (SQL by hand)
 -- reaches other processes' cached renders of that viewer within render_cache_ttl_s, not at
--- once.
+-- once; so does one made, during an upgrade, through a process still running the version
+-- before this migration (it neither has the trigger any more nor sends the notice itself).
 DROP TRIGGER IF EXISTS reactions_notify_insert ON reactions;
 DROP TRIGGER IF EXISTS reactions_notify_update ON reactions;
 DROP TRIGGER IF EXISTS reactions_notify_delete ON reactions;
