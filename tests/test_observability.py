@@ -319,15 +319,44 @@ async def test_compression_is_counted_by_coding_once_per_cached_body(aiohttp_cli
     assert grew('arbor_compression_bodies_total{coding="gzip"}') == 0
 
 
+async def _own_database(pg_dsn: str, name: str) -> str:
+    """A fresh, migrated database of its own on the session's server: no other app's reaction
+    folder (the session's live server runs one) can fold its deltas first."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from storage import migrations
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    dsn = urlunsplit(urlsplit(pg_dsn)._replace(path="/" + name))
+    con = await asyncpg.connect(dsn)
+    try:
+        await migrations.apply(con)
+    finally:
+        await con.close()
+    return dsn
+
+
 async def test_reaction_folding_is_counted_and_its_failures_too(aiohttp_client, settings,
-                                                                fault_proxy, proxied_dsn,
-                                                                world):
-    app = create_app(settings.replace(database_url=proxied_dsn, reactions_fold_interval_ms=50,
-                                      **PROXIED_APP_SETTINGS))
+                                                                fault_proxy, pg_dsn):
+    from storage import account_tokens, post_writes
+    from storage.db import Database
+    dsn = await _own_database(pg_dsn, "fold_metrics")
+    db = await Database.connect(dsn, min_size=1, max_size=2)
+    try:
+        await post_writes.insert_account(db, 1, "author")
+        await post_writes.insert_account(db, 2, "liker")
+        post = (await post_writes.insert_post(db, 1, "like me")).id
+        token = (await account_tokens.create_token(db, 2, "test")).token
+    finally:
+        await db.close()
+    app = create_app(settings.replace(database_url=fault_proxy.dsn(database="fold_metrics"),
+                                      reactions_fold_interval_ms=50, **PROXIED_APP_SETTINGS))
     client = await aiohttp_client(app, timeout=TIMEOUT)
-    a = await world.account()
-    post = await world.post(a, "like me")
-    auth = {"Authorization": f"Bearer {await world.token(await world.account())}"}
+    auth = {"Authorization": f"Bearer {token}"}
 
     async def metrics() -> str:
         return await (await client.get("/metrics")).text()
@@ -358,5 +387,6 @@ async def test_reaction_folding_is_counted_and_its_failures_too(aiohttp_client, 
         stalled = value(text, "arbor_reaction_fold_last_success_timestamp_seconds")
     finally:
         fault_proxy.heal_mode()
-    text = await until(lambda t: value(t, "arbor_reaction_fold_last_success_timestamp_seconds")
-                       > stalled, "folding did not resume")
+    await until(lambda t: value(t, "arbor_reaction_fold_last_success_timestamp_seconds")
+                > stalled, "folding did not resume")
+
