@@ -355,3 +355,25 @@ async def test_a_fence_nobody_waits_for_any_more_still_sends_its_writers_notices
         await con.close()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_without_a_fence_a_like_is_still_notified(aiohttp_client, settings, world):
+    """cache_notifications_fence_ms=0 (writes do not wait): the like's `u:` is sent anyway,
+    so b drops the viewer's cached render a moment later rather than at the TTL (300 s)."""
+    a, b = await two_apps(aiohttp_client, settings, cache_notifications_fence_ms=0)
+    author, viewer = await world.account(), await world.account()
+    auth = {"Authorization": f"Bearer {await world.token(viewer)}"}
+    root = await world.post(author, "root")
+
+    async def cached_not_liked():
+        r = await b.get(f"/v1/conversations/{root}", headers=auth)
+        return r.headers["Arbor-Cache"] == "hit" and (await r.json())["focal"]["liked"] is False
+    await until(cached_not_liked)
+    notices = a.server.app[CHANGE_FEED].fence_notices
+    assert (await a.put(f"/v1/posts/{root}/like", headers=auth)).status == 200
+
+    async def liked():
+        r = await b.get(f"/v1/conversations/{root}", headers=auth)
+        return (await r.json())["focal"]["liked"] is True
+    await until(liked)
+    assert a.server.app[CHANGE_FEED].fence_notices == notices   # no fence was asked for
