@@ -40,6 +40,14 @@ async def until(predicate, timeout=2.0):
     return loop.time() - started
 
 
+async def until_cached_not_liked(b, root: int, auth: dict) -> None:
+    """Until b serves the viewer's render of `root` from its cache, not liked."""
+    async def cached_not_liked():
+        r = await b.get(f"/v1/conversations/{root}", headers=auth)
+        return r.headers["Arbor-Cache"] == "hit" and (await r.json())["focal"]["liked"] is False
+    await until(cached_not_liked)
+
+
 async def test_a_reply_through_a_is_seen_through_b_on_the_next_read(aiohttp_client, settings,
                                                                      world):
     a, b = await two_apps(aiohttp_client, settings)
@@ -87,10 +95,7 @@ async def test_a_like_through_a_shows_as_liked_through_b(aiohttp_client, setting
     auth = {"Authorization": f"Bearer {await world.token(viewer)}"}
     root = await world.post(author, "root")
 
-    async def cached_not_liked():
-        r = await b.get(f"/v1/conversations/{root}", headers=auth)
-        return r.headers["Arbor-Cache"] == "hit" and (await r.json())["focal"]["liked"] is False
-    await until(cached_not_liked)
+    await until_cached_not_liked(b, root, auth)
     assert (await a.put(f"/v1/posts/{root}/like", headers=auth)).status in (200, 204)
     body = await (await b.get(f"/v1/conversations/{root}", headers=auth)).json()
     assert body["focal"]["liked"] is True
@@ -229,11 +234,7 @@ async def test_concurrent_likes_through_a_share_fences_and_each_shows_through_b(
     viewers = [await world.account() for _ in range(30)]
     auths = [{"Authorization": f"Bearer {await world.token(v)}"} for v in viewers]
     for auth in auths:
-        async def cached_not_liked(auth=auth):
-            r = await b.get(f"/v1/conversations/{root}", headers=auth)
-            return r.headers["Arbor-Cache"] == "hit" and \
-                (await r.json())["focal"]["liked"] is False
-        await until(cached_not_liked)
+        await until_cached_not_liked(b, root, auth)
     feed = a.server.app[CHANGE_FEED]
     notices_before = feed.fence_notices
 
@@ -365,10 +366,7 @@ async def test_without_a_fence_a_like_is_still_notified(aiohttp_client, settings
     auth = {"Authorization": f"Bearer {await world.token(viewer)}"}
     root = await world.post(author, "root")
 
-    async def cached_not_liked():
-        r = await b.get(f"/v1/conversations/{root}", headers=auth)
-        return r.headers["Arbor-Cache"] == "hit" and (await r.json())["focal"]["liked"] is False
-    await until(cached_not_liked)
+    await until_cached_not_liked(b, root, auth)
     notices = a.server.app[CHANGE_FEED].fence_notices
     assert (await a.put(f"/v1/posts/{root}/like", headers=auth)).status == 200
 
