@@ -79,3 +79,16 @@ async def test_the_planner_plans_for_the_bound(world, level_case):
     above_union = [n for n in nodes(top) if n["Node Type"] == "Limit"
                    and any(d["Node Type"] == "Append" for d in nodes(n))]
     assert above_union and all(n["Plan Rows"] <= bound for n in above_union), above_union
+
+
+async def test_a_followed_focal_author_is_in_the_head_once(world, level_case):
+    """The head's parts are joined with UNION ALL: the viewer following the focal author finds
+    the author's replies in both, and level() keeps each once."""
+    conversation, parents, focal, viewer, friend = level_case
+    head = q.Head((focal, friend), focal, viewer, all_sections=True, limit=20, window=20)
+    got = await q.level(world.db, conversation, [q.Fetch(p, 3) for p in parents], "ranked", 0,
+                        head)
+    for rows in got.values():
+        ids = [p.id for p in rows.head]
+        assert len(ids) == len(set(ids)) == 12   # 4 each by the focal author, viewer, friend
+        assert [p.author.id for p in rows.head][:4] == [focal] * 4
