@@ -65,9 +65,10 @@ def _level_sql(sort: str, keyed: bool, with_head: bool, followed: bool) -> str:
     if with_head:
         # The followed accounts are matched outside the per-parent windows, through one hash
         # of $5 for the whole level (inside, the array would be hashed again for every window).
-        # The parts are joined with UNION ALL: a listed row and a head row differ by `src`,
-        # and the one row found twice, a followed account's that is the focal author's or the
-        # viewer's, level() drops (a hash aggregate over every row cost the database ~7%).
+        # The parts are joined with UNION ALL (a hash aggregate over every row cost the
+        # database ~7%): a listed row and a head row differ by `src`, and the one row two head
+        # parts can both find, a reply by a followed account that is also the focal author,
+        # level() keeps once.
         window = " UNION ALL ".join(f"""
             (SELECT p.id, p.author_id FROM posts p
              WHERE p.conversation_id = $1 AND p.in_reply_to_id = q.parent_id
@@ -95,7 +96,7 @@ def _level_sql(sort: str, keyed: bool, with_head: bool, followed: bool) -> str:
     # level of the 1M conversation), and a plan made for the actual parameters (psql,
     # EXPLAIN, a pool without force_generic_plan) merge-joins the whole post_counts table:
     # 72 ms instead of 1.4, and growing with the table.
-    bound = 7 if keyed else 11 if with_head else 5
+    bound = 7 if keyed else 11 if with_head else 5   # the parameter after level()'s others
     return f"""
     SELECT c.parent_id, c.src, {POST_COLUMNS}
     FROM (SELECT * FROM (
