@@ -5,8 +5,10 @@ themselves are tested on a fake clock in tests/test_admission.py."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
@@ -16,6 +18,19 @@ from service.resilience.admission import Priority
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 SLOW_S = 0.05
+
+
+@pytest.fixture(autouse=True)
+def frozen_heap():
+    """As `arbor serve` does once started (service/http/gc_tuning.py), the heap so far is
+    frozen. A full collection of this test process's heap (every earlier test's objects)
+    pauses the one event loop that server and clients share: up to 82 ms after the suite's
+    first five files (measured with gc.callbacks), most of a polite waiter's allowance (4 x
+    the target), the likely cause of a polite 503 in one fresh-clone CI run."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 async def _app(aiohttp_client, settings, **overrides):
@@ -153,7 +168,9 @@ async def test_a_polite_client_is_not_pushed_out_by_a_greedy_one(aiohttp_client,
     await asyncio.gather(*workers, sampler)
     answers = [a for client_answers in polite for a in client_answers]
     assert len(answers) >= 20
-    assert [a[0] for a in answers] == [200] * len(answers)
+    refused = [(round(a[3], 3), a[2][:120]) for a in answers if a[0] != 200]
+    assert not refused, (refused, app[ADMISSION].snapshot()["shed_by_reason"],
+                         f"largest loop lag {max(lags):.3f} s")
     # each waited for a departure or two (25 ms each on 2 slots of 50 ms), never behind the
     # greedy client's backlog
     assert max(a[3] for a in answers) < SLOW_S + 0.1 + 3 * max(lags)
