@@ -5,6 +5,7 @@ real worker processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import asyncpg
 
@@ -251,11 +252,7 @@ async def test_concurrent_likes_through_a_share_fences_and_each_shows_through_b(
 
 async def test_fences_asked_for_together_share_one_notice_and_later_ones_get_their_own(
         pg_dsn):
-    from storage.change_feed import ChangeFeed
-    feed = ChangeFeed(pg_dsn, on_change=lambda _p: None, on_reset=lambda: None)
-    task = asyncio.create_task(feed.run())
-    try:
-        assert await feed.wait_up(5)
+    async with _running_feed(pg_dsn) as feed:
         assert await asyncio.gather(*(feed.fence(2.0) for _ in range(20))) == [True] * 20
         assert feed.fence_notices == 1   # all asked before it was sent
         # one asked while a notice is on its way cannot use it (that notice may precede its
@@ -267,9 +264,6 @@ async def test_fences_asked_for_together_share_one_notice_and_later_ones_get_the
         assert await first and await second
         assert feed.fence_notices == 3
         assert feed.fences_incomplete == 0 and not feed._fences and feed._forming is None
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _listening(pg_dsn):
@@ -277,6 +271,20 @@ async def _listening(pg_dsn):
     con = await asyncpg.connect(pg_dsn)
     await con.add_listener("arbor.changes", lambda *args: got.append(args[-1]))
     return con, got
+
+
+@contextlib.asynccontextmanager
+async def _running_feed(pg_dsn):
+    """A ChangeFeed of its own, running and up, stopped after."""
+    from storage.change_feed import ChangeFeed
+    feed = ChangeFeed(pg_dsn, on_change=lambda _p: None, on_reset=lambda: None)
+    task = asyncio.create_task(feed.run())
+    try:
+        assert await feed.wait_up(5)
+        yield feed
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_reaction_is_notified_with_its_fence_not_from_its_transaction(
@@ -312,50 +320,41 @@ async def _async(value):
 
 
 async def test_a_fence_carries_its_writers_ids_in_notices_of_at_most_100(pg_dsn):
-    from storage.change_feed import ChangeFeed
-    feed = ChangeFeed(pg_dsn, on_change=lambda _p: None, on_reset=lambda: None)
-    task = asyncio.create_task(feed.run())
-    con, got = await _listening(pg_dsn)
-    try:
-        assert await feed.wait_up(5)
-        await asyncio.sleep(0.1)
-        del got[:]
-        # 150 writers waiting on one fence, each with its viewer
-        assert await asyncio.gather(*(feed.fence(2.0, {"u": [i]}) for i in range(1, 151))) \
-            == [True] * 150
-        await asyncio.sleep(0.1)
-        # (other apps of the session fold likes meanwhile: their `c:` notices are not ours)
-        mine = [p for p in got if p.startswith(("u:", "f:"))]
-        assert [p.split(":")[0] for p in mine] == ["u", "u", "f"], mine
-        assert sorted(int(x) for p in mine[:2] for x in p[2:].split(",")) == list(range(1, 151))
-        assert feed.fence_notices == 1
-    finally:
-        await con.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    async with _running_feed(pg_dsn) as feed:
+        con, got = await _listening(pg_dsn)
+        try:
+            await asyncio.sleep(0.1)
+            del got[:]
+            # 150 writers waiting on one fence, each with its viewer
+            assert await asyncio.gather(*(feed.fence(2.0, {"u": [i]})
+                                          for i in range(1, 151))) == [True] * 150
+            await asyncio.sleep(0.1)
+            # (other apps of the session fold likes meanwhile: their `c:` notices are not ours)
+            mine = [p for p in got if p.startswith(("u:", "f:"))]
+            assert [p.split(":")[0] for p in mine] == ["u", "u", "f"], mine
+            assert sorted(int(x) for p in mine[:2] for x in p[2:].split(",")) == \
+                list(range(1, 151))
+            assert feed.fence_notices == 1
+        finally:
+            await con.close()
 
 
 async def test_a_fence_nobody_waits_for_any_more_still_sends_its_writers_notices(pg_dsn):
     """Writers that gave up on a fence before it went out (their bound ran out while the
     connection was busy) still have their `u:` notices sent: they are what tells the other
     processes."""
-    from storage.change_feed import ChangeFeed
-    feed = ChangeFeed(pg_dsn, on_change=lambda _p: None, on_reset=lambda: None)
-    task = asyncio.create_task(feed.run())
-    con, got = await _listening(pg_dsn)
-    try:
-        assert await feed.wait_up(5)
-        await asyncio.sleep(0.1)
-        del got[:]
-        async with feed._lock:            # the listening connection busy for a while
-            assert await feed.fence(0.05, {"u": [42]}) is False   # gave up
-        await asyncio.sleep(0.2)
-        assert [p for p in got if p.startswith(("u:", "f:"))] == ["u:42"], got
-        assert feed.fence_notices == 0 and feed.fences_incomplete == 1
-    finally:
-        await con.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    async with _running_feed(pg_dsn) as feed:
+        con, got = await _listening(pg_dsn)
+        try:
+            await asyncio.sleep(0.1)
+            del got[:]
+            async with feed._lock:            # the listening connection busy for a while
+                assert await feed.fence(0.05, {"u": [42]}) is False   # gave up
+            await asyncio.sleep(0.2)
+            assert [p for p in got if p.startswith(("u:", "f:"))] == ["u:42"], got
+            assert feed.fence_notices == 0 and feed.fences_incomplete == 1
+        finally:
+            await con.close()
 
 
 async def test_without_a_fence_a_like_is_still_notified(aiohttp_client, settings, world):
